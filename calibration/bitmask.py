@@ -1,0 +1,40 @@
+"""Bit assignments of the Ge permanent mask (pmask) and of BCD bit masks (bmask).
+
+The pmask bits follow the SSC Ge pmask [mips-facts 6.2]: 2 noisy pixel, 3 bad
+electronic nonlinearity, 8 bad half of the 70 um array, 14 bad pixel.  The
+SSC's MIPS bmask tables (HB 6.6/6.7) were not seen, so the BCD bits follow the
+SSC Si/IRS convention where a meaning matches and are otherwise our own
+(UNCONFIRMED against the archive); README.md documents the table.
+"""
+from __future__ import annotations
+
+__all__ = ["PMASK", "BMASK", "PMASK_FATAL", "describe"]
+
+PMASK = {
+    "NOISY": 1 << 2,
+    "BAD_ENL": 1 << 3,
+    "BAD_HALF": 1 << 8,
+    "BAD_PIXEL": 1 << 14,
+}
+
+# Pixels with any of these pmask bits are not used [SSC pmask page: 70 um 16644 = bits 2, 8, 14]
+PMASK_FATAL = PMASK["NOISY"] | PMASK["BAD_HALF"] | PMASK["BAD_PIXEL"]
+
+BMASK = {
+    "SATURATED": 1 << 2,     # at least one read at or above the saturation level
+    "JUMP": 1 << 3,          # a jump (cosmic ray) found along the ramp
+    "ENL_FAILED": 1 << 4,    # nonlinearity not invertible for some read (dropped)
+    "NO_SLOPE": 1 << 5,      # no segment with enough good reads: no slope
+    "STIM_NEAREST": 1 << 6,  # responsivity from the nearest flash only (no bracketing pair)
+    "NO_STIM": 1 << 7,       # no valid stim-minus-background for this pixel: uncalibrated
+    "SHORT_RAMP": 1 << 9,    # slope from fewer reads than the DCE had (jumps, saturation)
+    "PMASK": 1 << 14,        # a fatal pmask bit is set
+}
+
+
+def describe(table: dict[str, int]) -> str:
+    """A markdown table of ``table`` (name -> bit value)."""
+    rows = ["| bit | value | name |", "|---|---|---|"]
+    for name, value in table.items():
+        rows.append(f"| {value.bit_length() - 1} | {value} | {name} |")
+    return "\n".join(rows)

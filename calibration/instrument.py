@@ -1,0 +1,139 @@
+"""MIPS array geometry, timing and detector constants, each with its source.
+
+Numbers come from ``shared/docs/mips-facts.md``; the tag after each value names
+its source there.  Numbers that no seen source confirms are marked
+UNCONFIRMED: they are configurable (the simulator's TOML configuration and the
+calibration products can override them) and their default is explained here.
+
+Timing
+------
+One "MIPS second" is 1.048576 s [HB 5.1.2 /56].  The Ge arrays (70, 160 um)
+are read every 1/8 MIPS second = 0.131072 s [HB 2.4.3 /14]; a 3, 4 or 10 MIPS-s
+DCE has 24, 32 or 80 reads [GeRT /4].  At 160 um a 10 MIPS-s DCE is split into
+two 5 MIPS-s ramps by a mid-exposure reset [HB 2.4.3 /14].
+
+Units
+-----
+Raw data are DN.  Slopes are DN/s.  The stim-calibrated Ge unit is "MIPS70" /
+"MIPS160": a slope divided by the stim-minus-background slope of the same
+pixel, which ``FLUXCONV`` (MJy/sr per MIPS unit) turns into surface brightness.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MIPS_SECOND_S", "GE_READ_TIME_S", "SI_READ_TIME_S", "BandSpec", "BANDS",
+           "band_spec", "ge_reads_per_dce", "ARCSEC2_PER_SR"]
+
+MIPS_SECOND_S = 1.048576          # s per MIPS second [HB 5.1.2 /56, DERIVED]
+GE_READ_TIME_S = MIPS_SECOND_S / 8  # 0.131072 s between Ge reads [HB 2.4.3 /14]
+SI_READ_TIME_S = MIPS_SECOND_S / 2  # 0.524288 s between Si:As samples [HB 5.1.2 /56]
+ARCSEC2_PER_SR = (180.0 / 3.141592653589793 * 3600.0) ** 2
+
+# Ge reads per DCE by exposure time in MIPS seconds [GeRT /4]
+_GE_READS = {3: 24, 4: 32, 10: 80}
+
+
+def ge_reads_per_dce(exptime_mips_s: int) -> int:
+    """Number of Ge reads in a DCE of ``exptime_mips_s`` MIPS seconds (3, 4 or 10)."""
+    try:
+        return _GE_READS[int(exptime_mips_s)]
+    except KeyError:
+        raise ValueError(f"Ge DCE exposure must be one of {sorted(_GE_READS)} MIPS s, "
+                         f"got {exptime_mips_s!r}") from None
+
+
+@dataclass(frozen=True)
+class BandSpec:
+    """Constants of one MIPS array.
+
+    Attributes
+    ----------
+    band : int
+        Wavelength name in um (24, 70, 160).
+    chnlnum : int
+        SSC channel number (1, 2, 3) used in file names and CHNLNUM.
+    shape : tuple of int
+        (NY, NX) of the raw frames.
+    pixel_arcsec : float
+        Nominal pixel size, arcsec.
+    read_time_s : float
+        Time between reads, s.
+    gain_e_per_dn : float
+        Conversion gain, e-/DN.
+    read_noise_dn : float
+        Noise of one read, DN (UNCONFIRMED for all arrays, see module notes).
+    saturation_dn : float
+        Reads at or above this raw level are flagged saturated, DN.
+    adc_max_dn : int
+        A/D full scale, DN (16-bit).
+    dn_s_per_mjysr : float
+        Slope per unit surface brightness at nominal responsivity and flat = 1,
+        DN/s per MJy/sr.
+    stim_dn_s : float
+        Array-median stim-flash slope at nominal responsivity, DN/s.
+    dark_mips : float
+        Array-median dark current in calibrated (stim) units.
+    lambda_um : float
+        Reference wavelength, um.
+    """
+
+    band: int
+    chnlnum: int
+    shape: tuple[int, int]
+    pixel_arcsec: float
+    read_time_s: float
+    gain_e_per_dn: float
+    read_noise_dn: float
+    saturation_dn: float
+    adc_max_dn: int
+    dn_s_per_mjysr: float
+    stim_dn_s: float
+    dark_mips: float
+    lambda_um: float
+
+    @property
+    def pixel_sr(self) -> float:
+        """Solid angle of one nominal pixel, sr."""
+        return self.pixel_arcsec ** 2 / ARCSEC2_PER_SR
+
+
+BANDS: dict[int, BandSpec] = {
+    70: BandSpec(
+        band=70, chnlnum=2,
+        shape=(32, 32),                  # right half (16 columns) dead [HB 6.5 /68]
+        pixel_arcsec=9.98,               # wide field [Cookbook]
+        read_time_s=GE_READ_TIME_S,
+        gain_e_per_dn=7.1,               # [CNT]
+        read_noise_dn=20.0,              # UNCONFIRMED: per-read noise; anchors.md 1.7 uses 2-20 DN
+        saturation_dn=62500.0,           # mips_sloper high threshold [stimcal]
+        adc_max_dn=65535,                # 16-bit A/D [DERIVED, mips-facts 2.2]
+        dn_s_per_mjysr=44.8,             # pre-launch 1 MJy/sr = 44.8 DN/s [CNT]
+        stim_dn_s=10000.0,               # in-flight ~1e4 DN/s array average [IOC-247/248H]
+        dark_mips=7.0e-3,                # (5-10)e-3 MIPS70 [IOC-911P, 911H1]
+        lambda_um=71.42,                 # [HB /51]
+    ),
+    160: BandSpec(
+        band=160, chnlnum=3,
+        shape=(3, 20),                   # 2x20 + blank middle row [HB 3.1.5 /25; mips_sloper 3x20]
+        pixel_arcsec=16.0,               # [Cookbook, CNT]
+        read_time_s=GE_READ_TIME_S,
+        gain_e_per_dn=7.1,               # [CNT]
+        read_noise_dn=20.0,              # UNCONFIRMED (as 70 um)
+        saturation_dn=61000.0,           # mips_sloper high threshold [stimcal]
+        adc_max_dn=65535,
+        dn_s_per_mjysr=68.0,             # pre-launch 1 MJy/sr = 68.0 DN/s [CNT]
+        stim_dn_s=8000.0,                # UNCONFIRMED: flight 35000 DN/s at DAC 0x40 would saturate
+                                         # a 5 s ramp; default assumes a lower (quarter) DAC setting
+        dark_mips=2.6e-2,                # (2.58+-1.28)e-2 MIPS160 [IOC-912K]
+        lambda_um=155.9,                 # [HB /51]
+    ),
+}
+
+
+def band_spec(band: int) -> BandSpec:
+    """Return the :class:`BandSpec` of ``band`` (70 or 160; 24 is not yet implemented)."""
+    try:
+        return BANDS[int(band)]
+    except (KeyError, ValueError):
+        raise ValueError(f"unsupported band {band!r}: expected one of {sorted(BANDS)}") from None

@@ -1,0 +1,103 @@
+"""Ge calibration products: dark, illumination correction, nonlinearity, pmask, flux conversion.
+
+One multi-extension FITS file per band in ``data/cal/`` holds a coherent
+product set with an id (``CALID``) that every BCD records.  Extensions:
+
+``DARK``      dark current in calibrated units (MIPS70/MIPS160) per pixel
+``ILLUM``     illumination correction IC = sky flat / stim pattern, median 1
+``ENL_BETA``  electronic-nonlinearity coefficient (see :mod:`.nonlinearity`)
+``ENL_ZERO``  raw level of zero integrated signal, DN
+``PMASK``     permanent bad-pixel mask (bits in :mod:`.bitmask`)
+``READNOIS``  noise of one read, DN
+
+The primary header carries ``BAND``, ``CALID``, ``FLUXCONV`` (MJy/sr per
+MIPS unit), ``GAIN`` (e-/DN) and ``SATLEVEL`` (DN).  Reprocessing sees only
+these products, never the simulator's truth: a product set may be made wrong
+on purpose to test what an error in it does.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+__all__ = ["CalProducts", "default_products_path", "load_products", "write_products"]
+
+_MAPS = ("dark", "illum", "enl_beta", "enl_zero", "pmask", "read_noise")
+_EXTNAMES = {"dark": "DARK", "illum": "ILLUM", "enl_beta": "ENL_BETA", "enl_zero": "ENL_ZERO",
+             "pmask": "PMASK", "read_noise": "READNOIS"}
+
+
+@dataclass
+class CalProducts:
+    """A Ge calibration-product set (maps are ``(NY, NX)`` arrays)."""
+
+    band: int
+    calid: str
+    fluxconv: float          # MJy/sr per MIPS unit
+    gain: float              # e-/DN
+    saturation_dn: float     # DN
+    dark: np.ndarray         # MIPS units
+    illum: np.ndarray        # dimensionless, median 1 over good pixels
+    enl_beta: np.ndarray     # dimensionless
+    enl_zero: np.ndarray     # DN
+    pmask: np.ndarray        # int
+    read_noise: np.ndarray   # DN per read
+    meta: dict = field(default_factory=dict)
+
+    def check_shape(self, shape: tuple[int, int], where: str) -> None:
+        """Raise ValueError if the maps do not have ``shape``."""
+        if self.dark.shape != tuple(shape):
+            raise ValueError(f"{where}: frame shape {tuple(shape)} does not match calibration "
+                             f"products {self.calid} shape {self.dark.shape}")
+
+
+def default_products_path(band: int) -> Path:
+    """Path of the shipped product set of ``band``."""
+    return Path(str(resources.files("data") / "cal" / f"mips{int(band)}_cal.fits"))
+
+
+def load_products(band: int, path: str | os.PathLike | None = None) -> CalProducts:
+    """Read a product set (the shipped one of ``band`` when ``path`` is None)."""
+    path = Path(path) if path is not None else default_products_path(band)
+    try:
+        with fits.open(path) as hdul:
+            hdr = hdul[0].header
+            maps = {k: np.array(hdul[_EXTNAMES[k]].data) for k in _MAPS}
+            prod = CalProducts(band=int(hdr["BAND"]), calid=str(hdr["CALID"]),
+                               fluxconv=float(hdr["FLUXCONV"]), gain=float(hdr["GAIN"]),
+                               saturation_dn=float(hdr["SATLEVEL"]), **maps,
+                               meta={"path": str(path)})
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: calibration products not found") from None
+    except KeyError as exc:
+        raise ValueError(f"{path}: calibration products lack {exc}") from None
+    if prod.band != int(band):
+        raise ValueError(f"{path}: products are for band {prod.band}, not {band}")
+    prod.pmask = prod.pmask.astype(np.int32)
+    return prod
+
+
+def write_products(prod: CalProducts, path: str | os.PathLike, *, provenance: str = "") -> None:
+    """Write ``prod`` to ``path`` (atomically)."""
+    hdr = fits.Header()
+    hdr["BAND"] = (prod.band, "[um] MIPS band")
+    hdr["CALID"] = (prod.calid, "calibration product set id")
+    hdr["FLUXCONV"] = (prod.fluxconv, "[MJy/sr per MIPS unit] flux conversion")
+    hdr["GAIN"] = (prod.gain, "[e-/DN] conversion gain")
+    hdr["SATLEVEL"] = (prod.saturation_dn, "[DN] raw saturation level")
+    for line in provenance.splitlines():
+        hdr.add_history(line)
+    hdus = [fits.PrimaryHDU(header=hdr)]
+    for k in _MAPS:
+        data = getattr(prod, k)
+        data = data.astype(np.int32) if k == "pmask" else data.astype(np.float32)
+        hdus.append(fits.ImageHDU(data, name=_EXTNAMES[k]))
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fits.HDUList(hdus).writeto(tmp, overwrite=True)
+    os.replace(tmp, path)

@@ -1,0 +1,160 @@
+"""The ``mips`` command: simulate, reprocess, validate, demo.
+
+This front door is the only code that uses both the simulator and the
+reprocessor.  Errors on bad input are one line on stderr with a non-zero exit
+status; nothing is overwritten without ``--overwrite``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "Progress"]
+
+log = logging.getLogger("mips")
+
+
+class Progress:
+    """A progress bar on a terminal, log lines otherwise."""
+
+    def __init__(self, label: str, stream=None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._last = -1
+        self._t0 = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        pct = int(100 * done / max(total, 1))
+        if self.tty:
+            bar = "#" * (pct // 4)
+            self.stream.write(f"\r{self.label:<11} [{bar:<25}] {pct:3d}% ({done}/{total})")
+            if done >= total:
+                self.stream.write(f"  {time.monotonic() - self._t0:.1f} s\n")
+            self.stream.flush()
+        elif pct // 25 != self._last // 25 or done >= total:
+            log.info("%s: %d/%d (%d%%)", self.label, done, total, pct)
+        self._last = pct
+
+
+def _cmd_simulate(args) -> int:
+    from mipssim.config import load_config
+    from mipssim.observe import simulate
+    overrides = {"band": args.band, "mode": args.mode, "seed": args.seed, "n_dce": args.n_dce}
+    if args.no_stim_flash:
+        overrides["include_stim"] = False
+    cfg = load_config(args.config, **overrides)
+    simulate(cfg, args.out, overwrite=args.overwrite, progress=Progress("simulate"))
+    print(f"simulated band {cfg.band} ({cfg.n_dce} DCEs, seed {cfg.seed}) into {args.out}")
+    return 0
+
+
+def _cmd_reprocess(args) -> int:
+    from reprocess.ge_pipeline import load_reprocess_config, reprocess_ge
+    cfg = load_reprocess_config(args.config, jump_threshold=args.jump_threshold,
+                                stim_mode=args.stim, products=args.products)
+    status = 0
+    for obs in args.dirs:
+        try:
+            rep = reprocess_ge(obs, config=cfg, keep_going=args.keep_going,
+                               overwrite=args.overwrite, progress=Progress("reprocess"))
+        except (ValueError, FileNotFoundError, FileExistsError, OSError) as exc:
+            if not args.keep_going:
+                raise
+            print(f"mips reprocess: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{obs}: {rep.n_bcd} BCDs written to {rep.out_dir} "
+              f"({rep.n_stim} stim DCEs used for calibration)")
+        if rep.failures:
+            status = 1
+            print(f"{len(rep.failures)} file(s) failed:", file=sys.stderr)
+            for path, problem in rep.failures:
+                print(f"  {path}: {problem}", file=sys.stderr)
+    return status
+
+
+def _cmd_validate(args) -> int:
+    from mips.validate import format_report, plot_validation, validate, write_json
+    res = validate(args.dir)
+    print(format_report(res))
+    json_path = Path(args.json) if args.json else Path(args.dir) / "validation.json"
+    write_json(res, json_path)
+    plot_path = Path(args.plot) if args.plot else Path(args.dir) / "validation.png"
+    plot_validation(res, plot_path)
+    print(f"wrote {json_path} and {plot_path}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from mips.demo import run_demo
+    return run_demo(args.out, band=args.band, seed=args.seed, n_dce=args.n_dce,
+                    overwrite=args.overwrite)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mips", description=(
+        "Spitzer MIPS toolkit: simulate raw data with known truth, reprocess raw DCEs into BCDs, "
+        "and validate the BCDs against the truth."))
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="simulate one observation (raw DCEs + truth.h5)")
+    s.add_argument("--band", type=int, choices=(24, 70, 160), default=None,
+                   help="array (70 or 160 implemented; default 70)")
+    s.add_argument("--mode", choices=("photometry", "scan"), default=None,
+                   help="observing mode (photometry implemented)")
+    s.add_argument("--seed", type=int, default=None, help="random seed (default 1)")
+    s.add_argument("--n-dce", type=int, default=None, help="number of DCEs (default 240)")
+    s.add_argument("--no-stim-flash", action="store_true", help="switch the stim flash off")
+    s.add_argument("--config", help="TOML file of simulator parameters (see mipssim/config.py)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing observation")
+    s.set_defaults(func=_cmd_simulate)
+
+    r = sub.add_parser("reprocess", help="turn DIR/raw into DIR/bcd (BCD, _bunc, _bmask)")
+    r.add_argument("dirs", nargs="+", metavar="DIR", help="observation folder(s)")
+    r.add_argument("--keep-going", action="store_true",
+                   help="skip bad files (and folders), list the failures at the end")
+    r.add_argument("--overwrite", action="store_true", help="replace existing products")
+    r.add_argument("--stim", choices=("interp", "constant"), default=None,
+                   help="responsivity: interpolate stim flashes in time (default) or hold constant")
+    r.add_argument("--jump-threshold", type=float, default=None,
+                   help="jump threshold in sigma of one read difference (default 4.5)")
+    r.add_argument("--products", help="calibration product set (FITS) instead of the shipped one")
+    r.add_argument("--config", help="TOML file of reprocessing parameters")
+    r.set_defaults(func=_cmd_reprocess)
+
+    v = sub.add_parser("validate", help="score DIR/bcd against DIR/truth.h5")
+    v.add_argument("dir", metavar="DIR")
+    v.add_argument("--json", help="write the figures here (default DIR/validation.json)")
+    v.add_argument("--plot", help="write the plot here (default DIR/validation.png)")
+    v.set_defaults(func=_cmd_validate)
+
+    d = sub.add_parser("demo", help="simulate, reprocess and validate a default 70 um observation")
+    d.add_argument("--out", default="demo_out", help="working folder (default ./demo_out)")
+    d.add_argument("--band", type=int, choices=(70, 160), default=70)
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--n-dce", type=int, default=None, help="DCEs to simulate (default 240)")
+    d.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, OSError, KeyError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"mips {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Ge:Ga detector physics, read by read.
+
+For each read interval ``k`` of a DCE the photocurrent ``R_k * I`` (DN/s at
+nominal responsivity ``I`` times the responsivity in force) delivers
+``Poisson(R_k I dt gain)`` electrons; they accumulate into the integrated
+signal ``q`` (DN), which restarts at every reset (two ramps per 10 s DCE at
+160 um).  Cosmic rays add charge in the interval they hit and raise the
+pixel's responsivity by a random step that relaxes with ``cr_resp_tau_s``
+(CR-induced responsivity changes, [IOC-2015]; sizes UNCONFIRMED).  The
+electronic nonlinearity compresses ``q`` (:mod:`calibration.nonlinearity`);
+the reset level (with per-ramp kTC-like scatter) and Gaussian read noise are
+added at the output; the A/D converter rounds and clips to 0..65535.
+
+Each effect draws from its own random stream (``SeedSequence.spawn``), in a
+fixed order per DCE, so switching one effect off never changes another's
+noise.  Every random event is returned for the truth file.
+
+Design trade-off: DCEs are simulated one at a time (the responsivity state
+carries from one to the next); a Ge frame is tiny (32x32 or 3x20), so the
+per-DCE numpy work is a few hundred microseconds and batching DCEs would buy
+little.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibration import nonlinearity
+
+__all__ = ["STREAMS", "DriftModel", "RampTruth", "CRState", "simulate_ramps"]
+
+STREAMS = ("scene", "drift", "poisson", "read_noise", "reset_noise", "cosmic_rays",
+           "cr_responsivity")
+
+
+@dataclass
+class DriftModel:
+    """Common slow responsivity drift: a sum of sinusoids normalised to ``rms``.
+
+    The pixel-level drift is ``drift(t) * (1 + spread * z_pix)``.
+    """
+
+    periods_s: np.ndarray
+    phases: np.ndarray
+    rms: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, *, rms: float, min_period_s: float,
+             max_period_s: float, n_terms: int = 4) -> DriftModel:
+        periods = np.exp(rng.uniform(np.log(min_period_s), np.log(max_period_s), n_terms))
+        return cls(periods_s=periods, phases=rng.uniform(0, 2 * np.pi, n_terms), rms=rms)
+
+    def __call__(self, t_s: np.ndarray) -> np.ndarray:
+        t = np.asarray(t_s, dtype=float)[..., None]
+        wave = np.sin(2 * np.pi * t / self.periods_s + self.phases).sum(-1)
+        return self.rms * wave / np.sqrt(len(self.periods_s) / 2.0)
+
+
+@dataclass
+class CRState:
+    """Per-pixel fractional responsivity excess left by cosmic rays (carried between DCEs)."""
+
+    excess: np.ndarray
+
+    def relax(self, dt_s: float, tau_s: float) -> None:
+        self.excess *= np.exp(-dt_s / tau_s)
+
+
+@dataclass
+class RampTruth:
+    """What one simulated DCE really contained."""
+
+    raw: np.ndarray             # (NREADS, NY, NX) uint16
+    slope_dn_s: np.ndarray      # noiseless mean slope, DN/s
+    responsivity: np.ndarray    # mean responsivity over the DCE
+    cr_events: np.ndarray       # structured: read, y, x, amplitude_dn
+
+
+CR_DTYPE = np.dtype([("read", "i4"), ("y", "i4"), ("x", "i4"), ("amplitude_dn", "f8")])
+
+
+def simulate_ramps(current_dn_s: np.ndarray, *, t_reads_s: np.ndarray, ramp_starts: np.ndarray,
+                   detector, cfg, drift: DriftModel, cr_state: CRState,
+                   streams: dict[str, np.random.Generator]) -> RampTruth:
+    """Simulate one DCE.
+
+    Parameters
+    ----------
+    current_dn_s : (NY, NX) array
+        Signal at nominal responsivity (sky + stim + dark), DN/s.
+    t_reads_s : (NREADS,) array
+        Time of each read since the AOR start, s.
+    ramp_starts : (NREADS,) bool array
+        True at the first read after a reset.
+    detector : mipssim.detector.GeDetector
+    cfg : mipssim.config.SimConfig
+    drift : DriftModel
+    cr_state : CRState
+        Updated in place.
+    streams : dict of numpy Generators, keys :data:`STREAMS`
+    """
+    spec = detector.spec
+    gain = cfg.gain_e_per_dn or spec.gain_e_per_dn
+    dt = spec.read_time_s
+    nreads = len(t_reads_s)
+    shape = (nreads,) + current_dn_s.shape
+
+    # responsivity per read interval: drift, then cosmic-ray steps
+    resp = np.ones(shape)
+    if cfg.include_drift:
+        resp += drift(t_reads_s)[:, None, None] * (1.0 + cfg.drift_pixel_spread * detector.drift_z)
+    hits = np.zeros(shape, dtype=np.int64)
+    if cfg.include_cosmic_rays:
+        hits = streams["cosmic_rays"].poisson(cfg.cr_rate_per_s * dt, shape)
+        hits[ramp_starts] = 0      # charge before the first read of a ramp only moves the intercept
+    events, cr_charge = _cosmic_ray_charge(hits, cfg, streams["cosmic_rays"])
+    steps = np.zeros(shape)
+    if cfg.include_cosmic_rays and cfg.include_cr_responsivity and len(events):
+        sizes = streams["cr_responsivity"].exponential(cfg.cr_resp_step, len(events))
+        np.add.at(steps, (events["read"], events["y"], events["x"]), sizes)
+    decay = np.exp(-dt / cfg.cr_resp_tau_s)
+    for k in range(nreads):
+        if k:
+            cr_state.excess *= decay
+        cr_state.excess += steps[k]
+        resp[k] += cr_state.excess
+
+    # charge per interval (DN), integrated within each ramp
+    mean_dn = resp * current_dn_s * dt
+    if cfg.include_poisson:
+        delta = streams["poisson"].poisson(np.maximum(mean_dn, 0.0) * gain) / gain
+    else:
+        delta = mean_dn
+    q = _integrate(delta + cr_charge, ramp_starts)
+    measured = nonlinearity.forward(q, detector.enl_beta) if cfg.include_nonlinearity else q
+
+    level = np.broadcast_to(detector.enl_zero, shape).copy()
+    if cfg.include_reset_noise:
+        ramp_id = np.cumsum(ramp_starts) - 1
+        jitter = streams["reset_noise"].normal(0.0, cfg.reset_noise_dn, (ramp_id[-1] + 1,) + current_dn_s.shape)
+        level += jitter[ramp_id]
+    if cfg.include_read_noise:
+        level += streams["read_noise"].standard_normal(shape) * detector.read_noise
+    raw = np.clip(np.rint(level + measured), 0, spec.adc_max_dn).astype(np.uint16)
+
+    interval = ~ramp_starts
+    slope = (resp[interval] * current_dn_s).mean(axis=0)
+    return RampTruth(raw=raw, slope_dn_s=slope, responsivity=resp.mean(axis=0), cr_events=events)
+
+
+def _cosmic_ray_charge(hits, cfg, rng):
+    """Amplitudes (log-normal, DN of charge) of the hits; returns the event table and charge cube."""
+    charge = np.zeros(hits.shape)
+    idx = np.nonzero(hits)
+    if not len(idx[0]):
+        return np.zeros(0, dtype=CR_DTYPE), charge
+    reps = hits[idx]
+    read, y, x = (np.repeat(a, reps) for a in idx)
+    amp = cfg.cr_amp_median_dn * np.exp(cfg.cr_amp_sigma_ln * rng.standard_normal(len(read)))
+    np.add.at(charge, (read, y, x), amp)
+    events = np.zeros(len(read), dtype=CR_DTYPE)
+    events["read"], events["y"], events["x"], events["amplitude_dn"] = read, y, x, amp
+    return events, charge
+
+
+def _integrate(delta, ramp_starts):
+    """Cumulative sum over reads that restarts at every ramp start."""
+    q = np.cumsum(delta, axis=0)
+    starts = np.flatnonzero(ramp_starts)
+    for s in starts[1:]:
+        q[s:] -= q[s - 1]
+    return q

@@ -1,0 +1,115 @@
+"""The sky: point sources (Jy), smooth extended emission and background (MJy/sr).
+
+Backgrounds are smooth on the scale of a pixel, so they are evaluated at pixel
+centres; the extended blob is a Gaussian whose width already includes the
+PSF (its FWHM is added in quadrature), which is exact for a Gaussian PSF and a
+close approximation for the real one on a blob several PSFs wide.  Point
+sources go through the real PRF (:mod:`.psf`).  Fluxes at other bands follow a
+blackbody of the source's temperature (colour corrections ignored: the
+catalogue records what was put in).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.table import QTable
+from astropy.wcs import WCS
+
+from calibration.instrument import BANDS
+
+from .psf import PSF_TEMPERATURES_K, load_prf
+
+__all__ = ["Scene", "make_scene"]
+
+_LAMBDA_UM = {24: 23.68, 70: 71.42, 160: 155.9}
+_FWHM_ARCSEC = {70: 18.9, 160: 43.2}   # pre-launch model FWHM [CNT]
+
+
+def _bb_nu(lam_um, t_k):
+    """Planck B_nu up to a constant, at wavelength ``lam_um``."""
+    x = 14387.77 / (lam_um * t_k)
+    return 1.0 / (lam_um ** 3 * np.expm1(x))
+
+
+@dataclass
+class Scene:
+    """Sources and diffuse emission around a target (fluxes at the simulated band)."""
+
+    band: int
+    center: SkyCoord
+    sources: QTable              # ra, dec [deg], temperature_k, flux_jy_24/70/160
+    zodi_mjysr: float
+    cirrus_mjysr: float
+    cirrus_contrast: float
+    cirrus_phases: np.ndarray    # (3, 3): wave vectors and phases of the cirrus pattern
+    blob_peak_mjysr: float
+    blob_fwhm_arcsec: float
+    include_sources: bool = True
+    include_background: bool = True
+
+    def diffuse(self, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+        """Diffuse surface brightness at (ra, dec), MJy/sr."""
+        dx = (ra_deg - self.center.ra.deg) * np.cos(self.center.dec.rad) * 3600.0
+        dy = (dec_deg - self.center.dec.deg) * 3600.0
+        total = np.zeros(np.shape(ra_deg))
+        if self.include_background:
+            wave = sum(np.sin(kx * dx + ky * dy + ph) for kx, ky, ph in self.cirrus_phases)
+            total += self.zodi_mjysr + self.cirrus_mjysr * (1.0 + self.cirrus_contrast * wave / 3.0)
+        if self.include_sources and self.blob_peak_mjysr > 0:
+            fwhm = np.hypot(self.blob_fwhm_arcsec, _FWHM_ARCSEC[self.band])
+            sig2 = (fwhm / 2.3548) ** 2
+            amp = self.blob_peak_mjysr * (self.blob_fwhm_arcsec / fwhm) ** 2  # flux-conserving
+            total += amp * np.exp(-0.5 * ((dx - 40.0) ** 2 + (dy + 30.0) ** 2) / sig2)
+        return total
+
+    def render(self, wcs: WCS, shape: tuple[int, int]) -> np.ndarray:
+        """Mean surface brightness seen by each pixel of a frame with ``wcs``, MJy/sr."""
+        spec = BANDS[self.band]
+        yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+        ra, dec = wcs.all_pix2world(xx, yy, 0)
+        image = self.diffuse(ra, dec)
+        if self.include_sources and len(self.sources):
+            xs, ys = wcs.all_world2pix(self.sources["ra"].to_value(u.deg),
+                                       self.sources["dec"].to_value(u.deg), 0)
+            flux = self.sources[f"flux_jy_{self.band}"].to_value(u.Jy)
+            for k in range(len(self.sources)):
+                prf = load_prf(self.band, float(self.sources["temperature_k"][k]), spec.pixel_arcsec)
+                if not (-prf.radius_pix < xs[k] < shape[1] + prf.radius_pix
+                        and -prf.radius_pix < ys[k] < shape[0] + prf.radius_pix):
+                    continue
+                frac = prf(yy - ys[k], xx - xs[k])
+                image += flux[k] * frac / spec.pixel_sr / 1e6   # Jy -> MJy/sr
+        return image
+
+
+def make_scene(cfg, rng: np.random.Generator) -> Scene:
+    """Draw a scene from the configuration ``cfg`` (a :class:`~mipssim.config.SimConfig`)."""
+    center = SkyCoord(cfg.ra_deg * u.deg, cfg.dec_deg * u.deg)
+    n = cfg.n_sources
+    # sources within ~2 arcmin of the target: the good half of the 70 um array is 2.6' wide
+    r = 120.0 * np.sqrt(rng.uniform(0, 1, n))
+    theta = rng.uniform(0, 2 * np.pi, n)
+    coords = center.spherical_offsets_by(r * np.cos(theta) * u.arcsec, r * np.sin(theta) * u.arcsec)
+    flux = np.exp(rng.uniform(np.log(cfg.flux_min_jy), np.log(cfg.flux_max_jy), n))
+    if n:
+        flux[0] = cfg.flux_max_jy
+        coords = SkyCoord(np.r_[center.ra.deg, coords.ra.deg[1:]] * u.deg,
+                          np.r_[center.dec.deg, coords.dec.deg[1:]] * u.deg)
+    temps = rng.choice(np.array(PSF_TEMPERATURES_K, dtype=float), n)
+    table = QTable()
+    table["ra"] = coords.ra.to(u.deg) if n else [] * u.deg
+    table["dec"] = coords.dec.to(u.deg) if n else [] * u.deg
+    table["temperature_k"] = temps
+    ref = _bb_nu(_LAMBDA_UM[cfg.band], temps)
+    for b, lam in _LAMBDA_UM.items():
+        table[f"flux_jy_{b}"] = flux * _bb_nu(lam, temps) / ref * u.Jy
+    k = rng.uniform(0.005, 0.02, (3, 2)) * rng.choice([-1, 1], (3, 2))   # rad/arcsec: 5-20 arcmin waves
+    phases = np.column_stack([k, rng.uniform(0, 2 * np.pi, 3)])
+    return Scene(band=cfg.band, center=center, sources=table, zodi_mjysr=cfg.zodi_mjysr,
+                 cirrus_mjysr=cfg.cirrus_mjysr, cirrus_contrast=cfg.cirrus_contrast,
+                 cirrus_phases=phases, blob_peak_mjysr=cfg.blob_peak_mjysr,
+                 blob_fwhm_arcsec=cfg.blob_fwhm_arcsec, include_sources=cfg.include_sources,
+                 include_background=cfg.include_background)

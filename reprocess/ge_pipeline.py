@@ -1,0 +1,241 @@
+"""Ge raw -> BCD pipeline for one observation folder (GeRT-like).
+
+``reprocess_ge(obs_dir)`` reads ``obs_dir/raw/*_raw.fits`` and writes, into
+``obs_dir/bcd/``, for every sky DCE a BCD (MJy/sr), its ``_bunc`` (1 sigma)
+and ``_bmask`` (bits in :mod:`calibration.bitmask`), plus ``ramps.h5``
+holding every DCE's slope, error, jump flags and the stim responses (the
+GeRT intermediates, for validation and inspection).  Stim DCEs calibrate
+the others and get no BCD.
+
+Order of operations per DCE: saturation -> nonlinearity -> jumps -> slope
+(:mod:`.sloper`); then, over the observation, stim-minus-background ->
+responsivity interpolated in time -> dark -> illumination correction -> flux
+conversion (:mod:`.stim`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import h5py
+import numpy as np
+from astropy.io import fits
+
+from calibration.bitmask import BMASK, PMASK_FATAL
+from calibration.products import CalProducts, load_products
+
+from .io import IDENTITY_KEYWORDS, InputError, RawDCE, product_name, read_raw_dce, write_hdul
+from .ramps import DEFAULT_THRESHOLD, false_jump_rate
+from .sloper import slope_dce
+from .stim import calibrate, constant_response, interpolate_response, stim_minus_background
+
+__all__ = ["ReprocessConfig", "ReprocessReport", "reprocess_ge", "load_reprocess_config"]
+
+log = logging.getLogger(__name__)
+_WCS_PREFIXES = ("CTYPE", "CRPIX", "CRVAL", "CD1_", "CD2_", "A_", "B_", "AP_", "BP_", "RADESYS",
+                 "EQUINOX")
+
+
+@dataclass
+class ReprocessConfig:
+    """Reprocessing parameters (defaults < TOML file < command line)."""
+
+    jump_threshold: float = DEFAULT_THRESHOLD   # sigma of one read difference
+    min_segment_reads: int = 4                  # [GeRT /4]
+    stim_mode: str = "interp"                   # "interp" (GeRT) or "constant" (tracking off)
+    nonlinearity: bool = True
+    products: str | None = None                 # path of a product set; None = shipped one
+
+    def __post_init__(self):
+        if self.stim_mode not in ("interp", "constant"):
+            raise ValueError(f"stim_mode must be 'interp' or 'constant', got {self.stim_mode!r}")
+        if not self.jump_threshold > 0 or self.min_segment_reads < 2:
+            raise ValueError("jump_threshold must be > 0 and min_segment_reads >= 2")
+
+
+def load_reprocess_config(path=None, **overrides) -> ReprocessConfig:
+    """Defaults, then the TOML file at ``path``, then non-None ``overrides``."""
+    values: dict = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                values.update(tomllib.load(fh))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read configuration: {exc}") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(ReprocessConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path or 'configuration'}: unknown parameter(s) {', '.join(unknown)}")
+    return ReprocessConfig(**values)
+
+
+@dataclass
+class ReprocessReport:
+    """What a run did."""
+
+    out_dir: Path
+    n_bcd: int = 0
+    n_stim: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _software() -> str:
+    try:
+        return f"mips-toolkit {version('mips-toolkit')}"
+    except PackageNotFoundError:
+        return "mips-toolkit (not installed)"
+
+
+def _read_all(paths, keep_going, report):
+    dces: list[RawDCE] = []
+    shape = None
+    for p in paths:
+        try:
+            dce = read_raw_dce(p, expected_shape=shape)
+            if dces and dce.band != dces[0].band:
+                raise InputError(p, f"band {dce.band} differs from the observation's {dces[0].band}")
+            if dces and dce.reads.shape != dces[0].reads.shape:
+                raise InputError(p, f"cube shape {dce.reads.shape} differs from "
+                                    f"{dces[0].reads.shape} of the other DCEs")
+            shape = dce.reads.shape[1:]
+            dces.append(dce)
+        except InputError as exc:
+            if not keep_going:
+                raise
+            log.error("%s", exc)
+            report.failures.append((str(p), exc.problem))
+    return dces
+
+
+def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None = None,
+                 products: CalProducts | None = None, keep_going: bool = False,
+                 overwrite: bool = False, progress=None) -> ReprocessReport:
+    """Turn ``obs_dir/raw`` into ``obs_dir/bcd``; see the module notes.
+
+    Raises :class:`~reprocess.io.InputError` on the first bad input unless
+    ``keep_going``, in which case bad files are skipped and listed in the report.
+    """
+    cfg = config or ReprocessConfig()
+    obs = Path(obs_dir)
+    raw_dir = obs / "raw"
+    paths = sorted(raw_dir.glob("*_raw.fits")) if raw_dir.is_dir() else []
+    if not paths:
+        raise InputError(raw_dir, "no *_raw.fits files to reprocess")
+    bcd_dir = obs / "bcd"
+    if bcd_dir.exists() and any(bcd_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{bcd_dir}: already holds products (use --overwrite to replace them)")
+    report = ReprocessReport(out_dir=bcd_dir)
+    dces = _read_all(paths, keep_going, report)
+    if not dces:
+        raise InputError(raw_dir, "no readable raw DCE")
+    band = dces[0].band
+    prod = products or load_products(band, cfg.products)
+    prod.check_shape(dces[0].reads.shape[1:], str(dces[0].path))
+    dces.sort(key=lambda d: d.mjd_mid)
+
+    slopes = []
+    for i, dce in enumerate(dces):
+        slopes.append(slope_dce(dce.reads, read_time=float(dce.header["SAMPTIME"]),
+                                nramps=dce.nramps, gain=prod.gain, read_noise=prod.read_noise,
+                                saturation_dn=prod.saturation_dn, enl_beta=prod.enl_beta,
+                                enl_zero=prod.enl_zero, apply_nonlinearity=cfg.nonlinearity,
+                                threshold=cfg.jump_threshold,
+                                min_segment_reads=cfg.min_segment_reads))
+        if progress is not None:
+            progress(i + 1, 2 * len(dces))
+    slope = np.stack([s.slope for s in slopes])
+    err = np.stack([s.slope_err for s in slopes])
+    is_stim = np.array([d.stim for d in dces])
+    times = np.array([d.mjd_mid for d in dces])
+    pointing = _pointing_labels(dces)
+    stim = stim_minus_background(slope, err, is_stim, times, pointing)
+    if cfg.stim_mode == "constant":
+        const = constant_response(stim)
+
+    bcd_dir.mkdir(parents=True, exist_ok=True)
+    fatal = (prod.pmask & PMASK_FATAL) != 0
+    for i, (dce, s) in enumerate(zip(dces, slopes)):
+        if dce.stim:
+            report.n_stim += 1
+            continue
+        resp, resp_err, rflags = (const if cfg.stim_mode == "constant"
+                                  else interpolate_response(stim, times[i]))
+        image, unc = calibrate(s.slope, s.slope_err, resp, resp_err, dark=prod.dark,
+                               illum=prod.illum, fluxconv=prod.fluxconv)
+        mask = s.flags | rflags | np.where(fatal, BMASK["PMASK"], 0)
+        _write_bcd(dce, image, unc, mask, prod, cfg, bcd_dir, overwrite)
+        report.n_bcd += 1
+        if progress is not None:
+            progress(len(dces) + i + 1, 2 * len(dces))
+    _write_ramps(bcd_dir / "ramps.h5", dces, slopes, stim, prod, cfg)
+    log.info("wrote %d BCDs (%d stim DCEs used for calibration) to %s",
+             report.n_bcd, report.n_stim, bcd_dir)
+    return report
+
+
+def _pointing_labels(dces) -> np.ndarray:
+    """Equal labels for DCEs whose reference pixels point within 0.1 arcsec of each other."""
+    keys = [(round(float(d.header["CRVAL1"]) * 36000), round(float(d.header["CRVAL2"]) * 36000))
+            for d in dces]
+    lookup: dict = {}
+    return np.array([lookup.setdefault(k, len(lookup)) for k in keys])
+
+
+def _bcd_header(dce: RawDCE, prod: CalProducts, cfg: ReprocessConfig, kind: str) -> fits.Header:
+    hdr = fits.Header()
+    for key in IDENTITY_KEYWORDS:
+        if key in dce.header:
+            hdr[key] = (dce.header[key], dce.header.comments[key])
+    for card in dce.header.cards:
+        if card.keyword.startswith(_WCS_PREFIXES):
+            hdr[card.keyword] = (card.value, card.comment)
+    hdr["BUNIT"] = ("MJy/sr", "units of the image") if kind != "bmask" else ("", "bit mask")
+    hdr["FILETYPE"] = kind
+    hdr["FLUXCONV"] = (prod.fluxconv, "[MJy/sr per MIPS unit] flux conversion")
+    hdr["CALID"] = (prod.calid, "calibration product set")
+    hdr["RAWFILE"] = (dce.path.name, "raw DCE")
+    hdr["CREATOR"] = (_software(), "software that made this file")
+    hdr["STIMCAL"] = (cfg.stim_mode, "responsivity: interp(olated stim) or constant")
+    hdr["JUMPTHR"] = (cfg.jump_threshold, "[sigma] jump threshold")
+    hdr["MINREADS"] = (cfg.min_segment_reads, "min reads per segment")
+    hdr["ENLCORR"] = (cfg.nonlinearity, "electronic nonlinearity corrected")
+    for k, v in dataclasses.asdict(cfg).items():
+        hdr.add_history(f"reprocess config {k} = {v!r}")
+    return hdr
+
+
+def _write_bcd(dce, image, unc, mask, prod, cfg, bcd_dir, overwrite):
+    for kind, data in (("bcd", image.astype(np.float32)), ("bunc", unc.astype(np.float32)),
+                       ("bmask", mask.astype(np.int32))):
+        hdu = fits.PrimaryHDU(data, header=_bcd_header(dce, prod, cfg, kind))
+        write_hdul(fits.HDUList([hdu]), bcd_dir / product_name(dce.stem, kind), overwrite=overwrite)
+
+
+def _write_ramps(path: Path, dces, slopes, stim, prod, cfg) -> None:
+    """Per-DCE slopes, errors, jumps and the stim responses (atomic)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as h5:
+        h5.attrs["calid"] = prod.calid
+        h5.attrs["software"] = _software()
+        h5.attrs["jump_threshold"] = cfg.jump_threshold
+        h5.attrs["false_jump_rate"] = false_jump_rate(cfg.jump_threshold)
+        for dce, s in zip(dces, slopes):
+            g = h5.create_group(f"dce/{dce.stem}")
+            g.create_dataset("slope_dn_s", data=s.slope)
+            g.create_dataset("slope_err_dn_s", data=s.slope_err)
+            g.create_dataset("jumps", data=s.jumps, compression="gzip")
+            g.create_dataset("first_unusable_read", data=s.first_unusable)
+            g.create_dataset("flags", data=s.flags)
+            g.attrs["stim"] = dce.stim
+            g.attrs["mjd_mid"] = dce.mjd_mid
+            g.attrs["nramps"] = dce.nramps
+        h5.create_dataset("stim/t_mjd", data=stim.t)
+        h5.create_dataset("stim/response_dn_s", data=stim.value)
+        h5.create_dataset("stim/response_err_dn_s", data=stim.err)
+    os.replace(tmp, path)

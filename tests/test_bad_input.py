@@ -1,0 +1,91 @@
+"""Bad raw input: a one-line error naming the file and the problem, non-zero exit, nothing half-written."""
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from mips.cli import main
+from mipssim.config import load_config
+from mipssim.observe import simulate
+
+
+@pytest.fixture(scope="module")
+def clean_obs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("obs")
+    simulate(load_config(n_dce=12, seed=2), d)
+    return d
+
+
+def _copy(clean_obs, tmp_path):
+    dst = tmp_path / "obs"
+    shutil.copytree(clean_obs / "raw", dst / "raw")
+    return dst, sorted((dst / "raw").glob("*_raw.fits"))
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _drop_keyword(path):
+    with fits.open(path, mode="update") as h:
+        del h[0].header["MJD_OBS"]
+
+
+def _wrong_shape(path):
+    hdr = fits.getheader(path)
+    fits.writeto(path, np.zeros((80, 16, 16), np.uint16), hdr, overwrite=True)
+
+
+def _nans(path):
+    hdr = fits.getheader(path)
+    data = fits.getdata(path).astype(np.float32)
+    data[5, 3, 3] = np.nan
+    fits.writeto(path, data, hdr, overwrite=True)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (_truncate, "not a readable FITS file"),
+    (_drop_keyword, "missing keyword(s) MJD_OBS"),
+    (_wrong_shape, "frame shape (16, 16)"),
+    (_nans, "NaN"),
+])
+def test_bad_file_fails_clearly(clean_obs, tmp_path, capsys, damage, problem):
+    obs, files = _copy(clean_obs, tmp_path)
+    damage(files[3])
+    before = files[3].read_bytes()
+    status = main(["reprocess", str(obs)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status != 0
+    assert len(err) == 1 and files[3].name in err[0] and problem in err[0], err
+    assert not (obs / "bcd").exists() or not any((obs / "bcd").iterdir())
+    assert files[3].read_bytes() == before          # input untouched
+
+
+def test_keep_going_processes_the_rest_and_lists_failures(clean_obs, tmp_path, capsys):
+    obs, files = _copy(clean_obs, tmp_path)
+    _drop_keyword(files[0])
+    _truncate(files[7])
+    status = main(["reprocess", str(obs), "--keep-going"])
+    err = capsys.readouterr().err
+    assert status != 0
+    assert files[0].name in err and files[7].name in err and "2 file(s) failed" in err
+    bcds = sorted((obs / "bcd").glob("*_bcd.fits"))
+    assert len(bcds) == 12 - 2 - 2    # 2 stim DCEs, 2 bad files (both sky DCEs)
+
+
+def test_existing_products_are_not_overwritten(clean_obs, tmp_path, capsys):
+    obs, _ = _copy(clean_obs, tmp_path)
+    assert main(["reprocess", str(obs)]) == 0
+    first = sorted((obs / "bcd").glob("*_bcd.fits"))[0]
+    stamp = first.stat().st_mtime_ns
+    assert main(["reprocess", str(obs)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert first.stat().st_mtime_ns == stamp
+    assert main(["reprocess", str(obs), "--overwrite"]) == 0
+
+
+def test_missing_folder(tmp_path, capsys):
+    assert main(["reprocess", str(tmp_path / "nowhere")]) == 2
+    assert "no *_raw.fits files" in capsys.readouterr().err
