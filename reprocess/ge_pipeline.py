@@ -31,12 +31,13 @@ from calibration.products import CalProducts, load_products
 
 from .io import IDENTITY_KEYWORDS, InputError, RawDCE, product_name, read_raw_dce, write_hdul
 from .ramps import DEFAULT_THRESHOLD, false_jump_rate
-from .sloper import slope_dce
+from .sloper import slope_dces
 from .stim import calibrate, constant_response, interpolate_response, stim_minus_background
 
 __all__ = ["ReprocessConfig", "ReprocessReport", "reprocess_ge", "load_reprocess_config"]
 
 log = logging.getLogger(__name__)
+_BATCH = 32   # DCEs fitted together (pixels are independent; bounds memory)
 _WCS_PREFIXES = ("CTYPE", "CRPIX", "CRVAL", "CD1_", "CD2_", "A_", "B_", "AP_", "BP_", "RADESYS",
                  "EQUINOX")
 
@@ -140,15 +141,16 @@ def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None =
     dces.sort(key=lambda d: d.mjd_mid)
 
     slopes = []
-    for i, dce in enumerate(dces):
-        slopes.append(slope_dce(dce.reads, read_time=float(dce.header["SAMPTIME"]),
-                                nramps=dce.nramps, gain=prod.gain, read_noise=prod.read_noise,
-                                saturation_dn=prod.saturation_dn, enl_beta=prod.enl_beta,
-                                enl_zero=prod.enl_zero, apply_nonlinearity=cfg.nonlinearity,
-                                threshold=cfg.jump_threshold,
-                                min_segment_reads=cfg.min_segment_reads))
+    for b0 in range(0, len(dces), _BATCH):
+        batch = dces[b0:b0 + _BATCH]
+        slopes += slope_dces([d.reads for d in batch], read_time=float(batch[0].header["SAMPTIME"]),
+                             nramps=batch[0].nramps, gain=prod.gain, read_noise=prod.read_noise,
+                             saturation_dn=prod.saturation_dn, enl_beta=prod.enl_beta,
+                             enl_zero=prod.enl_zero, apply_nonlinearity=cfg.nonlinearity,
+                             threshold=cfg.jump_threshold, min_segment_reads=cfg.min_segment_reads,
+                             batch=_BATCH)
         if progress is not None:
-            progress(i + 1, 2 * len(dces))
+            progress(len(slopes), 2 * len(dces))
     slope = np.stack([s.slope for s in slopes])
     err = np.stack([s.slope_err for s in slopes])
     is_stim = np.array([d.stim for d in dces])
@@ -187,7 +189,7 @@ def _pointing_labels(dces) -> np.ndarray:
     return np.array([lookup.setdefault(k, len(lookup)) for k in keys])
 
 
-def _bcd_header(dce: RawDCE, prod: CalProducts, cfg: ReprocessConfig, kind: str) -> fits.Header:
+def _bcd_header(dce: RawDCE, prod: CalProducts, cfg: ReprocessConfig) -> fits.Header:
     hdr = fits.Header()
     for key in IDENTITY_KEYWORDS:
         if key in dce.header:
@@ -195,8 +197,8 @@ def _bcd_header(dce: RawDCE, prod: CalProducts, cfg: ReprocessConfig, kind: str)
     for card in dce.header.cards:
         if card.keyword.startswith(_WCS_PREFIXES):
             hdr[card.keyword] = (card.value, card.comment)
-    hdr["BUNIT"] = ("MJy/sr", "units of the image") if kind != "bmask" else ("", "bit mask")
-    hdr["FILETYPE"] = kind
+    hdr["BUNIT"] = ("MJy/sr", "units of the image")
+    hdr["FILETYPE"] = ("bcd", "product type")
     hdr["FLUXCONV"] = (prod.fluxconv, "[MJy/sr per MIPS unit] flux conversion")
     hdr["CALID"] = (prod.calid, "calibration product set")
     hdr["RAWFILE"] = (dce.path.name, "raw DCE")
@@ -211,9 +213,13 @@ def _bcd_header(dce: RawDCE, prod: CalProducts, cfg: ReprocessConfig, kind: str)
 
 
 def _write_bcd(dce, image, unc, mask, prod, cfg, bcd_dir, overwrite):
-    for kind, data in (("bcd", image.astype(np.float32)), ("bunc", unc.astype(np.float32)),
-                       ("bmask", mask.astype(np.int32))):
-        hdu = fits.PrimaryHDU(data, header=_bcd_header(dce, prod, cfg, kind))
+    hdr = _bcd_header(dce, prod, cfg)
+    for kind, data, bunit in (("bcd", image.astype(np.float32), "MJy/sr"),
+                              ("bunc", unc.astype(np.float32), "MJy/sr"),
+                              ("bmask", mask.astype(np.int32), "")):
+        hdr["FILETYPE"] = kind
+        hdr["BUNIT"] = bunit
+        hdu = fits.PrimaryHDU(data, header=hdr)
         write_hdul(fits.HDUList([hdu]), bcd_dir / product_name(dce.stem, kind), overwrite=overwrite)
 
 

@@ -84,29 +84,35 @@ def interpolate_response(stim: StimResponse, t: float):
     Returns ``(value, err, flags)`` maps; flags carry ``STIM_NEAREST`` where no
     valid flash brackets ``t`` and ``NO_STIM`` where a pixel has no valid flash.
     """
-    shape = stim.value.shape[1:]
-    value = np.full(shape, np.nan)
-    err = np.full(shape, np.nan)
-    flags = np.zeros(shape, dtype=np.int32)
     valid = np.isfinite(stim.value)
-    for idx in np.ndindex(*shape):
-        ok = valid[(slice(None),) + idx]
-        if not ok.any():
-            flags[idx] |= BMASK["NO_STIM"]
-            continue
-        tk = stim.t[ok]
-        vk = stim.value[(slice(None),) + idx][ok]
-        ek = stim.err[(slice(None),) + idx][ok]
-        j = np.searchsorted(tk, t)
-        if j == 0 or j == len(tk):
-            n = 0 if j == 0 else len(tk) - 1
-            value[idx], err[idx] = vk[n], ek[n]
-            flags[idx] |= BMASK["STIM_NEAREST"]
-            continue
-        w = (t - tk[j - 1]) / (tk[j] - tk[j - 1])
-        value[idx] = (1 - w) * vk[j - 1] + w * vk[j]
-        err[idx] = np.hypot((1 - w) * ek[j - 1], w * ek[j])
+    nflash = len(stim.t)
+    k = np.arange(nflash).reshape((-1,) + (1,) * (stim.value.ndim - 1))
+    before = (stim.t < t).reshape(k.shape)
+    prev = np.where(valid & before, k, -1).max(axis=0, initial=-1)
+    nxt = np.where(valid & ~before, k, nflash).min(axis=0, initial=nflash)
+    has_prev, has_next = prev >= 0, nxt < nflash
+    v_prev, e_prev = _take(stim.value, prev), _take(stim.err, prev)
+    v_next, e_next = _take(stim.value, nxt), _take(stim.err, nxt)
+    t_prev, t_next = stim.t[np.clip(prev, 0, None)], stim.t[np.clip(nxt, 0, nflash - 1)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(has_prev & has_next, (t - t_prev) / (t_next - t_prev), 0.0)
+    w = np.where(~has_prev & has_next, 1.0, w)          # only a later flash: use it
+    value = (1 - w) * v_prev + w * v_next
+    err = np.hypot((1 - w) * e_prev, w * e_next)
+    flags = np.zeros(stim.value.shape[1:], dtype=np.int32)
+    flags[has_prev ^ has_next] |= BMASK["STIM_NEAREST"]
+    none = ~has_prev & ~has_next
+    flags[none] |= BMASK["NO_STIM"]
+    value[none] = np.nan
+    err[none] = np.nan
     return value, err, flags
+
+
+def _take(cube, index):
+    """cube[index[p], p] for every pixel p (0 where index is out of range)."""
+    idx = np.clip(index, 0, max(cube.shape[0] - 1, 0))
+    out = np.take_along_axis(cube, idx[None], axis=0)[0] if cube.shape[0] else np.zeros(index.shape)
+    return np.where((index >= 0) & (index < cube.shape[0]), out, 0.0)
 
 
 def constant_response(stim: StimResponse):
