@@ -8,7 +8,7 @@ SSC Si/IRS convention where a meaning matches and are otherwise our own
 """
 from __future__ import annotations
 
-__all__ = ["PMASK", "BMASK", "PMASK_FATAL", "describe"]
+__all__ = ["PMASK", "BMASK", "BBMSK", "PMASK_FATAL", "describe"]
 
 PMASK = {
     "NOISY": 1 << 2,
@@ -29,6 +29,16 @@ BMASK = {
     "NO_STIM": 1 << 7,       # no valid stim-minus-background for this pixel: uncalibrated
     "SHORT_RAMP": 1 << 9,    # slope from fewer reads than the DCE had (jumps, saturation)
     "PMASK": 1 << 14,        # a fatal pmask bit is set
+}
+
+
+# 24 um BCD bit mask (_bbmsk): SSC Si convention where it matches (1 latent, 2 saturation)
+BBMSK = {
+    "LATENT": 1 << 1,           # a bright source was on this pixel within the latent window
+    "SATURATED": 1 << 2,        # slope replaced by the read2 - read1 difference
+    "FLAT_NEAREST": 1 << 7,     # no flat at this scan-mirror position: nearest one used
+    "SATURATED_HARD": 1 << 10,  # even the difference image saturated: value unreliable
+    "PMASK": 1 << 14,           # permanently bad pixel
 }
 
 

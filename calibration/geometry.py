@@ -19,10 +19,12 @@ from .instrument import band_spec
 __all__ = ["REFERENCE_PIXEL", "SIP_COEFFS", "array_wcs"]
 
 # 1-based reference pixel: the centre of the usable part of the array
-REFERENCE_PIXEL = {70: (8.5, 16.5), 160: (10.5, 2.0)}
+REFERENCE_PIXEL = {24: (64.5, 64.5), 70: (8.5, 16.5), 160: (10.5, 2.0)}
 
 # forward SIP terms (pixel offsets from CRPIX -> distortion, pixels); UNCONFIRMED
 SIP_COEFFS = {
+    24: {"A_2_0": 2.0e-5, "A_1_1": -1.0e-5, "A_0_2": 1.0e-5,
+         "B_2_0": -1.0e-5, "B_1_1": 2.0e-5, "B_0_2": 1.5e-5},
     70: {"A_2_0": 2.0e-4, "A_1_1": -1.5e-4, "A_0_2": 1.0e-4,
          "B_2_0": -1.0e-4, "B_1_1": 2.0e-4, "B_0_2": 1.5e-4},
     160: {"A_2_0": 1.0e-4, "A_1_1": 0.0, "A_0_2": 0.5e-4,

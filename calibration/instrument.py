@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["MIPS_SECOND_S", "GE_READ_TIME_S", "SI_READ_TIME_S", "BandSpec", "BANDS",
-           "band_spec", "ge_reads_per_dce", "ARCSEC2_PER_SR"]
+           "band_spec", "ge_reads_per_dce", "si_reads_per_dce", "ARCSEC2_PER_SR"]
 
 MIPS_SECOND_S = 1.048576          # s per MIPS second [HB 5.1.2 /56, DERIVED]
 GE_READ_TIME_S = MIPS_SECOND_S / 8  # 0.131072 s between Ge reads [HB 2.4.3 /14]
@@ -32,6 +32,17 @@ ARCSEC2_PER_SR = (180.0 / 3.141592653589793 * 3600.0) ** 2
 
 # Ge reads per DCE by exposure time in MIPS seconds [GeRT /4]
 _GE_READS = {3: 24, 4: 32, 10: 80}
+# Si:As samples per DCE if sampling spans the DCE (DERIVED, count UNCONFIRMED) [mips-facts 2.2]
+_SI_READS = {3: 6, 4: 8, 10: 20, 30: 60}
+
+
+def si_reads_per_dce(exptime_mips_s: int) -> int:
+    """Number of 24 um samples in a DCE of ``exptime_mips_s`` MIPS seconds (3, 4, 10 or 30)."""
+    try:
+        return _SI_READS[int(exptime_mips_s)]
+    except KeyError:
+        raise ValueError(f"24 um DCE exposure must be one of {sorted(_SI_READS)} MIPS s, "
+                         f"got {exptime_mips_s!r}") from None
 
 
 def ge_reads_per_dce(exptime_mips_s: int) -> int:
@@ -99,6 +110,22 @@ class BandSpec:
 
 
 BANDS: dict[int, BandSpec] = {
+    24: BandSpec(
+        band=24, chnlnum=1,
+        shape=(128, 128),                # [Cookbook]
+        pixel_arcsec=2.55,               # [Cookbook]
+        read_time_s=SI_READ_TIME_S,
+        gain_e_per_dn=5.0,               # 5.0 e-/DN [3rd-party HB Table 2.4]; pre-launch 5.1 [CNT]
+        read_noise_dn=8.0,               # 40 e- [3rd-party HB Table 2.4] / 5 e-/DN
+        saturation_dn=36000.0,           # full well above the reset level, DN; UNCONFIRMED, chosen so
+                                         # that 36000/60 reads = 600 DN/sample, the on-board
+                                         # difference threshold of a 30 MIPS-s DCE [HB 5.1.2 /56]
+        adc_max_dn=65535,                # 16-bit assumed (UNCONFIRMED)
+        dn_s_per_mjysr=1.0 / 0.0454,     # flight calibration 0.0454 MJy/sr per DN/s [E07]
+        stim_dn_s=0.0,                   # (no stim tracking at 24 um)
+        dark_mips=0.0,
+        lambda_um=23.68,                 # [HB /51]
+    ),
     70: BandSpec(
         band=70, chnlnum=2,
         shape=(32, 32),                  # right half (16 columns) dead [HB 6.5 /68]
@@ -132,7 +159,7 @@ BANDS: dict[int, BandSpec] = {
 
 
 def band_spec(band: int) -> BandSpec:
-    """Return the :class:`BandSpec` of ``band`` (70 or 160; 24 is not yet implemented)."""
+    """Return the :class:`BandSpec` of ``band`` (24, 70 or 160)."""
     try:
         return BANDS[int(band)]
     except (KeyError, ValueError):

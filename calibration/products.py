@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["CalProducts", "default_products_path", "load_products", "write_products"]
+__all__ = ["CalProducts", "SiProducts", "default_products_path", "load_products", "write_products",
+           "load_si_products", "write_si_products"]
 
 _MAPS = ("dark", "illum", "enl_beta", "enl_zero", "pmask", "read_noise")
 _EXTNAMES = {"dark": "DARK", "illum": "ILLUM", "enl_beta": "ENL_BETA", "enl_zero": "ENL_ZERO",
@@ -101,3 +102,82 @@ def write_products(prod: CalProducts, path: str | os.PathLike, *, provenance: st
     tmp = path.with_name(path.name + ".tmp")
     fits.HDUList(hdus).writeto(tmp, overwrite=True)
     os.replace(tmp, path)
+
+
+@dataclass
+class SiProducts:
+    """The 24 um calibration-product set.
+
+    ``dark`` is a (NDARK, NY, NX) cube in DN/s, plane ``min(DCENUM, NDARK-1)``
+    applying (the readout-4 jailbar depends on DCENUM); ``flats`` (NCSM, NY, NX)
+    are gain flat x pick-off-mirror spot map at the scan-mirror positions
+    ``csm_arcsec``; ``read2`` the read-2 deficit in DN; ``first_frame`` the
+    response factors of DCENUM 0, 1, ... (1 after).
+    """
+
+    calid: str
+    fluxconv: float            # MJy/sr per DN/s
+    gain: float                # e-/DN
+    droop: float               # array droop coefficient
+    row_droop: float           # row droop coefficient
+    first_frame: np.ndarray
+    csm_arcsec: np.ndarray
+    dark: np.ndarray
+    flats: np.ndarray
+    read2: np.ndarray
+    read_noise: np.ndarray
+    pmask: np.ndarray
+    saturation_dn: float = 36000.0
+    meta: dict = field(default_factory=dict)
+
+    def flat_for(self, csm: float, tolerance_arcsec: float = 1.0):
+        """(flat, exact) for scan-mirror position ``csm``: the nearest plane, and whether it is within tolerance."""
+        i = int(np.argmin(np.abs(self.csm_arcsec - csm)))
+        return self.flats[i], bool(abs(self.csm_arcsec[i] - csm) <= tolerance_arcsec)
+
+    def dark_for(self, dcenum: int) -> np.ndarray:
+        return self.dark[min(int(dcenum), self.dark.shape[0] - 1)]
+
+
+_SI_MAPS = {"dark": "DARK", "flats": "FLATS", "read2": "READ2", "read_noise": "READNOIS",
+            "pmask": "PMASK", "csm_arcsec": "CSMPOS", "first_frame": "FIRSTFRM"}
+
+
+def write_si_products(prod: SiProducts, path: str | os.PathLike, *, provenance: str = "") -> None:
+    """Write a 24 um product set (atomically)."""
+    hdr = fits.Header()
+    hdr["BAND"] = (24, "[um] MIPS band")
+    hdr["CALID"] = (prod.calid, "calibration product set id")
+    hdr["FLUXCONV"] = (prod.fluxconv, "[MJy/sr per DN/s] flux conversion")
+    hdr["GAIN"] = (prod.gain, "[e-/DN] conversion gain")
+    hdr["DROOP"] = (prod.droop, "array droop coefficient")
+    hdr["RDROOP"] = (prod.row_droop, "row droop coefficient")
+    hdr["SATLEVEL"] = (prod.saturation_dn, "[DN] full well above the reset level")
+    for line in provenance.splitlines():
+        hdr.add_history(line)
+    hdus = [fits.PrimaryHDU(header=hdr)]
+    for attr, ext in _SI_MAPS.items():
+        data = np.asarray(getattr(prod, attr))
+        data = data.astype(np.int32) if attr == "pmask" else data.astype(np.float64 if data.ndim == 1 else np.float32)
+        hdus.append(fits.ImageHDU(data, name=ext))
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fits.HDUList(hdus).writeto(tmp, overwrite=True)
+    os.replace(tmp, path)
+
+
+def load_si_products(path: str | os.PathLike | None = None) -> SiProducts:
+    """Read a 24 um product set (the shipped one when ``path`` is None)."""
+    path = Path(path) if path is not None else default_products_path(24)
+    try:
+        with fits.open(path) as hdul:
+            h = hdul[0].header
+            maps = {attr: np.array(hdul[ext].data) for attr, ext in _SI_MAPS.items()}
+            return SiProducts(calid=str(h["CALID"]), fluxconv=float(h["FLUXCONV"]),
+                              gain=float(h["GAIN"]), droop=float(h["DROOP"]),
+                              row_droop=float(h["RDROOP"]), saturation_dn=float(h["SATLEVEL"]),
+                              meta={"path": str(path)}, **maps)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: calibration products not found") from None
+    except KeyError as exc:
+        raise ValueError(f"{path}: 24 um calibration products lack {exc}") from None

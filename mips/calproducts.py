@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.products import CalProducts, write_products
+from calibration.products import CalProducts, SiProducts, write_products, write_si_products
+from mipssim.config import load_config
 from mipssim.detector import default_detector
+from mipssim.si_as import default_si_detector, read2_deficit
 
 CAL_VERSION = 1
 
@@ -33,6 +35,22 @@ def products_from_detector(band: int) -> CalProducts:
         pmask=det.pmask, read_noise=det.read_noise)
 
 
+def si_products_from_detector() -> SiProducts:
+    """The 24 um product set of the simulator's default detector and photometry dithers."""
+    cfg = load_config(band=24)
+    det = default_si_detector(cfg)
+    spec = det.spec
+    csm = np.unique([d[1] * spec.pixel_arcsec for d in cfg.dither_pix])
+    darks = np.stack([det.dark(n, cfg.jailbar_factors) for n in range(len(cfg.jailbar_factors))])
+    flats = np.stack([det.gainflat * det.spot_map(c) for c in csm])
+    return SiProducts(
+        calid=f"MIPS24-SIM-CAL-v{CAL_VERSION}", fluxconv=1.0 / spec.dn_s_per_mjysr,
+        gain=spec.gain_e_per_dn, droop=cfg.droop_coeff, row_droop=cfg.row_droop_coeff,
+        first_frame=np.asarray(cfg.first_frame_factors, dtype=float), csm_arcsec=csm, dark=darks,
+        flats=flats, read2=read2_deficit(spec.shape, cfg.read2_dn, cfg.read2_scale_rows),
+        read_noise=det.read_noise, pmask=det.pmask, saturation_dn=spec.saturation_dn)
+
+
 def main() -> None:
     out = Path(__file__).resolve().parent.parent / "data" / "cal"
     out.mkdir(parents=True, exist_ok=True)
@@ -42,6 +60,11 @@ def main() -> None:
                        provenance="Derived by mips.calproducts from mipssim.detector."
                                   "default_detector (the simulator's true detector).")
         print(f"wrote {out / f'mips{band}_cal.fits'} ({prod.calid}, FLUXCONV={prod.fluxconv:.3f})")
+    si = si_products_from_detector()
+    write_si_products(si, out / "mips24_cal.fits",
+                      provenance="Derived by mips.calproducts from mipssim.si_as.default_si_detector "
+                                 "and the default 24 um photometry dithers.")
+    print(f"wrote {out / 'mips24_cal.fits'} ({si.calid})")
 
 
 if __name__ == "__main__":

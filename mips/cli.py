@@ -53,22 +53,27 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_reprocess(args) -> int:
-    from reprocess.ge_pipeline import load_reprocess_config, reprocess_ge
-    cfg = load_reprocess_config(args.config, jump_threshold=args.jump_threshold,
-                                stim_mode=args.stim, products=args.products)
+    from reprocess.pipeline import band_of, reprocess
     status = 0
     for obs in args.dirs:
         try:
-            rep = reprocess_ge(obs, config=cfg, keep_going=args.keep_going,
-                               overwrite=args.overwrite, progress=Progress("reprocess"))
+            if band_of(obs) == 24:
+                options = {"products": args.products,
+                           "off": tuple(args.off.split(",")) if args.off else None,
+                           "keep_first_frame": args.keep_first_frame or None}
+            else:
+                options = {"jump_threshold": args.jump_threshold, "stim_mode": args.stim,
+                           "products": args.products}
+            rep = reprocess(obs, config_file=args.config, keep_going=args.keep_going,
+                            overwrite=args.overwrite, progress=Progress("reprocess"), **options)
         except (ValueError, FileNotFoundError, FileExistsError, OSError) as exc:
             if not args.keep_going:
                 raise
             print(f"mips reprocess: {exc}", file=sys.stderr)
             status = 1
             continue
-        print(f"{obs}: {rep.n_bcd} BCDs written to {rep.out_dir} "
-              f"({rep.n_stim} stim DCEs used for calibration)")
+        print(f"{obs}: {rep.n_bcd} BCDs written to {rep.out_dir}"
+              + (f" ({rep.n_stim} stim DCEs used for calibration)" if rep.n_stim else ""))
         if rep.failures:
             status = 1
             print(f"{len(rep.failures)} file(s) failed:", file=sys.stderr)
@@ -125,7 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--jump-threshold", type=float, default=None,
                    help="jump threshold in sigma of one read difference (default 4.5)")
     r.add_argument("--products", help="calibration product set (FITS) instead of the shipped one")
-    r.add_argument("--config", help="TOML file of reprocessing parameters")
+    r.add_argument("--config", help="TOML file of reprocessing parameters (Ge)")
+    r.add_argument("--off", help="24 um: comma-separated corrections to skip "
+                                 "(read2,saturation,droop,row_droop,dark,first_frame,flat)")
+    r.add_argument("--keep-first-frame", action="store_true",
+                   help="24 um: also calibrate DCENUM 0 (dropped by default)")
     r.set_defaults(func=_cmd_reprocess)
 
     v = sub.add_parser("validate", help="score DIR/bcd against DIR/truth.h5")
@@ -136,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="simulate, reprocess and validate a default 70 um observation")
     d.add_argument("--out", default="demo_out", help="working folder (default ./demo_out)")
-    d.add_argument("--band", type=int, choices=(70, 160), default=70)
+    d.add_argument("--band", type=int, choices=(24, 70, 160), default=70)
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--n-dce", type=int, default=None, help="DCEs to simulate (default 240)")
     d.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")

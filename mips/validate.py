@@ -29,7 +29,7 @@ from astropy.io import fits
 from calibration.bitmask import PMASK_FATAL
 from calibration.products import load_products
 from reprocess.io import product_name
-from reprocess.stim import StimResponse, calibrate, constant_response, interpolate_response
+from reprocess.stim import StimResponse, calibrate, constant_response
 
 __all__ = ["validate", "format_report", "plot_validation", "AMP_BINS"]
 

@@ -70,18 +70,52 @@ class SimConfig:
     include_nonlinearity: bool = True
     include_saturation: bool = True
     reset_noise_dn: float = 30.0       # kTC-like scatter of the reset level per DCE; UNCONFIRMED
+    # --- Si:As 24 um (used when band = 24)
+    engineering_ramps: bool = False    # also write the full ramp (extension RAMP) of every DCE
+    first_dce_fewer_reads: int = 4     # DCENUM 0 is shorter [MIPS data-reduction overview]
+    droop_coeff: float = 0.30          # offset / array-mean signal; UNCONFIRMED (IRS: 0.19-0.49)
+    row_droop_coeff: float = 0.02      # offset / row-mean signal; UNCONFIRMED
+    first_frame_factors: list = field(default_factory=lambda: [0.87, 0.98, 0.98])  # DCENUM 0,1,2
+    read2_dn: float = 40.0             # read-2 deficit at the bottom row, DN; UNCONFIRMED
+    read2_scale_rows: float = 12.0     # e-folding height of the read-2 deficit, rows; UNCONFIRMED
+    latent_fraction: float = 0.008     # short-lived bright latent / source [HB 7.1 /73]
+    latent_tau_s: float = 8.0          # its decay time ("seconds"); UNCONFIRMED
+    latent_threshold_dn_s: float = 3000.0   # only signal above this leaves a latent; UNCONFIRMED
+    dark24_dn_s: float = 1.5           # [IOC-190D2/F]
+    jailbar_factors: list = field(default_factory=lambda: [0.5, 0.5, 0.5, 1.0, 1.75])
+    # readout-4 dark / others by DCENUM 0,1,2,3,>=4 [Jailbar report]
+    spot_depth: float = 0.17           # POM spots 15-20 % deep, 3-4 px [FEAT]
+    n_spots: int = 10
+    include_droop: bool = True
+    include_row_droop: bool = True
+    include_first_frame: bool = True
+    include_read2: bool = True
+    include_latents: bool = True
+    include_spots: bool = True
+    include_jailbar: bool = True
 
     def __post_init__(self):
         if self.mode != "photometry":
             raise ValueError(f"mode {self.mode!r} is not implemented yet (photometry only)")
-        if self.band not in (70, 160):
-            raise ValueError(f"band {self.band} is not implemented yet (70, 160)")
+        if self.band not in (24, 70, 160):
+            raise ValueError(f"band {self.band} must be 24, 70 or 160")
         if self.n_dce < 1 or self.stim_cycle < 2:
             raise ValueError("n_dce must be >= 1 and stim_cycle >= 2")
 
 
+# Band defaults that differ from the 70 um ones (applied before the file and the overrides)
+BAND_DEFAULTS = {
+    24: {"n_dce": 30, "stim_cycle": 1000, "zodi_mjysr": 40.0, "cirrus_mjysr": 0.5,
+         "blob_peak_mjysr": 3.0, "blob_fwhm_arcsec": 20.0, "flux_min_jy": 0.005, "flux_max_jy": 0.5,
+         "n_sources": 25, "cr_rate_per_s": 3e-4, "cr_amp_median_dn": 300.0,
+         "dither_pix": [[dx, dy] for dx in (0.0, 20.5) for dy in (0.0, 5.5, -5.5, 11.0, -11.0,
+                                                                  16.5, -16.5)]},
+    160: {"zodi_mjysr": 2.0},
+}
+
+
 def load_config(path: str | Path | None = None, **overrides) -> SimConfig:
-    """Defaults, then the TOML file at ``path`` (if any), then ``overrides`` (None values ignored)."""
+    """Band defaults, then the TOML file at ``path`` (if any), then ``overrides`` (None ignored)."""
     values: dict = {}
     if path is not None:
         try:
@@ -90,6 +124,8 @@ def load_config(path: str | Path | None = None, **overrides) -> SimConfig:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"{path}: cannot read configuration: {exc}") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
+    band = int(values.get("band", 70))
+    values = {**BAND_DEFAULTS.get(band, {}), **values}
     known = {f.name for f in fields(SimConfig)}
     unknown = sorted(set(values) - known)
     if unknown:

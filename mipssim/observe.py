@@ -17,6 +17,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
+from calibration import si_as
 from calibration.instrument import ge_reads_per_dce
 
 from .config import SimConfig, to_toml
@@ -24,7 +25,8 @@ from .detector import default_detector
 from .ge_ga import STREAMS, CRState, DriftModel, simulate_ramps
 from .pointing import plan_photometry
 from .scene import make_scene
-from .writers import TruthWriter, raw_name, write_raw
+from .si_as import default_si_detector, onboard_threshold, simulate_si_dce
+from .writers import TruthWriter, raw_name, write_hdus, write_raw
 
 __all__ = ["simulate", "software_version"]
 
@@ -65,6 +67,7 @@ def _raw_header(cfg: SimConfig, plan, spec, nreads: int, nramps: int, mjd: float
     hdr["MJD_OBS"] = (mjd, "[d] MJD at DCE start")
     hdr["DATE_OBS"] = (Time(mjd, format="mjd").isot, "UTC at DCE start")
     hdr["STIMFLSH"] = (bool(plan.stim), "T if the stim flash is on in this DCE")
+    hdr["CSM_PRED"] = (plan.csm_arcsec, "[arcsec] scan-mirror offset along array y")
     hdr["BUNIT"] = "DN"
     hdr.update(plan.wcs_header)
     hdr["ORIGIN"] = "mipssim"
@@ -97,57 +100,105 @@ def simulate(cfg: SimConfig, out_dir: str | Path, *, overwrite: bool = False,
         shutil.rmtree(raw_dir, ignore_errors=True)
     raw_dir.mkdir(parents=True, exist_ok=True)
 
-    detector = default_detector(cfg.band, read_noise_dn=cfg.read_noise_dn)
-    spec = detector.spec
     seeds = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
     streams = {name: np.random.default_rng(s) for name, s in zip(STREAMS, seeds)}
     scene = make_scene(cfg, streams["scene"])
     drift = DriftModel.draw(streams["drift"], rms=cfg.drift_rms, min_period_s=cfg.drift_min_period_s,
                             max_period_s=cfg.drift_max_period_s)
     plans = plan_photometry(cfg)
-    nreads = ge_reads_per_dce(cfg.exptime_mips_s)
-    starts = _ramp_starts(cfg.band, nreads)
-    cr_state = CRState(np.zeros(spec.shape))
-    dark_dn_s = detector.dark_mips * spec.stim_dn_s * detector.stim_pattern
-    stim_dn_s = spec.stim_dn_s * detector.stim_pattern
-    flux_dn_s = spec.dn_s_per_mjysr * detector.flat
-
     truth = TruthWriter(out / "truth.h5", seed=cfg.seed, config_toml=to_toml(cfg),
                         software=software_version())
+    run = _run_si if cfg.band == 24 else _run_ge
     try:
         truth.add_sources(scene.sources)
-        prev_end = 0.0
-        for plan in plans:
-            cr_state.relax(plan.t_start_s - prev_end, cfg.cr_resp_tau_s)
-            t_reads = plan.t_start_s + spec.read_time_s * np.arange(1, nreads + 1)
-            prev_end = t_reads[-1]
-            sky = scene.render(plan.wcs, spec.shape)
-            current = flux_dn_s * sky
-            if cfg.include_dark:
-                current = current + dark_dn_s
-            if plan.stim and cfg.include_stim:
-                current = current + stim_dn_s
-            ramp = simulate_ramps(current, t_reads_s=t_reads, ramp_starts=starts, detector=detector,
-                                  cfg=cfg, drift=drift, cr_state=cr_state, streams=streams)
-            mjd = cfg.mjd_start + plan.t_start_s / 86400.0
-            name = raw_name(spec.chnlnum, cfg.aorkey, plan.expid, plan.dcenum)
-            write_raw(raw_dir / name, ramp.raw,
-                      _raw_header(cfg, plan, spec, nreads, int(starts.sum()), mjd))
-            truth.add_dce(name[: -len("_raw.fits")], sky_mjysr=sky, slope_dn_s=ramp.slope_dn_s,
-                          cr_events=ramp.cr_events, responsivity=ramp.responsivity,
-                          attrs={"stim": bool(plan.stim), "t_start_s": plan.t_start_s,
-                                 "mjd_obs": mjd, "read_time_s": spec.read_time_s,
-                                 "gain_e_per_dn": cfg.gain_e_per_dn or spec.gain_e_per_dn})
-            if progress is not None:
-                progress(plan.index + 1, len(plans))
-        truth.add_array("detector/read_noise_dn", detector.read_noise)
-        truth.add_array("detector/pmask", detector.pmask)
-        truth.add_array("detector/flat", detector.flat)
-        truth.add_array("detector/stim_pattern", detector.stim_pattern)
-        truth.add_array("detector/enl_beta", detector.enl_beta)
+        run(cfg, plans, scene, drift, streams, raw_dir, truth, progress)
     except BaseException:
         truth.abort()
         raise
     truth.close()
     log.info("simulated %d DCEs of band %d into %s", len(plans), cfg.band, out)
     return out
+
+
+def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
+    """The Ge DCE loop (70, 160 um)."""
+    detector = default_detector(cfg.band, read_noise_dn=cfg.read_noise_dn)
+    spec = detector.spec
+    nreads = ge_reads_per_dce(cfg.exptime_mips_s)
+    starts = _ramp_starts(cfg.band, nreads)
+    cr_state = CRState(np.zeros(spec.shape))
+    dark_dn_s = detector.dark_mips * spec.stim_dn_s * detector.stim_pattern
+    stim_dn_s = spec.stim_dn_s * detector.stim_pattern
+    flux_dn_s = spec.dn_s_per_mjysr * detector.flat
+    prev_end = 0.0
+    for plan in plans:
+        cr_state.relax(plan.t_start_s - prev_end, cfg.cr_resp_tau_s)
+        t_reads = plan.t_start_s + spec.read_time_s * np.arange(1, nreads + 1)
+        prev_end = t_reads[-1]
+        sky = scene.render(plan.wcs, spec.shape)
+        current = flux_dn_s * sky
+        if cfg.include_dark:
+            current = current + dark_dn_s
+        if plan.stim and cfg.include_stim:
+            current = current + stim_dn_s
+        ramp = simulate_ramps(current, t_reads_s=t_reads, ramp_starts=starts, detector=detector,
+                              cfg=cfg, drift=drift, cr_state=cr_state, streams=streams)
+        mjd = cfg.mjd_start + plan.t_start_s / 86400.0
+        name = raw_name(spec.chnlnum, cfg.aorkey, plan.expid, plan.dcenum)
+        write_raw(raw_dir / name, ramp.raw, _raw_header(cfg, plan, spec, nreads, int(starts.sum()), mjd))
+        truth.add_dce(name[: -len("_raw.fits")], sky_mjysr=sky, slope_dn_s=ramp.slope_dn_s,
+                      cr_events=ramp.cr_events, responsivity=ramp.responsivity,
+                      attrs={"stim": bool(plan.stim), "t_start_s": plan.t_start_s,
+                             "mjd_obs": mjd, "read_time_s": spec.read_time_s,
+                             "gain_e_per_dn": cfg.gain_e_per_dn or spec.gain_e_per_dn})
+        if progress is not None:
+            progress(plan.index + 1, len(plans))
+    truth.add_array("detector/read_noise_dn", detector.read_noise)
+    truth.add_array("detector/pmask", detector.pmask)
+    truth.add_array("detector/flat", detector.flat)
+    truth.add_array("detector/stim_pattern", detector.stim_pattern)
+    truth.add_array("detector/enl_beta", detector.enl_beta)
+
+
+def _run_si(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
+    """The 24 um DCE loop: first-frame deficit, spots, dark, latents, then the detector."""
+    det = default_si_detector(cfg)
+    spec = det.spec
+    latent = np.zeros(spec.shape)
+    prev_mid = None
+    for plan in plans:
+        t_mid = plan.t_start_s + 0.5 * plan.nreads * spec.read_time_s
+        if prev_mid is not None:
+            latent *= np.exp(-(t_mid - prev_mid) / cfg.latent_tau_s)
+        prev_mid = t_mid
+        sky = scene.render(plan.wcs, spec.shape)
+        ff = si_as.first_frame_factor(plan.dcenum, cfg.first_frame_factors) if cfg.include_first_frame else 1.0
+        photo = ff * spec.dn_s_per_mjysr * det.gainflat * det.spot_map(plan.csm_arcsec, include=cfg.include_spots) * sky
+        dark = det.dark(plan.dcenum, cfg.jailbar_factors, include_jailbar=cfg.include_jailbar) if cfg.include_dark else 0.0
+        signal = photo + dark + (latent if cfg.include_latents else 0.0)
+        dce = simulate_si_dce(signal, nreads=plan.nreads, detector=det, cfg=cfg, streams=streams)
+        latent_now = latent.copy()
+        latent += cfg.latent_fraction * np.maximum(photo - cfg.latent_threshold_dn_s, 0.0)
+        mjd = cfg.mjd_start + plan.t_start_s / 86400.0
+        name = raw_name(spec.chnlnum, cfg.aorkey, plan.expid, plan.dcenum)
+        hdr = _raw_header(cfg, plan, spec, plan.nreads, 1, mjd)
+        hdr["NREADS"] = (plan.nreads, "samples in the on-board slope fit")
+        hdr["RDOUTMOD"] = ("SUR", "readout mode")
+        hdr["SATTHDIF"] = (onboard_threshold(plan.nreads, spec), "[DN/SAMPTIME] difference threshold")
+        hdr["BUNIT"] = ("DN/SAMPTIME", "plane 1 slope; plane 2 read2 - read1 (DN)")
+        hdulist = [fits.PrimaryHDU(dce.planes, header=hdr)]
+        if cfg.engineering_ramps:
+            hdulist.append(fits.ImageHDU(dce.ramp, name="RAMP"))
+        write_hdus(raw_dir / name, fits.HDUList(hdulist))
+        truth.add_dce(name[: -len("_raw.fits")], sky_mjysr=sky, slope_dn_s=signal,
+                      cr_events=dce.cr_events, responsivity=np.full(spec.shape, ff),
+                      attrs={"stim": False, "t_start_s": plan.t_start_s, "mjd_obs": mjd,
+                             "read_time_s": spec.read_time_s, "nreads": plan.nreads,
+                             "dcenum": plan.dcenum, "csm_arcsec": plan.csm_arcsec,
+                             "gain_e_per_dn": cfg.gain_e_per_dn or spec.gain_e_per_dn})
+        truth.add_array(f"dce/{name[: -len('_raw.fits')]}/latent_dn_s", latent_now)
+        if progress is not None:
+            progress(plan.index + 1, len(plans))
+    truth.add_array("detector/read_noise_dn", det.read_noise)
+    truth.add_array("detector/pmask", det.pmask)
+    truth.add_array("detector/gainflat", det.gainflat)

@@ -17,7 +17,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from calibration.geometry import REFERENCE_PIXEL, array_wcs
-from calibration.instrument import band_spec, ge_reads_per_dce
+from calibration.instrument import band_spec, ge_reads_per_dce, si_reads_per_dce
 
 __all__ = ["DCEPlan", "plan_photometry"]
 
@@ -33,6 +33,8 @@ class DCEPlan:
     stim: bool
     dither: tuple[float, float]   # (dx, dy) array pixels
     wcs_header: fits.Header
+    nreads: int
+    csm_arcsec: float = 0.0       # scan-mirror offset along the array's y axis (CSM_PRED)
 
     @property
     def wcs(self) -> WCS:
@@ -41,9 +43,15 @@ class DCEPlan:
 
 
 def plan_photometry(cfg) -> list[DCEPlan]:
-    """DCE sequence of a photometry AOR described by ``cfg`` (:class:`~mipssim.config.SimConfig`)."""
+    """DCE sequence of a photometry AOR described by ``cfg`` (:class:`~mipssim.config.SimConfig`).
+
+    At 24 um there is no stim; the AOR starts with two extra frames at the first
+    position [aotintro], DCENUM counts every DCE of the AOR (the first-frame
+    effect depends on it) and DCENUM 0 is ``first_dce_fewer_reads`` reads shorter.
+    """
     spec = band_spec(cfg.band)
-    nreads = ge_reads_per_dce(cfg.exptime_mips_s)
+    si = cfg.band == 24
+    nreads = si_reads_per_dce(cfg.exptime_mips_s) if si else ge_reads_per_dce(cfg.exptime_mips_s)
     cadence = nreads * spec.read_time_s + cfg.overhead_s
     base = WCS(array_wcs(cfg.band, (cfg.ra_deg, cfg.dec_deg), cfg.pa_deg, distortion=False))
     crpix = REFERENCE_PIXEL[cfg.band]
@@ -51,13 +59,20 @@ def plan_photometry(cfg) -> list[DCEPlan]:
     n_sky = 0
     dither = tuple(cfg.dither_pix[0])
     for i in range(cfg.n_dce):
-        stim = i % cfg.stim_cycle == cfg.stim_cycle - 1
+        stim = not si and i % cfg.stim_cycle == cfg.stim_cycle - 1
         if not stim:
-            dither = tuple(float(v) for v in cfg.dither_pix[n_sky % len(cfg.dither_pix)])
+            position = max(i - 2, 0) if si else n_sky      # 24 um: two extra frames at position 0
+            dither = tuple(float(v) for v in cfg.dither_pix[position % len(cfg.dither_pix)])
             n_sky += 1
         # the target lands at CRPIX - dither: point the reference pixel at the shifted sky position
         sky = base.pixel_to_world(crpix[0] - 1 + dither[0], crpix[1] - 1 + dither[1])
         hdr = array_wcs(cfg.band, (sky.ra.deg, sky.dec.deg), cfg.pa_deg)
-        plans.append(DCEPlan(index=i, expid=i // cfg.stim_cycle, dcenum=i % cfg.stim_cycle,
-                             t_start_s=i * cadence, stim=stim, dither=dither, wcs_header=hdr))
+        if si:
+            expid, dcenum = 0, i
+            n = nreads - (cfg.first_dce_fewer_reads if i == 0 else 0)
+        else:
+            expid, dcenum, n = i // cfg.stim_cycle, i % cfg.stim_cycle, nreads
+        plans.append(DCEPlan(index=i, expid=expid, dcenum=dcenum, t_start_s=i * cadence, stim=stim,
+                             dither=dither, wcs_header=hdr, nreads=n,
+                             csm_arcsec=dither[1] * spec.pixel_arcsec))
     return plans

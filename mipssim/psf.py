@@ -24,6 +24,7 @@ from scipy import ndimage
 __all__ = ["PRF", "PSF_TEMPERATURES_K", "load_prf"]
 
 PSF_TEMPERATURES_K = (10, 25, 50, 75, 100, 3000)
+EMPIRICAL_24_SCALE = 1.2   # arcsec per sample of the GOODS-S PSF (shared/data/real/MANIFEST.md)
 
 
 class PRF:
@@ -74,7 +75,15 @@ class PRF:
 
 @lru_cache(maxsize=16)
 def load_prf(band: int, temperature_k: float, pixel_arcsec: float) -> PRF:
-    """PRF of ``band`` for the shipped PSF nearest to ``temperature_k``."""
+    """PRF of ``band`` for the shipped PSF nearest to ``temperature_k``.
+
+    At 24 um the empirical PSF from real data (GOODS-S, 1.2"/px) is used for every colour.
+    """
+    if int(band) == 24:
+        path = resources.files("data") / "psf" / "mips_24_empirical_GOODS-S.fits"
+        with fits.open(str(path)) as hdul:
+            return PRF(np.array(hdul[0].data, dtype=float), psf_scale_arcsec=EMPIRICAL_24_SCALE,
+                       pixel_arcsec=pixel_arcsec)
     t = min(PSF_TEMPERATURES_K, key=lambda tk: abs(np.log(tk) - np.log(max(temperature_k, 1.0))))
     path = resources.files("data") / "psf" / f"mips_{int(band)}_{t}K.fits"
     with fits.open(str(path)) as hdul:

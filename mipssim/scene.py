@@ -25,7 +25,7 @@ from .psf import PSF_TEMPERATURES_K, load_prf
 __all__ = ["Scene", "make_scene"]
 
 _LAMBDA_UM = {24: 23.68, 70: 71.42, 160: 155.9}
-_FWHM_ARCSEC = {70: 18.9, 160: 43.2}   # pre-launch model FWHM [CNT]
+_FWHM_ARCSEC = {24: 5.9, 70: 18.9, 160: 43.2}   # 24: measured [HB 4.3.4 /50]; 70, 160: model [CNT]
 
 
 def _bb_nu(lam_um, t_k):

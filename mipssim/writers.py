@@ -14,7 +14,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-__all__ = ["raw_name", "write_raw", "TruthWriter"]
+__all__ = ["raw_name", "write_raw", "write_hdus", "TruthWriter"]
 
 SCHEMA = "mips-truth/1"
 
@@ -26,8 +26,13 @@ def raw_name(chnlnum: int, aorkey: int, expid: int, dcenum: int) -> str:
 
 def write_raw(path: Path, cube: np.ndarray, header: fits.Header) -> None:
     """Write a raw DCE cube (uint16 DN) atomically."""
+    write_hdus(path, fits.HDUList([fits.PrimaryHDU(cube, header=header)]))
+
+
+def write_hdus(path: Path, hdul: fits.HDUList) -> None:
+    """Write ``hdul`` atomically."""
     tmp = path.with_name(path.name + ".tmp")
-    fits.PrimaryHDU(cube, header=header).writeto(tmp, overwrite=True)
+    hdul.writeto(tmp, overwrite=True)
     os.replace(tmp, path)
 
 

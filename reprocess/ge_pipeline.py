@@ -19,17 +19,16 @@ import logging
 import os
 import tomllib
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import h5py
 import numpy as np
-from astropy.io import fits
 
 from calibration.bitmask import BMASK, PMASK_FATAL
 from calibration.products import CalProducts, load_products
 
-from .io import IDENTITY_KEYWORDS, InputError, RawDCE, product_name, read_raw_dce, write_hdul
+from .io import (bcd_header, prepare_output, raw_files, read_all, read_raw_dce, software,
+                 write_bcd_set)
 from .ramps import DEFAULT_THRESHOLD, false_jump_rate
 from .sloper import slope_dces
 from .stim import calibrate, constant_response, interpolate_response, stim_minus_background
@@ -38,8 +37,6 @@ __all__ = ["ReprocessConfig", "ReprocessReport", "reprocess_ge", "load_reprocess
 
 log = logging.getLogger(__name__)
 _BATCH = 32   # DCEs fitted together (pixels are independent; bounds memory)
-_WCS_PREFIXES = ("CTYPE", "CRPIX", "CRVAL", "CD1_", "CD2_", "A_", "B_", "AP_", "BP_", "RADESYS",
-                 "EQUINOX")
 
 
 @dataclass
@@ -86,34 +83,6 @@ class ReprocessReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _software() -> str:
-    try:
-        return f"mips-toolkit {version('mips-toolkit')}"
-    except PackageNotFoundError:
-        return "mips-toolkit (not installed)"
-
-
-def _read_all(paths, keep_going, report):
-    dces: list[RawDCE] = []
-    shape = None
-    for p in paths:
-        try:
-            dce = read_raw_dce(p, expected_shape=shape)
-            if dces and dce.band != dces[0].band:
-                raise InputError(p, f"band {dce.band} differs from the observation's {dces[0].band}")
-            if dces and dce.reads.shape != dces[0].reads.shape:
-                raise InputError(p, f"cube shape {dce.reads.shape} differs from "
-                                    f"{dces[0].reads.shape} of the other DCEs")
-            shape = dce.reads.shape[1:]
-            dces.append(dce)
-        except InputError as exc:
-            if not keep_going:
-                raise
-            log.error("%s", exc)
-            report.failures.append((str(p), exc.problem))
-    return dces
-
-
 def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None = None,
                  products: CalProducts | None = None, keep_going: bool = False,
                  overwrite: bool = False, progress=None) -> ReprocessReport:
@@ -124,21 +93,15 @@ def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None =
     """
     cfg = config or ReprocessConfig()
     obs = Path(obs_dir)
-    raw_dir = obs / "raw"
-    paths = sorted(raw_dir.glob("*_raw.fits")) if raw_dir.is_dir() else []
-    if not paths:
-        raise InputError(raw_dir, "no *_raw.fits files to reprocess")
+    paths = raw_files(obs)
     bcd_dir = obs / "bcd"
-    if bcd_dir.exists() and any(bcd_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{bcd_dir}: already holds products (use --overwrite to replace them)")
+    prepare_output(bcd_dir, overwrite)
     report = ReprocessReport(out_dir=bcd_dir)
-    dces = _read_all(paths, keep_going, report)
-    if not dces:
-        raise InputError(raw_dir, "no readable raw DCE")
-    band = dces[0].band
-    prod = products or load_products(band, cfg.products)
+    dces = read_all(paths, read_raw_dce, keep_going=keep_going, failures=report.failures)
+    for path, problem in report.failures:
+        log.error("%s: %s", path, problem)
+    prod = products or load_products(dces[0].band, cfg.products)
     prod.check_shape(dces[0].reads.shape[1:], str(dces[0].path))
-    dces.sort(key=lambda d: d.mjd_mid)
 
     slopes = []
     for b0 in range(0, len(dces), _BATCH):
@@ -189,38 +152,20 @@ def _pointing_labels(dces) -> np.ndarray:
     return np.array([lookup.setdefault(k, len(lookup)) for k in keys])
 
 
-def _bcd_header(dce: RawDCE, prod: CalProducts, cfg: ReprocessConfig) -> fits.Header:
-    hdr = fits.Header()
-    for key in IDENTITY_KEYWORDS:
-        if key in dce.header:
-            hdr[key] = (dce.header[key], dce.header.comments[key])
-    for card in dce.header.cards:
-        if card.keyword.startswith(_WCS_PREFIXES):
-            hdr[card.keyword] = (card.value, card.comment)
-    hdr["BUNIT"] = ("MJy/sr", "units of the image")
-    hdr["FILETYPE"] = ("bcd", "product type")
-    hdr["FLUXCONV"] = (prod.fluxconv, "[MJy/sr per MIPS unit] flux conversion")
-    hdr["CALID"] = (prod.calid, "calibration product set")
-    hdr["RAWFILE"] = (dce.path.name, "raw DCE")
-    hdr["CREATOR"] = (_software(), "software that made this file")
-    hdr["STIMCAL"] = (cfg.stim_mode, "responsivity: interp(olated stim) or constant")
-    hdr["JUMPTHR"] = (cfg.jump_threshold, "[sigma] jump threshold")
-    hdr["MINREADS"] = (cfg.min_segment_reads, "min reads per segment")
-    hdr["ENLCORR"] = (cfg.nonlinearity, "electronic nonlinearity corrected")
+def _write_bcd(dce, image, unc, mask, prod, cfg, bcd_dir, overwrite):
+    hdr = bcd_header(dce, {
+        "FLUXCONV": (prod.fluxconv, "[MJy/sr per MIPS unit] flux conversion"),
+        "CALID": (prod.calid, "calibration product set"),
+        "CREATOR": (software(), "software that made this file"),
+        "STIMCAL": (cfg.stim_mode, "responsivity: interp(olated stim) or constant"),
+        "JUMPTHR": (cfg.jump_threshold, "[sigma] jump threshold"),
+        "MINREADS": (cfg.min_segment_reads, "min reads per segment"),
+        "ENLCORR": (cfg.nonlinearity, "electronic nonlinearity corrected")})
     for k, v in dataclasses.asdict(cfg).items():
         hdr.add_history(f"reprocess config {k} = {v!r}")
-    return hdr
-
-
-def _write_bcd(dce, image, unc, mask, prod, cfg, bcd_dir, overwrite):
-    hdr = _bcd_header(dce, prod, cfg)
-    for kind, data, bunit in (("bcd", image.astype(np.float32), "MJy/sr"),
-                              ("bunc", unc.astype(np.float32), "MJy/sr"),
-                              ("bmask", mask.astype(np.int32), "")):
-        hdr["FILETYPE"] = kind
-        hdr["BUNIT"] = bunit
-        hdu = fits.PrimaryHDU(data, header=hdr)
-        write_hdul(fits.HDUList([hdu]), bcd_dir / product_name(dce.stem, kind), overwrite=overwrite)
+    write_bcd_set(dce, hdr, (("bcd", image.astype(np.float32), "MJy/sr"),
+                             ("bunc", unc.astype(np.float32), "MJy/sr"),
+                             ("bmask", mask.astype(np.int32), "")), bcd_dir, overwrite=overwrite)
 
 
 def _write_ramps(path: Path, dces, slopes, stim, prod, cfg) -> None:
@@ -228,7 +173,7 @@ def _write_ramps(path: Path, dces, slopes, stim, prod, cfg) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as h5:
         h5.attrs["calid"] = prod.calid
-        h5.attrs["software"] = _software()
+        h5.attrs["software"] = software()
         h5.attrs["jump_threshold"] = cfg.jump_threshold
         h5.attrs["false_jump_rate"] = false_jump_rate(cfg.jump_threshold)
         for dce, s in zip(dces, slopes):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from importlib.metadata import PackageNotFoundError, version
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,15 +18,19 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-__all__ = ["InputError", "RawDCE", "REQUIRED_KEYWORDS", "read_raw_dce", "write_hdul",
-           "product_name"]
+__all__ = ["InputError", "RawDCE", "REQUIRED_KEYWORDS", "read_raw_dce", "read_raw_si",
+           "write_hdul", "product_name"]
 
 REQUIRED_KEYWORDS = ("INSTRUME", "CHNLNUM", "AORKEY", "EXPID", "DCENUM", "SAMPTIME", "EXPTIME",
                      "MJD_OBS", "STIMFLSH", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CTYPE1",
                      "CTYPE2")
+SI_REQUIRED_KEYWORDS = ("INSTRUME", "CHNLNUM", "AORKEY", "EXPID", "DCENUM", "SAMPTIME", "EXPTIME",
+                        "MJD_OBS", "CSM_PRED", "SATTHDIF", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2",
+                        "CTYPE1", "CTYPE2")
 IDENTITY_KEYWORDS = ("TELESCOP", "INSTRUME", "CHNLNUM", "AORKEY", "EXPID", "DCENUM", "AOT_TYPE",
                      "EXPTYPE", "FOVNAME", "SAMPTIME", "EXPTIME", "NRAMPS", "MJD_OBS", "DATE_OBS",
-                     "STIMFLSH", "PA", "PXSCAL1", "PXSCAL2")
+                     "STIMFLSH", "PA", "PXSCAL1", "PXSCAL2", "NREADS", "CSM_PRED", "RDOUTMOD",
+                     "SATTHDIF")
 _BAND_OF_CHANNEL = {1: 24, 2: 70, 3: 160}
 
 
@@ -52,13 +57,13 @@ class RawDCE:
 
     @property
     def stim(self) -> bool:
-        return bool(self.header["STIMFLSH"])
+        return bool(self.header.get("STIMFLSH", False))
 
     @property
     def mjd_mid(self) -> float:
         """MJD at the middle of the DCE."""
-        return float(self.header["MJD_OBS"]) + 0.5 * self.reads.shape[0] * float(
-            self.header["SAMPTIME"]) / 86400.0
+        nreads = int(self.header.get("NREADS", self.reads.shape[0]))
+        return float(self.header["MJD_OBS"]) + 0.5 * nreads * float(self.header["SAMPTIME"]) / 86400.0
 
     @property
     def nramps(self) -> int:
@@ -71,29 +76,44 @@ class RawDCE:
         return name[: -len("_raw.fits")] if name.endswith("_raw.fits") else self.path.stem
 
 
-def read_raw_dce(path: str | os.PathLike, *, expected_shape: tuple[int, int] | None = None) -> RawDCE:
-    """Read and check a raw Ge DCE; raise :class:`InputError` on anything unusable."""
-    path = Path(path)
+def _open_primary(path: Path):
+    """(header, data) of the primary HDU, or InputError for an unreadable/truncated file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", AstropyUserWarning)   # e.g. "File may have been truncated"
             with fits.open(path, memmap=False) as hdul:
                 header = hdul[0].header.copy()
                 data = hdul[0].data
-                data = None if data is None else np.array(data)
+                return header, (None if data is None else np.array(data))
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     except (OSError, TypeError, ValueError, fits.VerifyError, AstropyUserWarning) as exc:
         raise InputError(path, f"not a readable FITS file ({_first_line(exc)})") from None
-    missing = [k for k in REQUIRED_KEYWORDS if k not in header]
+
+
+def _check_header(path: Path, header: fits.Header, required, channels) -> None:
+    missing = [k for k in required if k not in header]
     if missing:
         raise InputError(path, f"missing keyword(s) {', '.join(missing)}")
     if str(header["INSTRUME"]).strip() != "MIPS":
         raise InputError(path, f"INSTRUME is {header['INSTRUME']!r}, not 'MIPS'")
-    chnl = header["CHNLNUM"]
-    if chnl not in (2, 3):
-        raise InputError(path, f"CHNLNUM={chnl}: only Ge channels 2 (70 um) and 3 (160 um) are "
-                               "supported by this reader")
+    if header["CHNLNUM"] not in channels:
+        names = ", ".join(f"{c} ({_BAND_OF_CHANNEL[c]} um)" for c in channels)
+        raise InputError(path, f"CHNLNUM={header['CHNLNUM']}: this reader takes channel {names}")
+    if not float(header["SAMPTIME"]) > 0:
+        raise InputError(path, f"SAMPTIME={header['SAMPTIME']} is not positive")
+
+
+def _check_finite(path: Path, data: np.ndarray) -> None:
+    if not np.issubdtype(data.dtype, np.integer) and not np.isfinite(data).all():
+        raise InputError(path, f"{int((~np.isfinite(data)).sum())} NaN/inf values in the raw data")
+
+
+def read_raw_dce(path: str | os.PathLike, *, expected_shape: tuple[int, int] | None = None) -> RawDCE:
+    """Read and check a raw Ge DCE; raise :class:`InputError` on anything unusable."""
+    path = Path(path)
+    header, data = _open_primary(path)
+    _check_header(path, header, REQUIRED_KEYWORDS, (2, 3))
     if data is None or data.ndim != 3:
         shape = None if data is None else data.shape
         raise InputError(path, f"expected a (NREADS, NY, NX) cube in the primary HDU, got shape {shape}")
@@ -102,14 +122,26 @@ def read_raw_dce(path: str | os.PathLike, *, expected_shape: tuple[int, int] | N
                                f"{tuple(expected_shape)}")
     if data.shape[0] < 4:
         raise InputError(path, f"only {data.shape[0]} reads; a ramp needs at least 4")
-    if not np.issubdtype(data.dtype, np.integer):
-        if not np.isfinite(data).all():
-            raise InputError(path, f"{int((~np.isfinite(data)).sum())} NaN/inf values in the raw cube")
+    _check_finite(path, data)
     nramps = int(header.get("NRAMPS", 1))
     if nramps < 1 or data.shape[0] % nramps:
         raise InputError(path, f"NRAMPS={nramps} does not divide NREADS={data.shape[0]}")
-    if not float(header["SAMPTIME"]) > 0:
-        raise InputError(path, f"SAMPTIME={header['SAMPTIME']} is not positive")
+    return RawDCE(path=path, reads=data, header=header)
+
+
+def read_raw_si(path: str | os.PathLike) -> RawDCE:
+    """Read and check a raw 24 um DCE (planes: on-board slope, read2 - read1)."""
+    path = Path(path)
+    header, data = _open_primary(path)
+    _check_header(path, header, SI_REQUIRED_KEYWORDS, (1,))
+    if data is None or data.shape != (2, 128, 128):
+        shape = None if data is None else data.shape
+        raise InputError(path, f"expected (2, 128, 128) planes (slope, difference), got shape {shape}")
+    _check_finite(path, data)
+    if "NREADS" not in header:   # fall back on the exposure time
+        header["NREADS"] = int(round(float(header["EXPTIME"]) / float(header["SAMPTIME"])))
+    if int(header["NREADS"]) < 2:
+        raise InputError(path, f"NREADS={header['NREADS']}: a slope needs at least 2 samples")
     return RawDCE(path=path, reads=data, header=header)
 
 
@@ -131,3 +163,78 @@ def write_hdul(hdul: fits.HDUList, path: Path, *, overwrite: bool) -> None:
     tmp = path.with_name(path.name + ".tmp")
     hdul.writeto(tmp, overwrite=True, output_verify="ignore")   # headers are built here, valid
     os.replace(tmp, path)
+
+
+_WCS_PREFIXES = ("CTYPE", "CRPIX", "CRVAL", "CD1_", "CD2_", "A_", "B_", "AP_", "BP_", "RADESYS",
+                 "EQUINOX")
+
+
+def software() -> str:
+    """Name and version of this toolkit, for provenance keywords."""
+    try:
+        return f"mips-toolkit {version('mips-toolkit')}"
+    except PackageNotFoundError:
+        return "mips-toolkit (not installed)"
+
+
+def raw_files(obs_dir: Path) -> list[Path]:
+    """The raw DCE files of an observation folder (InputError if there are none)."""
+    raw_dir = Path(obs_dir) / "raw"
+    paths = sorted(raw_dir.glob("*_raw.fits")) if raw_dir.is_dir() else []
+    if not paths:
+        raise InputError(raw_dir, "no *_raw.fits files to reprocess")
+    return paths
+
+
+def prepare_output(bcd_dir: Path, overwrite: bool) -> None:
+    """Refuse to run into a folder that already holds products, unless ``overwrite``."""
+    if bcd_dir.exists() and any(bcd_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{bcd_dir}: already holds products (use --overwrite to replace them)")
+
+
+def read_all(paths, reader, *, keep_going: bool, failures: list) -> list[RawDCE]:
+    """Read every file with ``reader``; bad ones raise, or with ``keep_going`` go to ``failures``.
+
+    All DCEs must share the band and the shape of the first good one.
+    """
+    dces: list[RawDCE] = []
+    for p in paths:
+        try:
+            dce = reader(p)
+            if dces and dce.band != dces[0].band:
+                raise InputError(p, f"band {dce.band} differs from the observation's {dces[0].band}")
+            if dces and dce.reads.shape[1:] != dces[0].reads.shape[1:]:
+                raise InputError(p, f"frame shape {dce.reads.shape[1:]} differs from "
+                                    f"{dces[0].reads.shape[1:]} of the other DCEs")
+            dces.append(dce)
+        except InputError as exc:
+            if not keep_going:
+                raise
+            failures.append((str(p), exc.problem))
+    if not dces:
+        raise InputError(Path(paths[0]).parent, "no readable raw DCE")
+    return sorted(dces, key=lambda d: d.mjd_mid)
+
+
+def bcd_header(dce: RawDCE, cards: dict) -> fits.Header:
+    """Header of a product of ``dce``: its identity and WCS keywords, then ``cards`` (key -> (value, comment))."""
+    hdr = fits.Header()
+    for key in IDENTITY_KEYWORDS:
+        if key in dce.header:
+            hdr[key] = (dce.header[key], dce.header.comments[key])
+    for card in dce.header.cards:
+        if card.keyword.startswith(_WCS_PREFIXES):
+            hdr[card.keyword] = (card.value, card.comment)
+    hdr["RAWFILE"] = (dce.path.name, "raw DCE")
+    for key, value in cards.items():
+        hdr[key] = value
+    return hdr
+
+
+def write_bcd_set(dce: RawDCE, hdr: fits.Header, planes, bcd_dir: Path, *, overwrite: bool) -> None:
+    """Write each (kind, data, bunit) of ``planes`` as ``<stem>_<kind>.fits`` with header ``hdr``."""
+    for kind, data, bunit in planes:
+        hdr["FILETYPE"] = (kind, "product type")
+        hdr["BUNIT"] = (bunit, "units of the image")
+        write_hdul(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]),
+                   bcd_dir / product_name(dce.stem, kind), overwrite=overwrite)
