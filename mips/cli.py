@@ -85,6 +85,9 @@ def _cmd_reprocess(args) -> int:
 def _cmd_validate(args) -> int:
     from mips.validate import format_report, plot_validation, validate, write_json
     res = validate(args.dir)
+    if args.droop_reference:
+        from mips.validate_si import source_droop_offset
+        res["droop_source_offset"] = source_droop_offset(args.dir, args.droop_reference)
     print(format_report(res))
     json_path = Path(args.json) if args.json else Path(args.dir) / "validation.json"
     write_json(res, json_path)
@@ -141,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("dir", metavar="DIR")
     v.add_argument("--json", help="write the figures here (default DIR/validation.json)")
     v.add_argument("--plot", help="write the plot here (default DIR/validation.png)")
+    v.add_argument("--droop-reference", metavar="REF_DIR",
+                   help="24 um: the same observation (same seed) without the bright source; reports "
+                        "the droop offset the source causes, correction on and off")
     v.set_defaults(func=_cmd_validate)
 
     d = sub.add_parser("demo", help="simulate, reprocess and validate a default 70 um observation")

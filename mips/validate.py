@@ -20,6 +20,7 @@ amplitude) into one PNG.
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import h5py
@@ -41,9 +42,21 @@ def _robust_sigma(x):
     return float(1.4826 * np.median(np.abs(x - np.median(x))))
 
 
+def truth_band(obs_dir: str | Path) -> int:
+    """Band of a simulated observation, from the configuration in its truth file."""
+    path = Path(obs_dir) / "truth.h5"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (run `mips simulate` first)")
+    with h5py.File(path, "r") as truth:
+        return int(tomllib.loads(truth.attrs["config"])["band"])
+
+
 def validate(obs_dir: str | Path) -> dict:
-    """Figures of merit of ``obs_dir`` (see the module notes)."""
+    """Figures of merit of ``obs_dir`` (see the module notes; 24 um: :mod:`mips.validate_si`)."""
     obs = Path(obs_dir)
+    if truth_band(obs) == 24:
+        from .validate_si import validate_si
+        return validate_si(obs)
     for need in (obs / "truth.h5", obs / "bcd" / "ramps.h5"):
         if not need.exists():
             raise FileNotFoundError(f"{need}: missing (run `mips simulate` and `mips reprocess` first)")
@@ -165,6 +178,9 @@ def _calibration_errors(obs, names, truth, ramps, good) -> dict:
 
 def format_report(res: dict) -> str:
     """A plain-text table of the figures."""
+    if res.get("band") == 24:
+        from .validate_si import format_report_si
+        return format_report_si(res)
     lines = [f"Validation of {res['observation']}",
              f"  ramps scored                 {res['n_ramps']}",
              f"  slope pull median            {res['pull_median']:+.4f}   (goal within +-0.02)",
@@ -201,6 +217,9 @@ def write_json(res: dict, path: str | Path) -> None:
 
 def plot_validation(res: dict, path: str | Path) -> None:
     """Pull histogram, calibration error against time, jump completeness against amplitude."""
+    if res.get("band") == 24:
+        from .validate_si import plot_validation_si
+        return plot_validation_si(res, path)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -36,6 +36,7 @@ class SimConfig:
                                                      [2.5, 1.5], [-2.5, -1.5]])  # UNCONFIRMED pattern
     # --- scene (surface brightness in MJy/sr, fluxes in Jy at this band)
     n_sources: int = 6
+    bright_source_jy: float | None = None   # an extra source of this flux at the target (e.g. droop tests)
     flux_min_jy: float = 0.05
     flux_max_jy: float = 2.0
     zodi_mjysr: float = 5.0            # UNCONFIRMED (smooth, ecliptic-dependent)

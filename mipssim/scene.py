@@ -99,6 +99,13 @@ def make_scene(cfg, rng: np.random.Generator) -> Scene:
         coords = SkyCoord(np.r_[center.ra.deg, coords.ra.deg[1:]] * u.deg,
                           np.r_[center.dec.deg, coords.dec.deg[1:]] * u.deg)
     temps = rng.choice(np.array(PSF_TEMPERATURES_K, dtype=float), n)
+    if cfg.bright_source_jy:            # drawn without the generator: the rest of the scene is unchanged
+        extra = center.spherical_offsets_by(40 * u.arcsec, 40 * u.arcsec)
+        coords = SkyCoord(np.r_[coords.ra.deg if n else [], extra.ra.deg] * u.deg,
+                          np.r_[coords.dec.deg if n else [], extra.dec.deg] * u.deg)
+        flux = np.r_[flux, cfg.bright_source_jy]
+        temps = np.r_[temps, 3000.0]
+        n += 1
     table = QTable()
     table["ra"] = coords.ra.to(u.deg) if n else [] * u.deg
     table["dec"] = coords.dec.to(u.deg) if n else [] * u.deg

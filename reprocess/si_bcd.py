@@ -65,17 +65,20 @@ def calibrate_si(slope_dn_sample: np.ndarray, diff_dn: np.ndarray, *, nreads: in
         slope += products.read2 * si_as.sur_weight(nreads)[1]
         diff = np.where(diff > 0, diff + products.read2, 0.0)
     replaced = (diff > PIPELINE_SAT_FACTOR * sat_threshold) & ("saturation" not in off)
-    slope = np.where(replaced, diff, slope)
     mask[replaced] |= BBMSK["SATURATED"]
     mask[diff >= 0.9 * products.saturation_dn] |= BBMSK["SATURATED_HARD"]
-    rate = slope / read_time                                           # DN/s
+    # droop offsets follow the charge the ramps really held (saturated pixels clipped), which is
+    # what the on-board slopes saw: measure them there, then subtract them from the replaced image too
+    measured = slope / read_time                                       # DN/s
+    offset = measured - si_as.droop_inverse(measured, 0.0 if "droop" in off else products.droop,
+                                            0.0 if "row_droop" in off else products.row_droop)
+    rate = np.where(replaced, diff / read_time, measured) - offset
+    # noise of the charge actually collected: droop is an offset, not charge
     var = np.where(replaced,
                    (2 * products.read_noise ** 2 + np.maximum(rate, 0) * read_time / products.gain)
                    / read_time ** 2,
                    si_as.sur_variance(rate, nreads=nreads, read_time=read_time, gain=products.gain,
                                       read_noise=products.read_noise))
-    rate = si_as.droop_inverse(rate, 0.0 if "droop" in off else products.droop,
-                               0.0 if "row_droop" in off else products.row_droop)
     if "dark" not in off:
         rate = rate - products.dark_for(dcenum)
     scale = np.full(rate.shape, products.fluxconv)
