@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mipssim.config import load_config
 from mipssim.observe import simulate
-from reprocess.ge_pipeline import reprocess_ge
+from reprocess.pipeline import reprocess
 
 from .cli import Progress
 from .validate import format_report, plot_validation, validate, write_json
@@ -22,7 +22,7 @@ def run_demo(out: str | Path = "demo_out", *, band: int = 70, seed: int = 1,
     t0 = time.monotonic()
     simulate(cfg, out, overwrite=overwrite, progress=Progress("simulate"))
     t1 = time.monotonic()
-    rep = reprocess_ge(out, overwrite=overwrite, progress=Progress("reprocess"))
+    rep = reprocess(out, overwrite=overwrite, progress=Progress("reprocess"))
     t2 = time.monotonic()
     res = validate(out)
     write_json(res, out / "validation.json")

@@ -80,8 +80,11 @@ class Scene:
                 if not (-prf.radius_pix < xs[k] < shape[1] + prf.radius_pix
                         and -prf.radius_pix < ys[k] < shape[0] + prf.radius_pix):
                     continue
-                frac = prf(yy - ys[k], xx - xs[k])
-                image += flux[k] * frac / spec.pixel_sr / 1e6   # Jy -> MJy/sr
+                r = int(np.ceil(prf.radius_pix)) + 1               # only the PSF's footprint
+                y0, y1 = max(int(ys[k]) - r, 0), min(int(ys[k]) + r + 1, shape[0])
+                x0, x1 = max(int(xs[k]) - r, 0), min(int(xs[k]) + r + 1, shape[1])
+                frac = prf(yy[y0:y1, x0:x1] - ys[k], xx[y0:y1, x0:x1] - xs[k])
+                image[y0:y1, x0:x1] += flux[k] * frac / spec.pixel_sr / 1e6   # Jy -> MJy/sr
         return image
 
 

@@ -161,8 +161,8 @@ def _write_bcd(dce, image, unc, mask, prod, cfg, bcd_dir, overwrite):
         "JUMPTHR": (cfg.jump_threshold, "[sigma] jump threshold"),
         "MINREADS": (cfg.min_segment_reads, "min reads per segment"),
         "ENLCORR": (cfg.nonlinearity, "electronic nonlinearity corrected")})
-    for k, v in dataclasses.asdict(cfg).items():
-        hdr.add_history(f"reprocess config {k} = {v!r}")
+    hdr += [("HISTORY", f"reprocess config {k} = {v!r}", "")
+            for k, v in dataclasses.asdict(cfg).items()]
     write_bcd_set(dce, hdr, (("bcd", image.astype(np.float32), "MJy/sr"),
                              ("bunc", unc.astype(np.float32), "MJy/sr"),
                              ("bmask", mask.astype(np.int32), "")), bcd_dir, overwrite=overwrite)

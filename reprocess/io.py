@@ -18,6 +18,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
+from .fitswrite import write_image
+
 __all__ = ["InputError", "RawDCE", "REQUIRED_KEYWORDS", "read_raw_dce", "read_raw_si",
            "write_hdul", "product_name"]
 
@@ -216,25 +218,20 @@ def read_all(paths, reader, *, keep_going: bool, failures: list) -> list[RawDCE]
     return sorted(dces, key=lambda d: d.mjd_mid)
 
 
-def bcd_header(dce: RawDCE, cards: dict) -> fits.Header:
-    """Header of a product of ``dce``: its identity and WCS keywords, then ``cards`` (key -> (value, comment))."""
-    hdr = fits.Header()
-    for key in IDENTITY_KEYWORDS:
-        if key in dce.header:
-            hdr[key] = (dce.header[key], dce.header.comments[key])
+def bcd_header(dce: RawDCE, cards: dict) -> list[tuple]:
+    """Cards of a product of ``dce``: its identity and WCS keywords, then ``cards`` (key -> (value, comment))."""
+    out = []
     for card in dce.header.cards:
-        if card.keyword.startswith(_WCS_PREFIXES):
-            hdr[card.keyword] = (card.value, card.comment)
-    hdr["RAWFILE"] = (dce.path.name, "raw DCE")
-    for key, value in cards.items():
-        hdr[key] = value
-    return hdr
+        key = card.keyword
+        if key in IDENTITY_KEYWORDS or key.startswith(_WCS_PREFIXES):
+            out.append((key, card.value, card.comment))
+    out.append(("RAWFILE", dce.path.name, "raw DCE"))
+    out += [(key, *value) for key, value in cards.items()]
+    return out
 
 
-def write_bcd_set(dce: RawDCE, hdr: fits.Header, planes, bcd_dir: Path, *, overwrite: bool) -> None:
-    """Write each (kind, data, bunit) of ``planes`` as ``<stem>_<kind>.fits`` with header ``hdr``."""
+def write_bcd_set(dce: RawDCE, cards: list, planes, bcd_dir: Path, *, overwrite: bool) -> None:
+    """Write each (kind, data, bunit) of ``planes`` as ``<stem>_<kind>.fits`` with ``cards``."""
     for kind, data, bunit in planes:
-        hdr["FILETYPE"] = (kind, "product type")
-        hdr["BUNIT"] = (bunit, "units of the image")
-        write_hdul(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]),
-                   bcd_dir / product_name(dce.stem, kind), overwrite=overwrite)
+        extra = [("FILETYPE", kind, "product type"), ("BUNIT", bunit, "units of the image")]
+        write_image(bcd_dir / product_name(dce.stem, kind), data, extra + cards, overwrite=overwrite)

@@ -82,8 +82,8 @@ def reprocess_si(obs_dir: str | os.PathLike, *, config: SiConfig | None = None,
             "CALID": (prod.calid, "calibration product set"),
             "CREATOR": (software(), "software that made this file"),
             "CORROFF": (",".join(cfg.off) or "none", "corrections switched off")})
-        for k, v in dataclasses.asdict(cfg).items():
-            hdr.add_history(f"reprocess config {k} = {v!r}")
+        hdr += [("HISTORY", f"reprocess config {k} = {v!r}", "")
+                for k, v in dataclasses.asdict(cfg).items()]
         write_bcd_set(dce, hdr, (("bcd", image.astype(np.float32), "MJy/sr"),
                                  ("bunc", unc.astype(np.float32), "MJy/sr"),
                                  ("bbmsk", mask.astype(np.int32), "")), bcd_dir, overwrite=overwrite)
