@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["format_card", "write_image"]
+__all__ = ["format_card", "format_cards", "write_image"]
 
 _BITPIX = {np.dtype("float32"): -32, np.dtype("float64"): -64, np.dtype("int16"): 16,
            np.dtype("int32"): 32, np.dtype("uint8"): 8}
@@ -51,8 +51,21 @@ def format_card(key: str, value=None, comment: str = "") -> str:
     return card[:80].ljust(80)
 
 
-def write_image(path: str | os.PathLike, data: np.ndarray, cards, *, overwrite: bool) -> None:
-    """Write ``data`` (2-D or 3-D) with extra ``cards`` ((key, value, comment) tuples), atomically."""
+def format_cards(cards) -> str:
+    """Concatenated card images of ``cards``: (key, value, comment) tuples or ready 80-char strings."""
+    return "".join(c if isinstance(c, str) else format_card(*c) for c in cards)
+
+
+def write_image(path: str | os.PathLike, data: np.ndarray, cards, *, overwrite: bool,
+                atomic: bool = True) -> None:
+    """Write ``data`` (2-D or 3-D) with extra ``cards`` atomically.
+
+    ``cards`` are (key, value, comment) tuples or ready card images (strings whose
+    length is a multiple of 80, e.g. ``astropy.io.fits.Card.image`` of a card copied
+    from an input file, or the output of :func:`format_cards`).  ``atomic``
+    writes through a temporary name; a caller writing into a staging folder
+    that is renamed as a whole (:func:`reprocess.io.staged_output`) can skip it.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists (use --overwrite to replace it)")
@@ -66,14 +79,15 @@ def write_image(path: str | os.PathLike, data: np.ndarray, cards, *, overwrite: 
              format_card("NAXIS", data.ndim, "number of array dimensions")]
     lines += [format_card(f"NAXIS{i + 1}", n) for i, n in enumerate(data.shape[::-1])]
     lines.append(format_card("EXTEND", True))
-    lines += [format_card(*card) for card in cards]
+    lines.append(format_cards(cards))
     lines.append("END".ljust(80))
     header = "".join(lines).encode("ascii")
     header += b" " * (-len(header) % _BLOCK)
     body = data.astype(data.dtype.newbyteorder(">"), copy=False).tobytes()
     body += b"\0" * (-len(body) % _BLOCK)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + ".tmp") if atomic else path
     with open(tmp, "wb") as fh:
         fh.write(header)
         fh.write(body)
-    os.replace(tmp, path)
+    if atomic:
+        os.replace(tmp, path)

@@ -27,7 +27,7 @@ import numpy as np
 from calibration.bitmask import BMASK, PMASK_FATAL
 from calibration.products import CalProducts, load_products
 
-from .io import (bcd_header, prepare_output, raw_files, read_all, read_raw_dce, software,
+from .io import (bcd_header, raw_files, read_all, read_raw_dce, software, staged_output,
                  write_bcd_set)
 from .ramps import DEFAULT_THRESHOLD, false_jump_rate
 from .sloper import slope_dces
@@ -95,8 +95,17 @@ def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None =
     obs = Path(obs_dir)
     paths = raw_files(obs)
     bcd_dir = obs / "bcd"
-    prepare_output(bcd_dir, overwrite)
-    report = ReprocessReport(out_dir=bcd_dir)
+    with staged_output(bcd_dir, overwrite) as stage:
+        report = _run(paths, stage, cfg, products, keep_going, progress)
+    report.out_dir = bcd_dir
+    log.info("wrote %d BCDs (%d stim DCEs used for calibration) to %s",
+             report.n_bcd, report.n_stim, bcd_dir)
+    return report
+
+
+def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
+    """The pipeline proper, writing into the staging folder ``stage``."""
+    report = ReprocessReport(out_dir=stage)
     dces = read_all(paths, read_raw_dce, keep_going=keep_going, failures=report.failures)
     for path, problem in report.failures:
         log.error("%s: %s", path, problem)
@@ -123,7 +132,6 @@ def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None =
     if cfg.stim_mode == "constant":
         const = constant_response(stim)
 
-    bcd_dir.mkdir(parents=True, exist_ok=True)
     fatal = (prod.pmask & PMASK_FATAL) != 0
     for i, (dce, s) in enumerate(zip(dces, slopes)):
         if dce.stim:
@@ -134,13 +142,11 @@ def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None =
         image, unc = calibrate(s.slope, s.slope_err, resp, resp_err, dark=prod.dark,
                                illum=prod.illum, fluxconv=prod.fluxconv)
         mask = s.flags | rflags | np.where(fatal, BMASK["PMASK"], 0)
-        _write_bcd(dce, image, unc, mask, prod, cfg, bcd_dir, overwrite)
+        _write_bcd(dce, image, unc, mask, prod, cfg, stage)
         report.n_bcd += 1
         if progress is not None:
             progress(len(dces) + i + 1, 2 * len(dces))
-    _write_ramps(bcd_dir / "ramps.h5", dces, slopes, stim, prod, cfg)
-    log.info("wrote %d BCDs (%d stim DCEs used for calibration) to %s",
-             report.n_bcd, report.n_stim, bcd_dir)
+    _write_ramps(stage / "ramps.h5", dces, slopes, stim, prod, cfg)
     return report
 
 
@@ -152,7 +158,7 @@ def _pointing_labels(dces) -> np.ndarray:
     return np.array([lookup.setdefault(k, len(lookup)) for k in keys])
 
 
-def _write_bcd(dce, image, unc, mask, prod, cfg, bcd_dir, overwrite):
+def _write_bcd(dce, image, unc, mask, prod, cfg, stage):
     hdr = bcd_header(dce, {
         "FLUXCONV": (prod.fluxconv, "[MJy/sr per MIPS unit] flux conversion"),
         "CALID": (prod.calid, "calibration product set"),
@@ -165,7 +171,7 @@ def _write_bcd(dce, image, unc, mask, prod, cfg, bcd_dir, overwrite):
             for k, v in dataclasses.asdict(cfg).items()]
     write_bcd_set(dce, hdr, (("bcd", image.astype(np.float32), "MJy/sr"),
                              ("bunc", unc.astype(np.float32), "MJy/sr"),
-                             ("bmask", mask.astype(np.int32), "")), bcd_dir, overwrite=overwrite)
+                             ("bmask", mask.astype(np.int32), "")), stage)
 
 
 def _write_ramps(path: Path, dces, slopes, stim, prod, cfg) -> None:

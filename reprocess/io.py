@@ -9,7 +9,9 @@ problem in one line; nothing is guessed.
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .fitswrite import write_image
+from .fitswrite import format_cards, write_image
 
 __all__ = ["InputError", "RawDCE", "REQUIRED_KEYWORDS", "read_raw_dce", "read_raw_si",
            "write_hdul", "product_name"]
@@ -52,6 +54,7 @@ class RawDCE:
     path: Path
     reads: np.ndarray        # (NREADS, NY, NX) raw DN, as stored
     header: fits.Header
+    card_images: tuple = ()  # the primary header's 80-character cards, as in the file
 
     @property
     def band(self) -> int:
@@ -78,13 +81,28 @@ class RawDCE:
         return name[: -len("_raw.fits")] if name.endswith("_raw.fits") else self.path.stem
 
 
+def _card_images(path: Path) -> tuple:
+    """The primary header's cards as the 80-character strings of the file (up to END)."""
+    cards = []
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(2880)
+            if len(block) < 2880:
+                raise InputError(path, "header ends before its END card")
+            for i in range(0, 2880, 80):
+                card = block[i:i + 80].decode("ascii", "replace")
+                if card.startswith("END     ") or card.rstrip() == "END":
+                    return tuple(cards)
+                cards.append(card)
+
+
 def _open_primary(path: Path):
     """(header, data) of the primary HDU, or InputError for an unreadable/truncated file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", AstropyUserWarning)   # e.g. "File may have been truncated"
             with fits.open(path, memmap=False) as hdul:
-                header = hdul[0].header.copy()
+                header = hdul[0].header
                 data = hdul[0].data
                 return header, (None if data is None else np.array(data))
     except FileNotFoundError:
@@ -128,7 +146,7 @@ def read_raw_dce(path: str | os.PathLike, *, expected_shape: tuple[int, int] | N
     nramps = int(header.get("NRAMPS", 1))
     if nramps < 1 or data.shape[0] % nramps:
         raise InputError(path, f"NRAMPS={nramps} does not divide NREADS={data.shape[0]}")
-    return RawDCE(path=path, reads=data, header=header)
+    return RawDCE(path=path, reads=data, header=header, card_images=_card_images(path))
 
 
 def read_raw_si(path: str | os.PathLike) -> RawDCE:
@@ -144,7 +162,7 @@ def read_raw_si(path: str | os.PathLike) -> RawDCE:
         header["NREADS"] = int(round(float(header["EXPTIME"]) / float(header["SAMPTIME"])))
     if int(header["NREADS"]) < 2:
         raise InputError(path, f"NREADS={header['NREADS']}: a slope needs at least 2 samples")
-    return RawDCE(path=path, reads=data, header=header)
+    return RawDCE(path=path, reads=data, header=header, card_images=_card_images(path))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -188,10 +206,32 @@ def raw_files(obs_dir: Path) -> list[Path]:
     return paths
 
 
-def prepare_output(bcd_dir: Path, overwrite: bool) -> None:
-    """Refuse to run into a folder that already holds products, unless ``overwrite``."""
+@contextmanager
+def staged_output(bcd_dir: Path, overwrite: bool):
+    """Write a product folder all at once: yields a staging folder that replaces ``bcd_dir`` on success.
+
+    Refuses to start if ``bcd_dir`` already holds products and not ``overwrite``;
+    on any error the staging folder is removed and ``bcd_dir`` is left as it was.
+    """
+    bcd_dir = Path(bcd_dir)
     if bcd_dir.exists() and any(bcd_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{bcd_dir}: already holds products (use --overwrite to replace them)")
+    stage = bcd_dir.with_name(bcd_dir.name + ".partial")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if bcd_dir.exists():
+        old = bcd_dir.with_name(bcd_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(bcd_dir, old)
+        os.replace(stage, bcd_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, bcd_dir)
 
 
 def read_all(paths, reader, *, keep_going: bool, failures: list) -> list[RawDCE]:
@@ -218,20 +258,22 @@ def read_all(paths, reader, *, keep_going: bool, failures: list) -> list[RawDCE]
     return sorted(dces, key=lambda d: d.mjd_mid)
 
 
-def bcd_header(dce: RawDCE, cards: dict) -> list[tuple]:
-    """Cards of a product of ``dce``: its identity and WCS keywords, then ``cards`` (key -> (value, comment))."""
-    out = []
-    for card in dce.header.cards:
-        key = card.keyword
-        if key in IDENTITY_KEYWORDS or key.startswith(_WCS_PREFIXES):
-            out.append((key, card.value, card.comment))
+def bcd_header(dce: RawDCE, cards: dict) -> list:
+    """Cards of a product of ``dce``: its identity and WCS cards (copied verbatim), then ``cards``.
+
+    ``cards`` maps key -> (value, comment); the result is a list for
+    :func:`reprocess.fitswrite.write_image`.
+    """
+    out: list = [card for card in dce.card_images
+                 if card[:8].rstrip() in IDENTITY_KEYWORDS or card.startswith(_WCS_PREFIXES)]
     out.append(("RAWFILE", dce.path.name, "raw DCE"))
     out += [(key, *value) for key, value in cards.items()]
     return out
 
 
-def write_bcd_set(dce: RawDCE, cards: list, planes, bcd_dir: Path, *, overwrite: bool) -> None:
-    """Write each (kind, data, bunit) of ``planes`` as ``<stem>_<kind>.fits`` with ``cards``."""
+def write_bcd_set(dce: RawDCE, cards: list, planes, stage_dir: Path) -> None:
+    """Write each (kind, data, bunit) of ``planes`` as ``<stem>_<kind>.fits`` into a staging folder."""
+    shared = format_cards(cards)
     for kind, data, bunit in planes:
-        extra = [("FILETYPE", kind, "product type"), ("BUNIT", bunit, "units of the image")]
-        write_image(bcd_dir / product_name(dce.stem, kind), data, extra + cards, overwrite=overwrite)
+        extra = [("FILETYPE", kind, "product type"), ("BUNIT", bunit, "units of the image"), shared]
+        write_image(stage_dir / product_name(dce.stem, kind), data, extra, overwrite=False, atomic=False)

@@ -5,11 +5,13 @@ image ``read2 - read1``.  :func:`calibrate_si` applies, in order:
 
 1. ``read2``: the read-2 deficit ``a(y)`` biased the slope by ``-a w_1`` (w_1 the
    least-squares weight of the second read) and the difference by ``-a``;
-2. ``saturation``: slope pixels whose difference exceeds 1.25x the on-board
+2. ``droop`` / ``row_droop``: the array and row offsets are measured on the
+   on-board slope image with the exact inverse of
+   :func:`calibration.si_as.droop_forward` (droop follows the charge the ramps
+   really held, saturated pixels clipped);
+3. ``saturation``: slope pixels whose difference exceeds 1.25x the on-board
    threshold (the pipeline's larger threshold, [HB 5.1.2 /56]) are replaced by
-   the difference (a one-sample slope);
-3. ``droop`` / ``row_droop``: the array and row offsets are removed with the
-   exact inverse of :func:`calibration.si_as.droop_forward`;
+   the difference (a one-sample slope); the droop offsets are then removed;
 4. ``dark``: the DCENUM-dependent dark (readout-4 jailbar) is subtracted;
 5. ``first_frame``: DCENUM 1-2 (and 0 when kept) are divided by their factors;
 6. ``flat``: divided by the flat of the DCE's scan-mirror position (CSM_PRED);
@@ -17,7 +19,7 @@ image ``read2 - read1``.  :func:`calibrate_si` applies, in order:
 
 Each step has a switch (all on by default) so validation can measure what
 every correction buys.  Latents are flagged, not corrected (as the SSC did),
-by :func:`latent_flags` over the DCE sequence.
+by :class:`LatentTracker` over the DCE sequence.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from calibration import si_as
 from calibration.bitmask import BBMSK
 from calibration.products import SiProducts
 
-__all__ = ["CORRECTIONS", "calibrate_si", "latent_flags", "PIPELINE_SAT_FACTOR"]
+__all__ = ["CORRECTIONS", "calibrate_si", "LatentTracker", "PIPELINE_SAT_FACTOR"]
 
 CORRECTIONS = ("read2", "saturation", "droop", "row_droop", "dark", "first_frame", "flat")
 PIPELINE_SAT_FACTOR = 1.25   # pipeline difference threshold / on-board one (~63 / 50.3 MJy/sr)
@@ -92,19 +94,24 @@ def calibrate_si(slope_dn_sample: np.ndarray, diff_dn: np.ndarray, *, nreads: in
     return scale * rate, scale * np.sqrt(var), mask
 
 
-def latent_flags(rates_dn_s: list[np.ndarray], times_s: np.ndarray, *, threshold_dn_s: float,
-                 window_s: float) -> list[np.ndarray]:
-    """For each DCE, True where an earlier DCE within ``window_s`` had a rate above ``threshold_dn_s``.
+class LatentTracker:
+    """Flags, DCE after DCE, the detector pixels where a bright source sat within ``window_s``.
 
     A short-lived latent stays on the detector pixel that saw the source, so the
-    flag is by detector pixel, whatever the pointing.
+    flag is by detector pixel, whatever the pointing.  Only the last bright
+    masks within the window are kept (memory does not grow with the AOR).
     """
-    flags = []
-    for i, t in enumerate(times_s):
-        f = np.zeros(rates_dn_s[i].shape, dtype=bool)
-        for j in range(i - 1, -1, -1):
-            if t - times_s[j] > window_s:
-                break
-            f |= rates_dn_s[j] > threshold_dn_s
-        flags.append(f)
-    return flags
+
+    def __init__(self, *, threshold_dn_s: float, window_s: float):
+        self.threshold = threshold_dn_s
+        self.window = window_s
+        self._recent: list[tuple[float, np.ndarray]] = []
+
+    def update(self, t_s: float, rate_dn_s: np.ndarray) -> np.ndarray:
+        """Flag for a DCE at ``t_s`` (s), then remember where this DCE was bright."""
+        self._recent = [(t, m) for t, m in self._recent if t_s - t <= self.window]
+        flag = np.zeros(rate_dn_s.shape, dtype=bool)
+        for _, bright in self._recent:
+            flag |= bright
+        self._recent.append((t_s, rate_dn_s > self.threshold))
+        return flag

@@ -19,8 +19,8 @@ import numpy as np
 from calibration.bitmask import BBMSK
 from calibration.products import SiProducts, load_si_products
 
-from .io import bcd_header, prepare_output, raw_files, read_all, read_raw_si, software, write_bcd_set
-from .si_bcd import CORRECTIONS, calibrate_si, latent_flags
+from .io import bcd_header, raw_files, read_all, read_raw_si, software, staged_output, write_bcd_set
+from .si_bcd import CORRECTIONS, LatentTracker, calibrate_si
 
 __all__ = ["SiConfig", "reprocess_si", "calibrate_dce"]
 
@@ -62,33 +62,30 @@ def reprocess_si(obs_dir: str | os.PathLike, *, config: SiConfig | None = None,
     obs = Path(obs_dir)
     paths = raw_files(obs)
     bcd_dir = obs / "bcd"
-    prepare_output(bcd_dir, overwrite)
     report = ReprocessReport(out_dir=bcd_dir)
-    dces = read_all(paths, read_raw_si, keep_going=keep_going, failures=report.failures)
-    prod = products or load_si_products(cfg.products)
-    rates = [d.reads[0] / float(d.header["SAMPTIME"]) for d in dces]
-    times = np.array([d.mjd_mid for d in dces]) * 86400.0
-    latents = latent_flags(rates, times, threshold_dn_s=cfg.latent_threshold_dn_s,
-                           window_s=cfg.latent_window_s)
-    bcd_dir.mkdir(parents=True, exist_ok=True)
-    for i, (dce, latent) in enumerate(zip(dces, latents)):
-        if int(dce.header["DCENUM"]) == 0 and not cfg.keep_first_frame:
-            log.info("%s: DCENUM 0 dropped (first-frame effect)", dce.path.name)
-            continue
-        image, unc, mask = calibrate_dce(dce, prod, cfg.off)
-        mask[latent] |= BBMSK["LATENT"]
-        hdr = bcd_header(dce, {
-            "FLUXCONV": (prod.fluxconv, "[MJy/sr per DN/s] flux conversion"),
-            "CALID": (prod.calid, "calibration product set"),
-            "CREATOR": (software(), "software that made this file"),
-            "CORROFF": (",".join(cfg.off) or "none", "corrections switched off")})
-        hdr += [("HISTORY", f"reprocess config {k} = {v!r}", "")
-                for k, v in dataclasses.asdict(cfg).items()]
-        write_bcd_set(dce, hdr, (("bcd", image.astype(np.float32), "MJy/sr"),
-                                 ("bunc", unc.astype(np.float32), "MJy/sr"),
-                                 ("bbmsk", mask.astype(np.int32), "")), bcd_dir, overwrite=overwrite)
-        report.n_bcd += 1
-        if progress is not None:
-            progress(i + 1, len(dces))
+    with staged_output(bcd_dir, overwrite) as stage:
+        dces = read_all(paths, read_raw_si, keep_going=keep_going, failures=report.failures)
+        prod = products or load_si_products(cfg.products)
+        latents = LatentTracker(threshold_dn_s=cfg.latent_threshold_dn_s, window_s=cfg.latent_window_s)
+        for i, dce in enumerate(dces):
+            latent = latents.update(dce.mjd_mid * 86400.0, dce.reads[0] / float(dce.header["SAMPTIME"]))
+            if int(dce.header["DCENUM"]) == 0 and not cfg.keep_first_frame:
+                log.info("%s: DCENUM 0 dropped (first-frame effect)", dce.path.name)
+                continue
+            image, unc, mask = calibrate_dce(dce, prod, cfg.off)
+            mask[latent] |= BBMSK["LATENT"]
+            cards = bcd_header(dce, {
+                "FLUXCONV": (prod.fluxconv, "[MJy/sr per DN/s] flux conversion"),
+                "CALID": (prod.calid, "calibration product set"),
+                "CREATOR": (software(), "software that made this file"),
+                "CORROFF": (",".join(cfg.off) or "none", "corrections switched off")})
+            cards += [("HISTORY", f"reprocess config {k} = {v!r}", "")
+                      for k, v in dataclasses.asdict(cfg).items()]
+            write_bcd_set(dce, cards, (("bcd", image.astype(np.float32), "MJy/sr"),
+                                       ("bunc", unc.astype(np.float32), "MJy/sr"),
+                                       ("bbmsk", mask.astype(np.int32), "")), stage)
+            report.n_bcd += 1
+            if progress is not None:
+                progress(i + 1, len(dces))
     log.info("wrote %d 24 um BCDs to %s", report.n_bcd, bcd_dir)
     return report
