@@ -41,7 +41,7 @@ def _wrong_shape(path):
 def _nans(path):
     hdr = fits.getheader(path)
     data = fits.getdata(path).astype(np.float32)
-    data[5, 3, 3] = np.nan
+    data[-1, 3, 3] = np.nan
     fits.writeto(path, data, hdr, overwrite=True)
 
 
@@ -89,3 +89,38 @@ def test_existing_products_are_not_overwritten(clean_obs, tmp_path, capsys):
 def test_missing_folder(tmp_path, capsys):
     assert main(["reprocess", str(tmp_path / "nowhere")]) == 2
     assert "no *_raw.fits files" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def clean_obs24(tmp_path_factory):
+    d = tmp_path_factory.mktemp("obs24")
+    simulate(load_config(band=24, n_dce=5, seed=2), d)
+    return d
+
+
+def _drop_csm(path):
+    with fits.open(path, mode="update") as h:
+        del h[0].header["CSM_PRED"]
+
+
+def _wrong_planes(path):
+    hdr = fits.getheader(path)
+    fits.writeto(path, np.zeros((3, 128, 128), np.float32), hdr, overwrite=True)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (_truncate, "not a readable FITS file"),
+    (_drop_csm, "missing keyword(s) CSM_PRED"),
+    (_wrong_planes, "expected (2, 128, 128) planes"),
+    (_nans, "NaN"),
+])
+def test_bad_24um_file_fails_clearly(clean_obs24, tmp_path, capsys, damage, problem):
+    obs, files = _copy(clean_obs24, tmp_path)
+    damage(files[2])
+    status = main(["reprocess", str(obs)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status != 0
+    assert len(err) == 1 and files[2].name in err[0] and problem in err[0], err
+    assert not (obs / "bcd").exists()
+    assert main(["reprocess", str(obs), "--keep-going"]) == 1
+    assert len(list((obs / "bcd").glob("*_bcd.fits"))) == 5 - 1 - 1    # DCENUM 0 dropped, 1 bad
