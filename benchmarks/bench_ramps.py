@@ -51,6 +51,9 @@ inputs.  Wall time is the median over repetitions (min-max shown too).
 Throughput = pixels x reads / wall time.
 
 Quality (from the first repetition; the cube is the same in all of them):
+* var/bound: mean over pixels without a cosmic ray of (slope - true rate)^2
+  divided by the Cramer-Rao bound of that pixel (GLS on the differences with
+  their tridiagonal covariance at the true rate): 1 is the best possible;
 * pull = (slope - true rate) / slope_err: median and robust spread
   (1.4826 x MAD), over pixels without a cosmic ray and over all pixels;
 * completeness: fraction of cosmic rays flagged at exactly the right read;
@@ -287,7 +290,16 @@ def quality(code: str, case: Case, truth: dict, slope, err, jumps) -> dict:
     far_pix = clean_pix & ~four_neighbours(has_cr)
     flagged_pix = false.any(axis=0)
     p = PREDICTED_P[code]
+    # Cramer-Rao bound per pixel: GLS on the differences with their tridiagonal covariance
+    # (closed form of reprocess.ramps.gls_weights, checked against explicit inversion in the tests)
+    from reprocess.ramps import gls_weights
+    n = case.nreads - 1
+    pos = np.arange(1, n + 1).reshape(n, 1, 1)
+    w = gls_weights(pos, np.full(pos.shape, n), rate * case.read_time / case.gain, case.read_noise ** 2)
+    bound = 1.0 / (w.sum(axis=0) * case.read_time ** 2)
+    sel = ok & clean_pix
     return {
+        "var_bound": float(np.mean((slope[sel] - rate[sel]) ** 2 / bound[sel])),
         "finite": float(ok.mean()),
         "pull_clean": robust(pull[ok & clean_pix]),
         "pull_all": robust(pull[ok]),
@@ -365,12 +377,14 @@ def print_case(case: Case, res: dict[str, dict]) -> None:
         span = f"{r['wall']:.3f} ({r['wall_min']:.3f}-{r['wall_max']:.3f})"
         print(f"{CODES[code]:<18} {span:>22} {r['tput']:>13.2f} {r['input_mb']:>9.1f} "
               f"{r['mem']:>13.1f} {r['mem'] / r['input_mb']:>10.2f}")
-    print(f"\n{'code':<18} {'pull clean med/sig':>19} {'pull all med/sig':>17} {'complete':>9} "
-          f"{'false/diff':>10} {'(far)':>8} {'pred':>8} {'false pix':>9} {'(far)':>8} {'pred':>8}")
+    print(f"\n{'code':<18} {'var/bound':>9} {'pull clean med/sig':>19} {'pull all med/sig':>17} "
+          f"{'complete':>9} {'false/diff':>10} {'(far)':>8} {'pred':>8} {'false pix':>9} {'(far)':>8} "
+          f"{'pred':>8}")
     for code, r in res.items():
         q = r["quality"]
         pc, pa = q["pull_clean"], q["pull_all"]
-        print(f"{CODES[code]:<18} {pc[0]:>+8.3f} / {pc[1]:<7.3f} {pa[0]:>+7.3f} / {pa[1]:<7.3f} "
+        print(f"{CODES[code]:<18} {q['var_bound']:>9.3f} {pc[0]:>+8.3f} / {pc[1]:<7.3f} "
+              f"{pa[0]:>+7.3f} / {pa[1]:<7.3f} "
               f"{q['completeness']:>9.4f} {q['false_per_diff']:>10.1e} {q['false_per_diff_far']:>8.1e} "
               f"{q['pred_per_diff']:>8.1e} {q['false_pix']:>9.2e} {q['false_pix_far']:>8.1e} "
               f"{q['pred_pix']:>8.1e}")
