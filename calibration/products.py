@@ -83,6 +83,25 @@ def load_products(band: int, path: str | os.PathLike | None = None) -> CalProduc
     return prod
 
 
+def _write_mef(path: str | os.PathLike, hdr: fits.Header, extensions: dict, provenance: str) -> None:
+    """Primary header ``hdr`` (+ provenance as HISTORY) and one image extension per item, atomically."""
+    for line in provenance.splitlines():
+        hdr.add_history(line)
+    hdus = [fits.PrimaryHDU(header=hdr)]
+    hdus += [fits.ImageHDU(data, name=name) for name, data in extensions.items()]
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fits.HDUList(hdus).writeto(tmp, overwrite=True)
+    os.replace(tmp, path)
+
+
+def _as_stored(name: str, data) -> np.ndarray:
+    data = np.asarray(data)
+    if name == "pmask":
+        return data.astype(np.int32)
+    return data.astype(np.float64 if data.ndim == 1 else np.float32)
+
+
 def write_products(prod: CalProducts, path: str | os.PathLike, *, provenance: str = "") -> None:
     """Write ``prod`` to ``path`` (atomically)."""
     hdr = fits.Header()
@@ -91,17 +110,7 @@ def write_products(prod: CalProducts, path: str | os.PathLike, *, provenance: st
     hdr["FLUXCONV"] = (prod.fluxconv, "[MJy/sr per MIPS unit] flux conversion")
     hdr["GAIN"] = (prod.gain, "[e-/DN] conversion gain")
     hdr["SATLEVEL"] = (prod.saturation_dn, "[DN] raw saturation level")
-    for line in provenance.splitlines():
-        hdr.add_history(line)
-    hdus = [fits.PrimaryHDU(header=hdr)]
-    for k in _MAPS:
-        data = getattr(prod, k)
-        data = data.astype(np.int32) if k == "pmask" else data.astype(np.float32)
-        hdus.append(fits.ImageHDU(data, name=_EXTNAMES[k]))
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fits.HDUList(hdus).writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    _write_mef(path, hdr, {_EXTNAMES[k]: _as_stored(k, getattr(prod, k)) for k in _MAPS}, provenance)
 
 
 @dataclass
@@ -153,17 +162,8 @@ def write_si_products(prod: SiProducts, path: str | os.PathLike, *, provenance: 
     hdr["DROOP"] = (prod.droop, "array droop coefficient")
     hdr["RDROOP"] = (prod.row_droop, "row droop coefficient")
     hdr["SATLEVEL"] = (prod.saturation_dn, "[DN] full well above the reset level")
-    for line in provenance.splitlines():
-        hdr.add_history(line)
-    hdus = [fits.PrimaryHDU(header=hdr)]
-    for attr, ext in _SI_MAPS.items():
-        data = np.asarray(getattr(prod, attr))
-        data = data.astype(np.int32) if attr == "pmask" else data.astype(np.float64 if data.ndim == 1 else np.float32)
-        hdus.append(fits.ImageHDU(data, name=ext))
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fits.HDUList(hdus).writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    _write_mef(path, hdr, {ext: _as_stored(k, getattr(prod, k)) for k, ext in _SI_MAPS.items()},
+               provenance)
 
 
 def load_si_products(path: str | os.PathLike | None = None) -> SiProducts:

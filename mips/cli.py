@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--jump-threshold", type=float, default=None,
                    help="jump threshold in sigma of one read difference (default 4.5)")
     r.add_argument("--products", help="calibration product set (FITS) instead of the shipped one")
-    r.add_argument("--config", help="TOML file of reprocessing parameters (Ge)")
+    r.add_argument("--config", help="TOML file of reprocessing parameters (see ReprocessConfig in "
+                                    "reprocess/ge_pipeline.py, SiConfig in reprocess/si_pipeline.py)")
     r.add_argument("--off", help="24 um: comma-separated corrections to skip "
                                  "(read2,saturation,droop,row_droop,dark,first_frame,flat)")
     r.add_argument("--keep-first-frame", action="store_true",

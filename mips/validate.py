@@ -215,6 +215,18 @@ def write_json(res: dict, path: str | Path) -> None:
     tmp.replace(path)
 
 
+def plot_pulls(ax, hist: dict, n: int, label: str) -> None:
+    """Step histogram of pulls with the N(0, 1) expectation for ``n`` values (log scale)."""
+    counts = np.array(hist["counts"])
+    edges = np.array(hist["edges"])
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    ax.step(centers, counts, where="mid", label=label)
+    norm = n * (edges[1] - edges[0])
+    ax.plot(centers, norm * np.exp(-0.5 * centers ** 2) / np.sqrt(2 * np.pi), "k--", label="N(0, 1)")
+    ax.set_yscale("log")
+    ax.set_ylim(0.5, None)
+
+
 def plot_validation(res: dict, path: str | Path) -> None:
     """Pull histogram, calibration error against time, jump completeness against amplitude."""
     if res.get("band") == 24:
@@ -225,15 +237,7 @@ def plot_validation(res: dict, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
-    counts = np.array(res["pull_histogram"]["counts"])
-    edges = np.array(res["pull_histogram"]["edges"])
-    centers = 0.5 * (edges[1:] + edges[:-1])
-    ax[0].step(centers, counts, where="mid", label="slope pulls")
-    norm = res["n_ramps"] * (edges[1] - edges[0])
-    ax[0].plot(centers, norm * np.exp(-0.5 * centers ** 2) / np.sqrt(2 * np.pi), "k--",
-               label="N(0, 1)")
-    ax[0].set_yscale("log")
-    ax[0].set_ylim(0.5, None)
+    plot_pulls(ax[0], res["pull_histogram"], res["n_ramps"], "slope pulls")
     ax[0].set_xlabel("(slope - truth) / error")
     ax[0].set_title(f"pulls: median {res['pull_median']:+.3f}, spread {res['pull_spread']:.3f}")
     ax[0].legend()

@@ -171,15 +171,9 @@ def plot_validation_si(res: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .validate import plot_pulls
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
-    counts = np.array(res["pull_histogram"]["counts"])
-    edges = np.array(res["pull_histogram"]["edges"])
-    centers = 0.5 * (edges[1:] + edges[:-1])
-    ax[0].step(centers, counts, where="mid", label="(BCD - sky) / bunc")
-    norm = res["n_pixels"] * (edges[1] - edges[0])
-    ax[0].plot(centers, norm * np.exp(-0.5 * centers ** 2) / np.sqrt(2 * np.pi), "k--", label="N(0, 1)")
-    ax[0].set_yscale("log")
-    ax[0].set_ylim(0.5, None)
+    plot_pulls(ax[0], res["pull_histogram"], res["n_pixels"], "(BCD - sky) / bunc")
     ax[0].set_title(f"BCD pulls: median {res['bcd_pull_median']:+.3f}, spread {res['bcd_pull_spread']:.3f}")
     ax[0].legend()
     series = res["cal_error_series"]

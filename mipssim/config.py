@@ -8,9 +8,10 @@ raw headers' provenance so a run can be repeated exactly.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from calibration.configuration import read_toml, resolve
 
 __all__ = ["SimConfig", "load_config", "to_toml"]
 
@@ -117,21 +118,8 @@ BAND_DEFAULTS = {
 
 def load_config(path: str | Path | None = None, **overrides) -> SimConfig:
     """Band defaults, then the TOML file at ``path`` (if any), then ``overrides`` (None ignored)."""
-    values: dict = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                values.update(tomllib.load(fh))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read configuration: {exc}") from None
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    band = int(values.get("band", 70))
-    values = {**BAND_DEFAULTS.get(band, {}), **values}
-    known = {f.name for f in fields(SimConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{path or 'configuration'}: unknown parameter(s) {', '.join(unknown)}")
-    return SimConfig(**values)
+    given = {**read_toml(path), **{k: v for k, v in overrides.items() if v is not None}}
+    return resolve(SimConfig, path, overrides, defaults=BAND_DEFAULTS.get(int(given.get("band", 70)), {}))
 
 
 def to_toml(cfg: SimConfig) -> str:

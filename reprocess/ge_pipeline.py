@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import h5py
 import numpy as np
 
 from calibration.bitmask import BMASK, PMASK_FATAL
+from calibration.configuration import resolve
 from calibration.products import CalProducts, load_products
 
 from .io import (bcd_header, raw_files, read_all, read_raw_dce, software, staged_output,
@@ -58,19 +58,7 @@ class ReprocessConfig:
 
 def load_reprocess_config(path=None, **overrides) -> ReprocessConfig:
     """Defaults, then the TOML file at ``path``, then non-None ``overrides``."""
-    values: dict = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                values.update(tomllib.load(fh))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read configuration: {exc}") from None
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in dataclasses.fields(ReprocessConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{path or 'configuration'}: unknown parameter(s) {', '.join(unknown)}")
-    return ReprocessConfig(**values)
+    return resolve(ReprocessConfig, path, overrides)
 
 
 @dataclass

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from astropy.io import fits
 
+from calibration.configuration import resolve
+
 from .ge_pipeline import ReprocessReport, load_reprocess_config, reprocess_ge
 from .io import InputError, raw_files
 from .si_pipeline import SiConfig, reprocess_si
@@ -30,12 +32,12 @@ def reprocess(obs_dir, *, config_file=None, keep_going=False, overwrite=False, p
               **options) -> ReprocessReport:
     """Reprocess ``obs_dir``: the Ge pipeline for 70/160 um, the Si:As one for 24 um.
 
-    ``options`` are parameters of that pipeline's configuration (None values ignored).
+    ``options`` are parameters of that pipeline's configuration (None values ignored);
+    ``config_file`` a TOML file of them (defaults < file < options).
     """
-    options = {k: v for k, v in options.items() if v is not None}
     if band_of(obs_dir) == 24:
-        return reprocess_si(obs_dir, config=SiConfig(**options), keep_going=keep_going,
-                            overwrite=overwrite, progress=progress)
+        return reprocess_si(obs_dir, config=resolve(SiConfig, config_file, options),
+                            keep_going=keep_going, overwrite=overwrite, progress=progress)
     cfg = load_reprocess_config(config_file, **options)
     return reprocess_ge(obs_dir, config=cfg, keep_going=keep_going, overwrite=overwrite,
                         progress=progress)

@@ -256,7 +256,8 @@ def gls_weights(seg_pos: np.ndarray, seg_len: np.ndarray, poisson_var: np.ndarra
         logr = np.log(root)                                  # -inf when r = 0
         i = seg_pos.astype(float)
         m1 = seg_len.astype(float) + 1.0
-        bracket = (np.exp(i * logr) + np.exp((m1 - i) * logr)) / (1.0 + np.exp(m1 * logr))
+        r_i, r_mi = np.exp(i * logr), np.exp((m1 - i) * logr)
+        bracket = (r_i + r_mi) / (1.0 + r_i * r_mi)          # r^i r^(m+1-i) = r^(m+1)
         return (1.0 - bracket) / p
 
 
@@ -288,8 +289,14 @@ def _run_position(u):
 
 
 def _sum0(a):
-    """Sum over axis 0 in a fixed order (bit-identical for any number of columns)."""
-    total = np.zeros(a.shape[1:], dtype=np.int64 if a.dtype == bool else a.dtype)
+    """Sum over axis 0 in a fixed order (bit-identical for any number of columns).
+
+    numpy sums a contiguous axis pairwise, so a one-column block would round
+    differently from a wide one; integers are exact either way.
+    """
+    if a.dtype == bool or np.issubdtype(a.dtype, np.integer):
+        return a.sum(axis=0, dtype=np.int64)
+    total = np.zeros(a.shape[1:], dtype=a.dtype)
     for row in a:
         total += row
     return total
