@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from astropy import __version__ as astropy_version
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
@@ -268,6 +269,8 @@ def bcd_header(dce: RawDCE, cards: dict) -> list:
                  if card[:8].rstrip() in IDENTITY_KEYWORDS or card.startswith(_WCS_PREFIXES)]
     out.append(("RAWFILE", dce.path.name, "raw DCE"))
     out += [(key, *value) for key, value in cards.items()]
+    out.append(("HISTORY", f"software: {software()}, numpy {np.__version__}, "
+                           f"astropy {astropy_version}", ""))
     return out
 
 

@@ -73,3 +73,18 @@ def test_bcd_carries_wcs_units_and_provenance(tmp_path):
     assert WCS(raw, naxis=2).all_pix2world([[3.0, 4.0]], 0) == pytest.approx(w.all_pix2world([[3.0, 4.0]], 0))
     for kind in ("bunc", "bmask"):
         assert (tmp_path / "bcd" / bcd.name.replace("_bcd", f"_{kind}")).exists()
+
+
+def test_load_bcd_gives_ccddata_with_wcs_uncertainty_and_mask(tmp_path):
+    from astropy import units as u
+
+    from reprocess.bcd import load_bcd
+    simulate(load_config(n_dce=6, seed=3), tmp_path)
+    reprocess_ge(tmp_path)
+    path = sorted((tmp_path / "bcd").glob("*_bcd.fits"))[0]
+    bcd = load_bcd(path)
+    assert bcd.unit == u.MJy / u.sr and bcd.wcs.sip is not None
+    assert bcd.uncertainty.array.shape == bcd.data.shape == bcd.flags.shape
+    assert bcd.mask[:, 16:].all() and not bcd.mask[:, :16].all()   # the dead half of the 70 um array
+    sky = bcd.wcs.pixel_to_world(5, 5)
+    assert abs(sky.ra.deg - bcd.meta["CRVAL1"]) < 0.1
