@@ -140,7 +140,7 @@ class SiProducts:
     meta: dict = field(default_factory=dict)
 
     def flat_for(self, csm: float, tolerance_arcsec: float = 1.0):
-        """(flat, exact) for scan-mirror position ``csm``: the nearest plane, and whether it is within tolerance."""
+        """(flat, exact): the plane nearest scan-mirror position ``csm``, and whether it is within tolerance."""
         i = int(np.argmin(np.abs(self.csm_arcsec - csm)))
         return self.flats[i], bool(abs(self.csm_arcsec[i] - csm) <= tolerance_arcsec)
 

@@ -138,7 +138,8 @@ def simulate_ramps(current_dn_s: np.ndarray, *, t_reads_s: np.ndarray, ramp_star
     level = np.broadcast_to(detector.enl_zero, shape).copy()
     if cfg.include_reset_noise:
         ramp_id = np.cumsum(ramp_starts) - 1
-        jitter = streams["reset_noise"].normal(0.0, cfg.reset_noise_dn, (ramp_id[-1] + 1,) + current_dn_s.shape)
+        n_ramps = ramp_id[-1] + 1
+        jitter = streams["reset_noise"].normal(0.0, cfg.reset_noise_dn, (n_ramps,) + current_dn_s.shape)
         level += jitter[ramp_id]
     if cfg.include_read_noise:
         level += streams["read_noise"].standard_normal(shape) * detector.read_noise

@@ -160,6 +160,17 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
     truth.add_array("detector/enl_beta", detector.enl_beta)
 
 
+def _si_signal(cfg, det, plan, sky):
+    """First-frame factor, photocurrent and dark (DN/s) of a 24 um DCE seeing ``sky``."""
+    ff = (si_as.first_frame_factor(plan.dcenum, cfg.first_frame_factors)
+          if cfg.include_first_frame else 1.0)
+    spots = det.spot_map(plan.csm_arcsec, include=cfg.include_spots)
+    photo = ff * det.spec.dn_s_per_mjysr * det.gainflat * spots * sky
+    dark = (det.dark(plan.dcenum, cfg.jailbar_factors, include_jailbar=cfg.include_jailbar)
+            if cfg.include_dark else 0.0)
+    return ff, photo, dark
+
+
 def _run_si(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
     """The 24 um DCE loop: first-frame deficit, spots, dark, latents, then the detector."""
     det = default_si_detector(cfg)
@@ -172,9 +183,7 @@ def _run_si(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
             latent *= np.exp(-(t_mid - prev_mid) / cfg.latent_tau_s)
         prev_mid = t_mid
         sky = scene.render(plan.wcs, spec.shape)
-        ff = si_as.first_frame_factor(plan.dcenum, cfg.first_frame_factors) if cfg.include_first_frame else 1.0
-        photo = ff * spec.dn_s_per_mjysr * det.gainflat * det.spot_map(plan.csm_arcsec, include=cfg.include_spots) * sky
-        dark = det.dark(plan.dcenum, cfg.jailbar_factors, include_jailbar=cfg.include_jailbar) if cfg.include_dark else 0.0
+        ff, photo, dark = _si_signal(cfg, det, plan, sky)
         signal = photo + dark + (latent if cfg.include_latents else 0.0)
         dce = simulate_si_dce(signal, nreads=plan.nreads, detector=det, cfg=cfg, streams=streams)
         latent_now = latent.copy()

@@ -132,7 +132,8 @@ def simulate_si_dce(signal_dn_s: np.ndarray, *, nreads: int, detector: SiDetecto
         idx = np.nonzero(hits)
         reps = hits[idx]
         read, y, x = (np.repeat(a, reps) for a in idx)
-        amp = cfg.cr_amp_median_dn * np.exp(cfg.cr_amp_sigma_ln * streams["cosmic_rays"].standard_normal(len(read)))
+        z = streams["cosmic_rays"].standard_normal(len(read))
+        amp = cfg.cr_amp_median_dn * np.exp(cfg.cr_amp_sigma_ln * z)
         np.add.at(delta, (read, y, x), amp)
         events = np.zeros(len(read), dtype=CR_DTYPE)
         events["read"], events["y"], events["x"], events["amplitude_dn"] = read, y, x, amp
