@@ -53,23 +53,18 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_reprocess(args) -> int:
-    from reprocess.pipeline import band_of, reprocess
+    from reprocess.pipeline import reprocess_many
+    options = {"jump_threshold": args.jump_threshold, "stim_mode": args.stim,
+               "products": args.products, "off": tuple(args.off.split(",")) if args.off else None,
+               "keep_first_frame": args.keep_first_frame or None}
+    results = reprocess_many(args.dirs, workers=args.workers, config_file=args.config,
+                             keep_going=args.keep_going, overwrite=args.overwrite,
+                             progress=Progress("reprocess"),
+                             **{k: v for k, v in options.items() if v is not None})
     status = 0
-    for obs in args.dirs:
-        try:
-            if band_of(obs) == 24:
-                options = {"products": args.products,
-                           "off": tuple(args.off.split(",")) if args.off else None,
-                           "keep_first_frame": args.keep_first_frame or None}
-            else:
-                options = {"jump_threshold": args.jump_threshold, "stim_mode": args.stim,
-                           "products": args.products}
-            rep = reprocess(obs, config_file=args.config, keep_going=args.keep_going,
-                            overwrite=args.overwrite, progress=Progress("reprocess"), **options)
-        except (ValueError, FileNotFoundError, FileExistsError, OSError) as exc:
-            if not args.keep_going:
-                raise
-            print(f"mips reprocess: {exc}", file=sys.stderr)
+    for obs, rep in zip(args.dirs, results):
+        if isinstance(rep, Exception):
+            print(f"mips reprocess: {rep}", file=sys.stderr)
             status = 1
             continue
         print(f"{obs}: {rep.n_bcd} BCDs written to {rep.out_dir}"
@@ -128,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--keep-going", action="store_true",
                    help="skip bad files (and folders), list the failures at the end")
     r.add_argument("--overwrite", action="store_true", help="replace existing products")
+    r.add_argument("--workers", type=int, default=1,
+                   help="folders reprocessed in parallel (processes; results do not depend on it)")
     r.add_argument("--stim", choices=("interp", "constant"), default=None,
                    help="responsivity: interpolate stim flashes in time (default) or hold constant")
     r.add_argument("--jump-threshold", type=float, default=None,

@@ -47,6 +47,9 @@ class InputError(ValueError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):   # picklable, so worker processes can report it
+        return (type(self), (self.path, self.problem))
+
 
 @dataclass
 class RawDCE:

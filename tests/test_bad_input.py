@@ -124,3 +124,19 @@ def test_bad_24um_file_fails_clearly(clean_obs24, tmp_path, capsys, damage, prob
     assert not (obs / "bcd").exists()
     assert main(["reprocess", str(obs), "--keep-going"]) == 1
     assert len(list((obs / "bcd").glob("*_bcd.fits"))) == 5 - 1 - 1    # DCENUM 0 dropped, 1 bad
+
+
+def test_parallel_folders_give_the_same_products(clean_obs, clean_obs24, tmp_path, capsys):
+    import filecmp
+    serial = [_copy(o, tmp_path / f"s{i}")[0] for i, o in enumerate((clean_obs, clean_obs24))]
+    parallel = [_copy(o, tmp_path / f"p{i}")[0] for i, o in enumerate((clean_obs, clean_obs24))]
+    broken = tmp_path / "broken"
+    (broken / "raw").mkdir(parents=True)
+    assert main(["reprocess", *map(str, serial)]) == 0
+    assert main(["reprocess", "--workers", "2", "--keep-going", *map(str, parallel), str(broken)]) == 1
+    assert "no *_raw.fits files" in capsys.readouterr().err
+    for s, p in zip(serial, parallel):
+        names = sorted(f.name for f in (s / "bcd").iterdir())
+        assert names == sorted(f.name for f in (p / "bcd").iterdir()) and names
+        for n in names:
+            assert filecmp.cmp(s / "bcd" / n, p / "bcd" / n, shallow=False), n

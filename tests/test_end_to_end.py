@@ -88,3 +88,19 @@ def test_load_bcd_gives_ccddata_with_wcs_uncertainty_and_mask(tmp_path):
     assert bcd.mask[:, 16:].all() and not bcd.mask[:, :16].all()   # the dead half of the 70 um array
     sky = bcd.wcs.pixel_to_world(5, 5)
     assert abs(sky.ra.deg - bcd.meta["CRVAL1"]) < 0.1
+
+
+def test_bcds_are_bit_identical_whatever_the_batching(tmp_path, monkeypatch):
+    import filecmp
+
+    import reprocess.ge_pipeline as gp
+    simulate(load_config(n_dce=14, seed=4), tmp_path / "a")
+    import shutil
+    shutil.copytree(tmp_path / "a" / "raw", tmp_path / "b" / "raw")
+    reprocess_ge(tmp_path / "a")
+    monkeypatch.setattr(gp, "_BATCH", 3)            # DCEs fitted 3 at a time instead of 32
+    reprocess_ge(tmp_path / "b")
+    a = sorted((tmp_path / "a" / "bcd").glob("*.fits"))
+    assert len(a) == 3 * 12
+    for f in a:
+        assert filecmp.cmp(f, tmp_path / "b" / "bcd" / f.name, shallow=False), f.name
