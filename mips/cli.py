@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the droop offset the source causes, correction on and off")
     v.set_defaults(func=_cmd_validate)
 
-    d = sub.add_parser("demo", help="simulate, reprocess and validate a default 70 um observation")
+    d = sub.add_parser("demo", help="simulate, reprocess and validate a default observation "
+                                    "(70 um unless --band)")
     d.add_argument("--out", default="demo_out", help="working folder (default ./demo_out)")
     d.add_argument("--band", type=int, choices=(24, 70, 160), default=70)
     d.add_argument("--seed", type=int, default=1)

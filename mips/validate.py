@@ -143,7 +143,7 @@ def _calibration_errors(obs, names, truth, ramps, good) -> dict:
     """Per-DCE median(BCD/sky - 1), as reprocessed and with stim tracking off."""
     stim = StimResponse(ramps["stim/t_mjd"][()], ramps["stim/response_dn_s"][()],
                         ramps["stim/response_err_dn_s"][()])
-    band = 70 if good.shape == (32, 32) else 160
+    band = truth_band(obs)
     first_bcd = next((obs / "bcd" / product_name(n, "bcd") for n in names
                       if (obs / "bcd" / product_name(n, "bcd")).exists()), None)
     if first_bcd is None:
