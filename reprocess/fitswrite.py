@@ -34,7 +34,9 @@ def _value(v) -> str:
         if "." not in s and "INF" not in s:
             s = s.replace("E", ".0E") if "E" in s else s + ".0"
         return f"{s:>20}"
-    text = str(v).replace("'", "''")[:68]
+    text = str(v).replace("'", "''")
+    if len(text) > 68:
+        raise ValueError(f"string value too long for one FITS card ({len(text)} > 68 characters)")
     return f"'{text:<8}'".ljust(20)
 
 
