@@ -8,7 +8,7 @@ SSC Si/IRS convention where a meaning matches and are otherwise our own
 """
 from __future__ import annotations
 
-__all__ = ["PMASK", "BMASK", "BBMSK", "PMASK_FATAL", "describe"]
+__all__ = ["PMASK", "BMASK", "BBMSK", "PMASK_FATAL"]
 
 PMASK = {
     "NOISY": 1 << 2,
@@ -40,11 +40,3 @@ BBMSK = {
     "SATURATED_HARD": 1 << 10,  # even the difference image saturated: value unreliable
     "PMASK": 1 << 14,           # permanently bad pixel
 }
-
-
-def describe(table: dict[str, int]) -> str:
-    """A markdown table of ``table`` (name -> bit value)."""
-    rows = ["| bit | value | name |", "|---|---|---|"]
-    for name, value in table.items():
-        rows.append(f"| {value.bit_length() - 1} | {value} | {name} |")
-    return "\n".join(rows)

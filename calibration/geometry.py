@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 from astropy.io import fits
-from astropy.wcs import WCS
 
 from .instrument import band_spec
 
@@ -86,11 +85,3 @@ def _inverse_sip(coeffs: dict, shape, crpix, order: int = 2) -> dict:
         out[f"AP_{p}_{q}"] = float(a)
         out[f"BP_{p}_{q}"] = float(b)
     return out
-
-
-def header_wcs(header: fits.Header) -> WCS:
-    """Celestial WCS of a header (SIP included), raising ValueError when absent."""
-    wcs = WCS(header, relax=True)
-    if not wcs.has_celestial:
-        raise ValueError("header has no celestial WCS")
-    return wcs.celestial

@@ -163,9 +163,8 @@ def _write_bcd(dce, image, unc, mask, prod, cfg, stage):
 
 
 def _write_ramps(path: Path, dces, slopes, stim, prod, cfg) -> None:
-    """Per-DCE slopes, errors, jumps and the stim responses (atomic)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as h5:
+    """Per-DCE slopes, errors, jumps and the stim responses (into the staging folder)."""
+    with h5py.File(path, "w") as h5:
         h5.attrs["calid"] = prod.calid
         h5.attrs["software"] = software()
         h5.attrs["jump_threshold"] = cfg.jump_threshold
@@ -183,4 +182,3 @@ def _write_ramps(path: Path, dces, slopes, stim, prod, cfg) -> None:
         h5.create_dataset("stim/t_mjd", data=stim.t)
         h5.create_dataset("stim/response_dn_s", data=stim.value)
         h5.create_dataset("stim/response_err_dn_s", data=stim.err)
-    os.replace(tmp, path)

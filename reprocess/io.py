@@ -24,7 +24,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from .fitswrite import format_cards, write_image
 
 __all__ = ["InputError", "RawDCE", "REQUIRED_KEYWORDS", "read_raw_dce", "read_raw_si",
-           "write_hdul", "product_name"]
+           "product_name"]
 
 REQUIRED_KEYWORDS = ("INSTRUME", "CHNLNUM", "AORKEY", "EXPID", "DCENUM", "SAMPTIME", "EXPTIME",
                      "MJD_OBS", "STIMFLSH", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CTYPE1",
@@ -177,16 +177,6 @@ def _first_line(exc: BaseException) -> str:
 def product_name(stem: str, kind: str) -> str:
     """File name of a product of a DCE, e.g. ``product_name(stem, 'bcd')``."""
     return f"{stem}_{kind}.fits"
-
-
-def write_hdul(hdul: fits.HDUList, path: Path, *, overwrite: bool) -> None:
-    """Write ``hdul`` to ``path`` through a temporary file; refuse to replace without ``overwrite``."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists (use --overwrite to replace it)")
-    tmp = path.with_name(path.name + ".tmp")
-    hdul.writeto(tmp, overwrite=True, output_verify="ignore")   # headers are built here, valid
-    os.replace(tmp, path)
 
 
 _WCS_PREFIXES = ("CTYPE", "CRPIX", "CRVAL", "CD1_", "CD2_", "A_", "B_", "AP_", "BP_", "RADESYS",
