@@ -20,18 +20,23 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import warnings
+
 import h5py
 import numpy as np
+from astropy.wcs import WCS, FITSFixedWarning
 
 from calibration.bitmask import BMASK, PMASK_FATAL
 from calibration.configuration import resolve
 from calibration.products import CalProducts, load_products
 
-from .io import (bcd_header, raw_files, read_all, read_raw_dce, software, staged_output,
-                 write_bcd_set)
+from .io import (InputError, bcd_header, raw_files, read_all, read_raw_dce, software,
+                 staged_output, write_bcd_set)
 from .ramps import DEFAULT_THRESHOLD, false_jump_rate
 from .sloper import slope_dces
-from .stim import calibrate, constant_response, interpolate_response, stim_minus_background
+from .stim import (NoStimError, calibrate, constant_response, interpolate_response, same_sky,
+                   stim_minus_background)
+from .wander import Hits
 
 __all__ = ["ReprocessConfig", "ReprocessReport", "reprocess_ge", "load_reprocess_config"]
 
@@ -48,10 +53,17 @@ class ReprocessConfig:
     stim_mode: str = "interp"                   # "interp" (GeRT) or "constant" (tracking off)
     nonlinearity: bool = True
     products: str | None = None                 # path of a product set; None = shipped one
+    stim_tolerance_pix: float = 0.5             # background DCEs within this of the flash's pointing
+    stim_min_snr: float = 5.0                   # a pixel's flash must exceed this many sigma
+    first_stim: str = "auto"                    # "auto" (drop if anomalous), "drop" or "keep"
 
     def __post_init__(self):
         if self.stim_mode not in ("interp", "constant"):
             raise ValueError(f"stim_mode must be 'interp' or 'constant', got {self.stim_mode!r}")
+        if self.first_stim not in ("auto", "drop", "keep"):
+            raise ValueError(f"first_stim must be 'auto', 'drop' or 'keep', got {self.first_stim!r}")
+        if not self.stim_tolerance_pix > 0 or not self.stim_min_snr > 0:
+            raise ValueError("stim_tolerance_pix and stim_min_snr must be > 0")
         if not self.jump_threshold > 0 or self.min_segment_reads < 2:
             raise ValueError("jump_threshold must be > 0 and min_segment_reads >= 2")
 
@@ -99,55 +111,119 @@ def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
         log.error("%s: %s", path, problem)
     prod = products or load_products(dces[0].band, cfg.products)
     prod.check_shape(dces[0].reads.shape[1:], str(dces[0].path))
-
-    slopes = []
-    for b0 in range(0, len(dces), _BATCH):
-        batch = dces[b0:b0 + _BATCH]
-        slopes += slope_dces([d.reads for d in batch], read_time=float(batch[0].header["SAMPTIME"]),
-                             nramps=batch[0].nramps, gain=prod.gain, read_noise=prod.read_noise,
-                             saturation_dn=prod.saturation_dn, enl_beta=prod.enl_beta,
-                             enl_zero=prod.enl_zero, apply_nonlinearity=cfg.nonlinearity,
-                             threshold=cfg.jump_threshold, min_segment_reads=cfg.min_segment_reads,
-                             batch=_BATCH)
-        if progress is not None:
-            progress(len(slopes), 2 * len(dces))
-    slope = np.stack([s.slope for s in slopes])
-    err = np.stack([s.slope_err for s in slopes])
-    is_stim = np.array([d.stim for d in dces])
-    times = np.array([d.mjd_mid for d in dces])
-    pointing = _pointing_labels(dces)
-    stim = stim_minus_background(slope, err, is_stim, times, pointing)
+    slopes = _slopes(dces, prod, cfg, progress)
+    times = np.array([_slope_time(d, s) for d, s in zip(dces, slopes)])
+    fatal = (prod.pmask & PMASK_FATAL) != 0
+    stim = _stim_response(dces, slopes, times, fatal, cfg, paths[0].parent)
+    report.n_stim = stim.report["n_usable"]
     if cfg.stim_mode == "constant":
         const = constant_response(stim)
 
-    fatal = (prod.pmask & PMASK_FATAL) != 0
     for i, (dce, s) in enumerate(zip(dces, slopes)):
         if dce.stim:
-            report.n_stim += 1
             continue
         resp, resp_err, rflags = (const if cfg.stim_mode == "constant"
                                   else interpolate_response(stim, times[i]))
         image, unc = calibrate(s.slope, s.slope_err, resp, resp_err, dark=prod.dark,
                                illum=prod.illum, fluxconv=prod.fluxconv)
+        image[fatal] = np.nan
+        unc[fatal] = np.nan
         mask = s.flags | rflags | np.where(fatal, BMASK["PMASK"], 0)
-        _write_bcd(dce, image, unc, mask, prod, cfg, stage)
+        _write_bcd(dce, image, unc, mask, prod, cfg, stim, stage)
         report.n_bcd += 1
         if progress is not None:
             progress(len(dces) + i + 1, 2 * len(dces))
-    _write_ramps(stage / "ramps.h5", dces, slopes, stim, prod, cfg)
+    _write_ramps(stage / "ramps.h5", dces, slopes, times, stim, prod, cfg)
     return report
 
 
-def _pointing_labels(dces) -> np.ndarray:
-    """Equal labels for DCEs whose reference pixels point within 0.1 arcsec of each other."""
-    keys = [(round(float(d.header["CRVAL1"]) * 36000), round(float(d.header["CRVAL2"]) * 36000))
-            for d in dces]
-    lookup: dict = {}
-    return np.array([lookup.setdefault(k, len(lookup)) for k in keys])
+def _slopes(dces, prod, cfg, progress) -> list:
+    """SLOPER on every DCE, batching DCEs that share their read timing and ramp layout."""
+    slopes: list = [None] * len(dces)
+    layout = [(d.reads.shape[0], float(d.header["SAMPTIME"]), d.nramps) for d in dces]
+    done = 0
+    for key in sorted(set(layout)):
+        members = [i for i, k in enumerate(layout) if k == key]
+        for b0 in range(0, len(members), _BATCH):
+            batch = members[b0:b0 + _BATCH]
+            fits_ = slope_dces([dces[i].reads for i in batch], read_time=key[1], nramps=key[2],
+                               gain=prod.gain, read_noise=prod.read_noise,
+                               saturation_dn=prod.saturation_dn, enl_beta=prod.enl_beta,
+                               enl_zero=prod.enl_zero, apply_nonlinearity=cfg.nonlinearity,
+                               threshold=cfg.jump_threshold,
+                               min_segment_reads=cfg.min_segment_reads, batch=_BATCH)
+            for i, f in zip(batch, fits_):
+                slopes[i] = f
+            done += len(batch)
+            if progress is not None:
+                progress(done, 2 * len(dces))
+    return slopes
 
 
-def _write_bcd(dce, image, unc, mask, prod, cfg, stage):
+def _slope_time(dce, s) -> float:
+    """MJD of the mean time of the reads the DCE's slope used (median over its pixels).
+
+    A ramp that saturates (a stim flash often does) describes the responsivity
+    of its first part only.  With every read used this is the DCE's mid-time,
+    ``MJD_OBS + NREADS SAMPTIME / 2`` (any constant offset of the read times
+    cancels in the interpolations).
+    """
+    nreads = dce.reads.shape[0]
+    used = np.clip(s.first_unusable[np.isfinite(s.slope)], 2, nreads)
+    n_used = float(np.median(used)) if used.size else float(nreads)
+    dt = float(dce.header["SAMPTIME"])
+    return float(dce.header["MJD_OBS"]) + 0.5 * n_used * dt / 86400.0
+
+
+def _stim_response(dces, slopes, times, fatal, cfg, raw_dir):
+    """The usable stim flashes, bad pixels left out (NoStimError -> InputError naming the folder)."""
+    positions, pixel_rad = _sky_positions(dces)
+    match = same_sky(positions, cfg.stim_tolerance_pix * pixel_rad)
+    hits = Hits.from_jumps([float(d.header["MJD_OBS"]) for d in dces],
+                           [float(d.header["SAMPTIME"]) / 86400.0 for d in dces],
+                           [s.jumps for s in slopes])
+    try:
+        stim = stim_minus_background(np.stack([np.where(fatal, np.nan, s.slope) for s in slopes]),
+                                     np.stack([s.slope_err for s in slopes]),
+                                     np.array([d.stim for d in dces]), times, match,
+                                     min_snr=cfg.stim_min_snr, first_stim=cfg.first_stim,
+                                     hits=hits)
+    except NoStimError as exc:
+        raise InputError(raw_dir, f"{exc}; the DCEs cannot be calibrated") from None
+    for idx, why in stim.report["dropped"]:
+        log.warning("%s: stim flash not used: %s", dces[idx].path.name, why)
+    log.info("%d of %d stim flashes usable; responsivity wander: %.2g per day (relative "
+             "variance) and %.2g per flagged jump", stim.report["n_usable"],
+             stim.report["n_flashes"], stim.wander.kappa, stim.wander.step_var)
+    return stim
+
+
+def _sky_positions(dces):
+    """Unit vectors of the array centre and a corner per DCE (NDCE, 2, 3), and the pixel size (rad)."""
+    ny, nx = dces[0].reads.shape[1:]
+    pix = np.array([[(nx - 1) / 2.0, (ny - 1) / 2.0], [0.0, 0.0]])
+    out = np.empty((len(dces), 2, 3))
+    scale = []
+    for n, d in enumerate(dces):
+        w = celestial_wcs(d)
+        ra, dec = np.radians(w.all_pix2world(pix, 0)).T
+        out[n] = np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+        scale.append(np.sqrt(abs(np.linalg.det(w.pixel_scale_matrix))))
+    return out, float(np.radians(np.median(scale)))
+
+
+def celestial_wcs(dce) -> WCS:
+    """The celestial WCS (SIP included) of a raw DCE's header."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(dce.header, naxis=2)
+
+
+def _write_bcd(dce, image, unc, mask, prod, cfg, stim, stage):
     hdr = bcd_header(dce, {
+        "STIMUSED": (stim.report["n_usable"], "usable stim flashes in the observation"),
+        "STIMKAPP": (stim.wander.kappa, "[1/d] smooth responsivity wander, rel. variance"),
+        "STIMSTEP": (stim.wander.step_var, "rel. variance of a responsivity step per jump"),
         "FLUXCONV": (prod.fluxconv, "[MJy/sr per MIPS unit] flux conversion"),
         "CALID": (prod.calid, "calibration product set"),
         "CREATOR": (software(), "software that made this file"),
@@ -162,14 +238,14 @@ def _write_bcd(dce, image, unc, mask, prod, cfg, stage):
                              ("bmask", mask.astype(np.int32), "")), stage)
 
 
-def _write_ramps(path: Path, dces, slopes, stim, prod, cfg) -> None:
+def _write_ramps(path: Path, dces, slopes, times, stim, prod, cfg) -> None:
     """Per-DCE slopes, errors, jumps and the stim responses (into the staging folder)."""
     with h5py.File(path, "w") as h5:
         h5.attrs["calid"] = prod.calid
         h5.attrs["software"] = software()
         h5.attrs["jump_threshold"] = cfg.jump_threshold
         h5.attrs["false_jump_rate"] = false_jump_rate(cfg.jump_threshold)
-        for dce, s in zip(dces, slopes):
+        for dce, s, t in zip(dces, slopes, times):
             g = h5.create_group(f"dce/{dce.stem}")
             g.create_dataset("slope_dn_s", data=s.slope)
             g.create_dataset("slope_err_dn_s", data=s.slope_err)
@@ -178,7 +254,13 @@ def _write_ramps(path: Path, dces, slopes, stim, prod, cfg) -> None:
             g.create_dataset("flags", data=s.flags)
             g.attrs["stim"] = dce.stim
             g.attrs["mjd_mid"] = dce.mjd_mid
+            g.attrs["mjd_slope"] = t
             g.attrs["nramps"] = dce.nramps
         h5.create_dataset("stim/t_mjd", data=stim.t)
         h5.create_dataset("stim/response_dn_s", data=stim.value)
         h5.create_dataset("stim/response_err_dn_s", data=stim.err)
+        h5["stim"].attrs["kappa_per_day"] = stim.wander.kappa
+        h5["stim"].attrs["step_var_per_jump"] = stim.wander.step_var
+        h5["stim"].attrs["n_flashes"] = stim.report["n_flashes"]
+        h5["stim"].attrs["dropped"] = "\n".join(f"{dces[i].stem}: {why}"
+                                                for i, why in stim.report["dropped"])

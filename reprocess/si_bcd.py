@@ -91,7 +91,8 @@ def calibrate_si(slope_dn_sample: np.ndarray, diff_dn: np.ndarray, *, nreads: in
         scale = scale / flat
         if not exact:
             mask |= BBMSK["FLAT_NEAREST"]
-    return scale * rate, scale * np.sqrt(var), mask
+    bad = products.pmask != 0                      # permanently bad: no value, as the contract says
+    return (np.where(bad, np.nan, scale * rate), np.where(bad, np.nan, scale * np.sqrt(var)), mask)
 
 
 class LatentTracker:

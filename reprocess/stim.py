@@ -1,88 +1,241 @@
 """Ge responsivity from stim flashes, and the slope -> surface-brightness calibration (CALER).
 
-A stim DCE sees the sky plus the stim; the DCE before (and after) it at the
-same scan-mirror position sees the sky alone.  Their difference, the
-stim-minus-background ``D(t_k)``, is the pixel's responsivity times the stim
-brightness at the flash time ``t_k`` [GeRT /4; HB 4.1.4 /43].  Following the
-SSC rules since S17 [HB /96]:
+The physics
+-----------
+A Ge:Ga pixel's responsivity ``R(t)`` drifts (radiation, cosmic-ray steps that
+relax over minutes) by percents within an AOR.  The stim flash, a lamp of
+(nearly) constant brightness ``S``, is turned on every few DCEs; a stim DCE
+sees ``R (sky + S)``, the sky DCEs around it at the same sky position see ``R
+sky``.  Their difference, the stim-minus-background ``D(t_k) = R(t_k) S``, is
+the responsivity at the flash time ``t_k`` [GeRT /4; HB 4.1.4 /43].  Between
+flashes ``D`` is interpolated linearly in time; before the first and after the
+last usable flash the nearest one is used, never extrapolated, and a
+non-positive stim-minus-background is discarded [HB S17 notes /96].
 
-* a non-positive (or undefined) stim-minus-background is discarded (NaN);
-* between flashes ``D`` is interpolated linearly in time; before the first and
-  after the last valid flash the nearest one is used, never extrapolated.
+How each flash is measured here
+-------------------------------
+* **Background at the flash's sky.** The sky DCEs that pointed within
+  ``tolerance`` of the flash's pointing (reconstructed pointings are never
+  identical, so positions are matched to a fraction of a pixel, never compared
+  for equality) give the background; the nearest such DCE before and the
+  nearest after are interpolated linearly to the flash time (the background
+  drifts with ``R`` too).  With only one side, that DCE is used.
+* **Flash time.** A stim ramp often saturates before the DCE ends, so its
+  slope describes the reads it used, not the whole DCE: every DCE is
+  time-stamped at the mean time of the reads its slope used (the caller passes
+  those times).
+* **Is it a flash?** A stim-minus-background below ``min_snr`` times its noise
+  is not a measurement of the responsivity (a flash that did not fire, a
+  pixel on a bright source whose background moved): that pixel's flash is
+  discarded.  A flash with usable values in fewer than ``min_pixel_fraction``
+  of the pixels that had a background is unusable as a whole; when no usable
+  flash remains the observation cannot be calibrated and :class:`NoStimError`
+  is raised.
+* **The first flash.** The first flash of an AOR is often anomalously bright
+  or faint (the "first stim bad" effect [HB 6.5 /68; IOC-247/248]).  Its
+  array-median second difference ``(D_1 - 2 D_2 + D_3) / D_2`` is compared with
+  the same statistic of the later flashes (a linear drift cancels in it); an
+  outlier is dropped (``first_stim="auto"``; ``"drop"`` always drops the first
+  flash, ``"keep"`` never).
+
+Uncertainty of the interpolated responsivity
+---------------------------------------------
+Two terms: the measurement noise of the two flashes (propagated), and the
+responsivity's own wander between them, which no flash sees: cosmic-ray
+steps at the jumps the ramp fit flagged, and a smooth random walk; both are
+estimated from the flashes themselves (:mod:`.wander`).
 
 A slope then becomes a calibrated "MIPS" value ``slope / D(t) - dark``, is
 divided by the illumination correction and multiplied by ``FLUXCONV``.
 Everything here is a pure function of arrays; the pipeline module feeds it.
 
-``constant`` mode (stim calibration off) divides by each pixel's median
-``D`` over the observation instead: the pixel-to-pixel response is still
-removed, but not its change with time -- what the time tracking buys.
+``constant`` mode (stim calibration off) divides by each pixel's median ``D``
+over the observation instead: the pixel-to-pixel response is still removed,
+but not its change with time -- what the time tracking buys.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from calibration.bitmask import BMASK
 
-__all__ = ["StimResponse", "stim_minus_background", "interpolate_response", "constant_response",
-           "calibrate"]
+from .wander import Hits, WanderModel, fit_wander
+
+__all__ = ["StimResponse", "NoStimError", "stim_minus_background", "interpolate_response",
+           "constant_response", "calibrate", "same_sky"]
+
+
+class NoStimError(ValueError):
+    """No usable stim flash: the responsivity cannot be tracked."""
 
 
 @dataclass
 class StimResponse:
-    """Stim-minus-background per flash: ``value``/``err`` (NFLASH, NY, NX) in DN/s at ``t`` (NFLASH,)."""
+    """Usable stim-minus-background flashes.
+
+    Attributes
+    ----------
+    t : (NFLASH,) float
+        Flash times (the unit of the caller's times; the pipeline uses MJD).
+    value, err : (NFLASH, NY, NX) float
+        Stim-minus-background and its 1-sigma noise, DN/s (NaN where discarded).
+    wander : WanderModel
+        The responsivity's wander between flashes (:mod:`.wander`), fitted to them.
+    report : dict
+        What happened to each flash: ``n_flashes``, ``n_usable``, and
+        ``dropped`` (list of (index, reason)).
+    """
 
     t: np.ndarray
     value: np.ndarray
     err: np.ndarray
+    wander: WanderModel = field(default_factory=WanderModel)
+    report: dict = field(default_factory=dict)
+
+
+def same_sky(positions: np.ndarray, tolerance_rad: float) -> np.ndarray:
+    """(NDCE, NDCE) bool: DCEs whose reference points all lie within ``tolerance_rad`` of each other.
+
+    ``positions`` is (NDCE, K, 3): unit vectors of K reference pixels (e.g. the
+    array centre and a corner, so that a rotation counts too) per DCE.
+    """
+    cos = np.einsum("ikc,jkc->ijk", positions, positions)
+    sep = np.arccos(np.clip(cos, -1.0, 1.0)).max(axis=-1)
+    return sep <= tolerance_rad
 
 
 def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndarray,
-                          times: np.ndarray, pointing: np.ndarray) -> StimResponse:
-    """Stim-minus-background of every stim DCE.
+                          times: np.ndarray, match: np.ndarray, *, min_snr: float = 5.0,
+                          min_pixel_fraction: float = 0.5, first_stim: str = "auto",
+                          first_stim_sigma: float = 5.0, hits: Hits | None = None) -> StimResponse:
+    """Stim-minus-background of every stim DCE, checked; see the module notes.
 
     Parameters
     ----------
     slopes, errs : (NDCE, NY, NX) arrays
-        Slopes and their errors, DN/s, in time order.
+        Slopes and their errors, DN/s (NaN where there is no slope).
     is_stim : (NDCE,) bool
     times : (NDCE,) float
-        DCE mid-times (any unit; the interpolation uses the same unit).
-    pointing : (NDCE,) int
-        Pointing label: DCEs with equal labels see the same sky.
+        Mean time of the reads each DCE's slope used.
+    match : (NDCE, NDCE) bool
+        ``match[i, j]``: DCEs i and j saw the same sky (:func:`same_sky`).
+    min_snr : float
+        Per-pixel significance a stim-minus-background needs.
+    min_pixel_fraction : float
+        Fraction of pixels (of those with a background) a usable flash needs.
+    first_stim : {"auto", "drop", "keep"}
+        Treatment of the first flash.
+    first_stim_sigma : float
+        ``auto``: outlier threshold in robust sigmas of the later flashes' statistic.
+    hits : Hits, optional
+        The jumps the ramp fit flagged (times in the unit of ``times``): candidate
+        responsivity steps for the wander model.
+
+    Returns
+    -------
+    StimResponse
+        The usable flashes only, in time order, with the wander model fitted.
     """
-    sky_idx = np.flatnonzero(~is_stim)
-    t_out, v_out, e_out = [], [], []
-    for i in np.flatnonzero(is_stim):
-        before = sky_idx[(sky_idx < i) & (pointing[sky_idx] == pointing[i])]
-        after = sky_idx[(sky_idx > i) & (pointing[sky_idx] == pointing[i])]
-        bkg = [j for j in (before[-1:].tolist() + after[:1].tolist())]
-        if not bkg:
-            value = np.full(slopes.shape[1:], np.nan)
-            err = value.copy()
+    if first_stim not in ("auto", "drop", "keep"):
+        raise ValueError(f"first_stim must be 'auto', 'drop' or 'keep', got {first_stim!r}")
+    flashes = np.flatnonzero(is_stim)
+    flashes = flashes[np.argsort(times[flashes], kind="stable")]
+    sky = np.flatnonzero(~is_stim)
+    report = {"n_flashes": int(len(flashes)), "dropped": []}
+    kept_idx, kept_v, kept_e = [], [], []
+    for n, i in enumerate(flashes):
+        value, err = _one_flash(i, slopes, errs, sky[match[i, sky]], times)
+        had_bkg = np.isfinite(value)
+        good = had_bkg & (value > min_snr * err)
+        frac = good.sum() / max(had_bkg.sum(), 1)
+        if not had_bkg.any():
+            report["dropped"].append((int(i), "no sky DCE at the flash's pointing"))
+        elif frac < min_pixel_fraction:
+            report["dropped"].append((int(i), f"only {frac:.0%} of pixels show a significant "
+                                              f"flash (>{min_snr:g} sigma): did it fire?"))
         else:
-            b = np.mean(slopes[bkg], axis=0)
-            b_var = np.sum(errs[bkg] ** 2, axis=0) / len(bkg) ** 2
-            value = slopes[i] - b
-            err = np.sqrt(errs[i] ** 2 + b_var)
-        bad = ~(value > 0)
-        value = np.where(bad, np.nan, value)
-        err = np.where(bad, np.nan, err)
-        t_out.append(times[i])
-        v_out.append(value)
-        e_out.append(err)
-    shape = (len(t_out),) + slopes.shape[1:]
-    return StimResponse(np.asarray(t_out, dtype=float), np.asarray(v_out).reshape(shape),
-                        np.asarray(e_out).reshape(shape))
+            kept_idx.append(int(i))
+            kept_v.append(np.where(good, value, np.nan))
+            kept_e.append(np.where(good, err, np.nan))
+    shape = (len(kept_idx),) + slopes.shape[1:]
+    stim = StimResponse(times[kept_idx].astype(float), np.asarray(kept_v).reshape(shape),
+                        np.asarray(kept_e).reshape(shape), report=report)
+    _first_flash(stim, kept_idx, first_stim, first_stim_sigma)
+    report["n_usable"] = int(len(stim.t))
+    if not len(stim.t):
+        raise NoStimError(f"no usable stim flash among {len(flashes)} stim DCE(s)"
+                          + (f" ({report['dropped'][0][1]})" if report["dropped"] else ""))
+    stim.wander = fit_wander(stim.t, stim.value, stim.err, hits or Hits.none())
+    return stim
+
+
+def _one_flash(i, slopes, errs, sky_same, times):
+    """Stim-minus-background of stim DCE ``i`` from the matching sky DCEs ``sky_same``."""
+    before = sky_same[times[sky_same] < times[i]]
+    after = sky_same[times[sky_same] >= times[i]]
+    picks = ([before[np.argmax(times[before])]] if len(before) else []) + \
+            ([after[np.argmin(times[after])]] if len(after) else [])
+    if not picks:
+        nan = np.full(slopes.shape[1:], np.nan)
+        return nan, nan.copy()
+    if len(picks) == 2:
+        t0, t1 = times[picks[0]], times[picks[1]]
+        w = (times[i] - t0) / (t1 - t0) if t1 > t0 else 0.5
+        bkg = (1 - w) * slopes[picks[0]] + w * slopes[picks[1]]
+        bkg_var = ((1 - w) * errs[picks[0]]) ** 2 + (w * errs[picks[1]]) ** 2
+    else:
+        bkg, bkg_var = slopes[picks[0]], errs[picks[0]] ** 2
+    with np.errstate(invalid="ignore"):
+        return slopes[i] - bkg, np.sqrt(errs[i] ** 2 + bkg_var)
+
+
+def _first_flash(stim: StimResponse, kept_idx: list, mode: str, nsigma: float) -> None:
+    """Drop the first usable flash if ``mode`` says so (in place); record why."""
+    if mode == "keep" or not len(stim.t):
+        return
+    if mode == "auto":
+        if len(stim.t) < 5:
+            stim.report["first_stim"] = "kept (fewer than 5 flashes: cannot judge)"
+            return
+        s = _second_differences(stim)
+        later = s[1:]
+        spread = 1.4826 * np.median(np.abs(later - np.median(later)))
+        dev = s[0] - np.median(later)
+        u0 = (stim.t[1] - stim.t[0]) / (stim.t[2] - stim.t[0])
+        size = dev / (1.0 - u0)          # the first flash enters s[0] with weight 1 - u0
+        stim.report["first_stim_deviation"] = float(size)
+        if not abs(dev) > max(nsigma * spread, 1e-3):
+            stim.report["first_stim"] = f"kept (deviation {size:+.2%})"
+            return
+        why = (f"anomalous first flash: {size:+.2%} off the later flashes' trend "
+               f"(their scatter {spread / (1.0 - u0):.2%})")
+    else:
+        why = "first flash dropped (first_stim='drop')"
+    stim.report["first_stim"] = why
+    stim.report["dropped"].append((kept_idx[0], why))
+    stim.t, stim.value, stim.err = stim.t[1:], stim.value[1:], stim.err[1:]
+
+
+def _second_differences(stim: StimResponse) -> np.ndarray:
+    """Array median of (D_{k-1} - 2 D_k + D_{k+1}) / D_k for k = 1..n-2, time-weighted (NFLASH-2,)."""
+    t, v = stim.t, stim.value
+    u = ((t[1:-1] - t[:-2]) / (t[2:] - t[:-2])).reshape((-1,) + (1,) * (v.ndim - 1))
+    pred = (1 - u) * v[:-2] + u * v[2:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = (pred - v[1:-1]) / v[1:-1]
+    return np.array([np.nanmedian(r) if np.isfinite(r).any() else np.nan for r in rel])
 
 
 def interpolate_response(stim: StimResponse, t: float):
     """Responsivity (stim-minus-background, DN/s) of every pixel at time ``t``.
 
-    Returns ``(value, err, flags)`` maps; flags carry ``STIM_NEAREST`` where no
-    valid flash brackets ``t`` and ``NO_STIM`` where a pixel has no valid flash.
+    Returns ``(value, err, flags)`` maps.  ``err`` holds the flashes' noise and
+    the wander between them (:mod:`.wander`).  Flags carry
+    ``STIM_NEAREST`` where no valid flash brackets ``t`` and ``NO_STIM`` where a
+    pixel has no valid flash.
     """
     valid = np.isfinite(stim.value)
     nflash = len(stim.t)
@@ -94,11 +247,18 @@ def interpolate_response(stim: StimResponse, t: float):
     v_prev, e_prev = _take(stim.value, prev), _take(stim.err, prev)
     v_next, e_next = _take(stim.value, nxt), _take(stim.err, nxt)
     t_prev, t_next = stim.t[np.clip(prev, 0, None)], stim.t[np.clip(nxt, 0, nflash - 1)]
+    both = has_prev & has_next
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(has_prev & has_next, (t - t_prev) / (t_next - t_prev), 0.0)
+        w = np.where(both, (t - t_prev) / (t_next - t_prev), 0.0)
     w = np.where(~has_prev & has_next, 1.0, w)          # only a later flash: use it
     value = (1 - w) * v_prev + w * v_next
-    err = np.hypot((1 - w) * e_prev, w * e_next)
+    # the wander: a Brownian bridge between two flashes, a random walk from the nearest one
+    lever = np.where(both, (t_next - t_prev) * w * (1 - w),
+                     np.where(has_prev, np.abs(t - t_prev), np.abs(t_next - t)))
+    lo = np.where(has_prev, t_prev, t)
+    hi = np.where(has_next, t_next, t)
+    rel_var = stim.wander.relative_variance(t, lo, hi, w, lever)
+    err = np.sqrt(((1 - w) * e_prev) ** 2 + (w * e_next) ** 2 + rel_var * value ** 2)
     flags = np.zeros(stim.value.shape[1:], dtype=np.int32)
     flags[has_prev ^ has_next] |= BMASK["STIM_NEAREST"]
     none = ~has_prev & ~has_next
@@ -117,7 +277,8 @@ def _take(cube, index):
 
 def constant_response(stim: StimResponse):
     """Per-pixel median stim-minus-background over the observation (stim tracking off)."""
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)    # all-NaN pixels: NO_STIM below
         n = np.isfinite(stim.value).sum(0)
         value = np.nanmedian(stim.value, axis=0) if len(stim.t) else np.full(stim.value.shape[1:], np.nan)
         err = 1.2533 * np.nanmedian(stim.err, axis=0) / np.sqrt(np.maximum(n, 1))
@@ -125,14 +286,19 @@ def constant_response(stim: StimResponse):
     return value, err, flags
 
 
-def calibrate(slope, slope_err, response, response_err, *, dark, illum, fluxconv):
+def calibrate(slope, slope_err, response, response_err, *, dark, illum, fluxconv,
+              dark_err=0.0, illum_err=0.0, fluxconv_err=0.0):
     """Surface brightness (MJy/sr) and its 1-sigma error from a slope and the responsivity.
 
     ``slope`` and ``response`` in DN/s, ``dark`` in MIPS units, ``illum``
-    dimensionless, ``fluxconv`` in MJy/sr per MIPS unit.
+    dimensionless, ``fluxconv`` in MJy/sr per MIPS unit; the ``*_err`` are the
+    products' 1-sigma uncertainties (0 where a product set gives none).
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         mips = slope / response - dark
         scale = fluxconv / illum
-        var = (slope_err / response) ** 2 + (slope * response_err / response ** 2) ** 2
-        return scale * mips, scale * np.sqrt(var)
+        var = ((slope_err / response) ** 2 + (slope * response_err / response ** 2) ** 2
+               + np.square(dark_err))
+        rel_var = np.square(np.divide(illum_err, illum)) + (fluxconv_err / fluxconv) ** 2
+        image = scale * mips
+        return image, np.sqrt(scale ** 2 * var + image ** 2 * rel_var)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from calibration.bitmask import BMASK
-from reprocess.stim import (StimResponse, calibrate, constant_response, interpolate_response,
-                            stim_minus_background)
+from reprocess.stim import (NoStimError, StimResponse, calibrate, constant_response,
+                            interpolate_response, same_sky, stim_minus_background)
 
 
 def _response():
@@ -35,14 +35,76 @@ def test_pixel_without_valid_flash_is_flagged():
     assert np.isnan(v[0, 1]) and f[0, 1] & BMASK["NO_STIM"]
 
 
-def test_stim_minus_background_discards_non_positive_and_uses_same_pointing():
-    slopes = np.array([[[10.0, 10.0]], [[110.0, 5.0]], [[30.0, 12.0]], [[999.0, 999.0]]])
-    errs = np.ones_like(slopes)
-    is_stim = np.array([False, True, False, False])
-    pointing = np.array([0, 0, 0, 1])
-    r = stim_minus_background(slopes, errs, is_stim, np.arange(4.0), pointing)
-    assert r.value[0, 0, 0] == pytest.approx(110 - 20)     # mean of the DCEs before and after
-    assert np.isnan(r.value[0, 0, 1])                      # 5 - 11 < 0: discarded
+def _flash_series(n_flash=8, *, first=1.0, fired=True, rng=None):
+    """Sky DCE, stim DCE, sky DCE, ... at one pointing; responsivity rising 1 % per flash."""
+    n = 2 * n_flash + 1
+    times = np.arange(n, dtype=float)
+    is_stim = times % 2 == 1
+    resp = 1.0 + 0.005 * times
+    sky, stim = 100.0, 1000.0 * fired
+    slopes = (resp * (sky + stim * is_stim))[:, None, None] * np.ones((n, 2, 3))
+    if first != 1.0:
+        slopes[1] += (first - 1.0) * stim * resp[1]
+    errs = np.full(slopes.shape, 1.0)
+    if rng is not None:
+        slopes = slopes + rng.standard_normal(slopes.shape)
+    return slopes, errs, is_stim, times, np.ones((n, n), dtype=bool)
+
+
+def test_background_is_interpolated_to_the_flash_time():
+    slopes, errs, is_stim, times, match = _flash_series()
+    r = stim_minus_background(slopes, errs, is_stim, times, match, first_stim="keep")
+    # background = resp(t) * sky exactly, so the flash equals resp(t) * stim at its own time
+    np.testing.assert_allclose(r.value[:, 0, 0], 1000.0 * (1.0 + 0.005 * times[is_stim]))
+    np.testing.assert_allclose(r.t, times[is_stim])
+    assert r.report["n_usable"] == 8
+
+
+def test_background_only_from_dces_at_the_same_sky():
+    slopes, errs, is_stim, times, match = _flash_series(3)
+    slopes[2] += 500.0                              # the DCE after flash 1 saw other sky ...
+    match[:, 2] = match[2, :] = False               # ... and is not matched
+    r = stim_minus_background(slopes, errs, is_stim, times, match, first_stim="keep")
+    assert r.value[0, 0, 0] == pytest.approx(1000.0 * 1.005)   # nearest matching sky only: t=0
+    assert np.isfinite(r.value).all()
+
+
+def test_flash_that_did_not_fire_is_refused():
+    slopes, errs, is_stim, times, match = _flash_series(fired=False, rng=np.random.default_rng(1))
+    with pytest.raises(NoStimError, match="did it fire"):
+        stim_minus_background(slopes, errs, is_stim, times, match)
+
+
+def test_no_stim_dce_at_all_is_a_clear_error():
+    slopes, errs, is_stim, times, match = _flash_series(3)
+    with pytest.raises(NoStimError, match="no usable stim flash among 0"):
+        stim_minus_background(slopes, errs, np.zeros_like(is_stim), times, match)
+
+
+def test_non_positive_and_insignificant_pixels_are_discarded():
+    slopes, errs, is_stim, times, match = _flash_series(3)
+    slopes[3, 0, 0] = slopes[2, 0, 0] - 5.0           # negative stim-minus-background
+    slopes[3, 0, 1] = 0.5 * (slopes[2, 0, 1] + slopes[4, 0, 1]) + 3.0   # 3 sigma: not a flash
+    r = stim_minus_background(slopes, errs, is_stim, times, match, first_stim="keep")
+    assert np.isnan(r.value[1, 0, 0]) and np.isnan(r.value[1, 0, 1]) and np.isfinite(r.value[1, 0, 2])
+
+
+@pytest.mark.parametrize("first, mode, dropped", [(1.05, "auto", True), (0.95, "auto", True),
+                                                  (1.0, "auto", False), (1.0, "drop", True),
+                                                  (1.05, "keep", False)])
+def test_anomalous_first_flash(first, mode, dropped):
+    slopes, errs, is_stim, times, match = _flash_series(first=first, rng=np.random.default_rng(2))
+    r = stim_minus_background(slopes, errs, is_stim, times, match, first_stim=mode)
+    assert (r.t[0] == times[3]) == dropped
+    assert (len(r.report["dropped"]) == 1) == dropped
+
+
+def test_same_sky_within_tolerance_tied_to_pixels():
+    pix = np.radians(10.0 / 3600)                     # a 10" pixel
+    ra = np.radians([0.0, 0.3 / 3600, 1.0 / 3600, 8.0 / 3600])
+    vec = np.stack([np.cos(ra), np.sin(ra), np.zeros(4)], axis=-1)[:, None, :]
+    m = same_sky(vec, 0.25 * pix)
+    assert m[0, 1] and m[0, 2] and not m[0, 3] and m[3, 3]
 
 
 def test_calibrate_exact():
