@@ -11,7 +11,10 @@ product set with an id (``CALID``) that every BCD records.  Extensions:
 ``READNOIS``  noise of one read, DN
 
 The primary header carries ``BAND``, ``CALID``, ``FLUXCONV`` (MJy/sr per
-MIPS unit), ``GAIN`` (e-/DN) and ``SATLEVEL`` (DN).  Reprocessing sees only
+MIPS unit), ``GAIN`` (e-/DN) and ``SATLEVEL`` (DN).  A product set derived
+from calibration data also carries 1-sigma uncertainties: a ``<EXTNAME>_ERR``
+extension per map and a ``<KEY>_ERR`` card per scalar (optional; absent means
+"not known", read as 0).  Reprocessing sees only
 these products, never the simulator's truth: a product set may be made wrong
 on purpose to test what an error in it does.
 """
@@ -49,6 +52,11 @@ class CalProducts:
     pmask: np.ndarray        # int
     read_noise: np.ndarray   # DN per read
     meta: dict = field(default_factory=dict)
+    errors: dict = field(default_factory=dict)   # 1-sigma: "dark", "illum" maps, "fluxconv" scalar
+
+    def error(self, name: str):
+        """1-sigma uncertainty of product ``name`` (0 where the set gives none)."""
+        return self.errors.get(name, 0.0)
 
     def check_shape(self, shape: tuple[int, int], where: str) -> None:
         """Raise ValueError if the maps do not have ``shape``."""
@@ -72,7 +80,7 @@ def load_products(band: int, path: str | os.PathLike | None = None) -> CalProduc
             prod = CalProducts(band=int(hdr["BAND"]), calid=str(hdr["CALID"]),
                                fluxconv=float(hdr["FLUXCONV"]), gain=float(hdr["GAIN"]),
                                saturation_dn=float(hdr["SATLEVEL"]), **maps,
-                               meta={"path": str(path)})
+                               meta={"path": str(path)}, errors=_errors(hdul))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: calibration products not found") from None
     except KeyError as exc:
@@ -81,6 +89,15 @@ def load_products(band: int, path: str | os.PathLike | None = None) -> CalProduc
         raise ValueError(f"{path}: products are for band {prod.band}, not {band}")
     prod.pmask = prod.pmask.astype(np.int32)
     return prod
+
+
+def _errors(hdul) -> dict:
+    """The optional uncertainties of a Ge product set: ``<EXTNAME>_ERR`` maps, ``FLUXCONV_ERR``."""
+    errors = {k: np.array(hdul[f"{ext}_ERR"].data, dtype=float)
+              for k, ext in _EXTNAMES.items() if f"{ext}_ERR" in hdul}
+    if "FLUXCONV_ERR" in hdul[0].header:
+        errors["fluxconv"] = float(hdul[0].header["FLUXCONV_ERR"])
+    return errors
 
 
 def _write_mef(path: str | os.PathLike, hdr: fits.Header, extensions: dict, provenance: str) -> None:
@@ -110,7 +127,12 @@ def write_products(prod: CalProducts, path: str | os.PathLike, *, provenance: st
     hdr["FLUXCONV"] = (prod.fluxconv, "[MJy/sr per MIPS unit] flux conversion")
     hdr["GAIN"] = (prod.gain, "[e-/DN] conversion gain")
     hdr["SATLEVEL"] = (prod.saturation_dn, "[DN] raw saturation level")
-    _write_mef(path, hdr, {_EXTNAMES[k]: _as_stored(k, getattr(prod, k)) for k in _MAPS}, provenance)
+    if "fluxconv" in prod.errors:
+        hdr["HIERARCH FLUXCONV_ERR"] = (prod.errors["fluxconv"], "[MJy/sr per MIPS unit] 1 sigma")
+    maps = {_EXTNAMES[k]: _as_stored(k, getattr(prod, k)) for k in _MAPS}
+    maps.update({f"{_EXTNAMES[k]}_ERR": _as_stored(k, v) for k, v in prod.errors.items()
+                 if k in _EXTNAMES})
+    _write_mef(path, hdr, maps, provenance)
 
 
 @dataclass

@@ -125,7 +125,9 @@ def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
         resp, resp_err, rflags = (const if cfg.stim_mode == "constant"
                                   else interpolate_response(stim, times[i]))
         image, unc = calibrate(s.slope, s.slope_err, resp, resp_err, dark=prod.dark,
-                               illum=prod.illum, fluxconv=prod.fluxconv)
+                               illum=prod.illum, fluxconv=prod.fluxconv,
+                               dark_err=prod.error("dark"), illum_err=prod.error("illum"),
+                               fluxconv_err=prod.error("fluxconv"))
         image[fatal] = np.nan
         unc[fatal] = np.nan
         mask = s.flags | rflags | np.where(fatal, BMASK["PMASK"], 0)

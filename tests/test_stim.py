@@ -116,3 +116,21 @@ def test_calibrate_exact():
 def test_constant_response_is_the_median():
     v, _, f = constant_response(_response())
     assert v[0, 0] == 200.0 and v[0, 1] == 50.0 and not f.any()
+
+
+def test_calibrate_propagates_product_uncertainties():
+    image, unc = calibrate(np.array(300.0), np.array(0.0), np.array(100.0), np.array(0.0),
+                           dark=0.5, illum=2.0, fluxconv=10.0, dark_err=0.1, illum_err=0.02,
+                           fluxconv_err=0.1)
+    expect = np.hypot(0.1 * 10.0 / 2.0, image * np.hypot(0.01, 0.01))
+    assert image == pytest.approx(12.5) and unc == pytest.approx(expect)
+
+
+def test_product_uncertainties_round_trip(tmp_path):
+    from calibration.products import load_products, write_products
+    prod = load_products(70)
+    prod.errors = {"illum": np.full(prod.illum.shape, 0.01), "fluxconv": 2.5}
+    write_products(prod, tmp_path / "p.fits")
+    back = load_products(70, tmp_path / "p.fits")
+    assert back.error("fluxconv") == 2.5 and back.error("dark") == 0.0
+    np.testing.assert_allclose(back.error("illum"), 0.01, rtol=1e-6)
