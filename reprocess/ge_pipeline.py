@@ -34,7 +34,7 @@ from .io import (InputError, bcd_header, raw_files, read_all, read_raw_dce, soft
                  staged_output, write_bcd_set)
 from .ramps import DEFAULT_THRESHOLD, false_jump_rate
 from .sloper import slope_dces
-from .stim import (NoStimError, calibrate, constant_response, interpolate_response, same_sky,
+from .stim import (FIRST_STIM_MODES, NoStimError, calibrate, constant_response, interpolate_response, same_sky,
                    stim_minus_background)
 from .wander import Hits
 
@@ -55,13 +55,13 @@ class ReprocessConfig:
     products: str | None = None                 # path of a product set; None = shipped one
     stim_tolerance_pix: float = 0.5             # background DCEs within this of the flash's pointing
     stim_min_snr: float = 5.0                   # a pixel's flash must exceed this many sigma
-    first_stim: str = "auto"                    # "auto" (drop if anomalous), "drop" or "keep"
+    first_stim: str = "auto"                    # "auto" (rescale if anomalous), "auto-drop", "drop", "keep"
 
     def __post_init__(self):
         if self.stim_mode not in ("interp", "constant"):
             raise ValueError(f"stim_mode must be 'interp' or 'constant', got {self.stim_mode!r}")
-        if self.first_stim not in ("auto", "drop", "keep"):
-            raise ValueError(f"first_stim must be 'auto', 'drop' or 'keep', got {self.first_stim!r}")
+        if self.first_stim not in FIRST_STIM_MODES:
+            raise ValueError(f"first_stim must be one of {FIRST_STIM_MODES}, got {self.first_stim!r}")
         if not self.stim_tolerance_pix > 0 or not self.stim_min_snr > 0:
             raise ValueError("stim_tolerance_pix and stim_min_snr must be > 0")
         if not self.jump_threshold > 0 or self.min_segment_reads < 2:
@@ -194,6 +194,8 @@ def _stim_response(dces, slopes, times, fatal, cfg, raw_dir):
         raise InputError(raw_dir, f"{exc}; the DCEs cannot be calibrated") from None
     for idx, why in stim.report["dropped"]:
         log.warning("%s: stim flash not used: %s", dces[idx].path.name, why)
+    for idx, why in stim.report.get("rescaled", []):
+        log.warning("%s: %s", dces[idx].path.name, why)
     log.info("%d of %d stim flashes usable; responsivity wander: %.2g per day (relative "
              "variance) and %.2g per flagged jump", stim.report["n_usable"],
              stim.report["n_flashes"], stim.wander.kappa, stim.wander.step_var)

@@ -32,11 +32,15 @@ How each flash is measured here
   flash remains the observation cannot be calibrated and :class:`NoStimError`
   is raised.
 * **The first flash.** The first flash of an AOR is often anomalously bright
-  or faint (the "first stim bad" effect [HB 6.5 /68; IOC-247/248]).  Its
-  array-median second difference ``(D_1 - 2 D_2 + D_3) / D_2`` is compared with
-  the same statistic of the later flashes (a linear drift cancels in it); an
-  outlier is dropped (``first_stim="auto"``; ``"drop"`` always drops the first
-  flash, ``"keep"`` never).
+  or faint (the "first stim bad" effect [HB 6.5 /68; IOC-247/248]).  The
+  array-median relative second difference of the flashes follows the drift's
+  curvature smoothly, and an anomaly of the first flash shows up in its first
+  value only: compared with the extrapolation of the later ones, it measures
+  the anomaly to a fraction of a percent.  ``first_stim="auto"`` rescales an
+  anomalous first flash by that measurement (its error added to the flash's);
+  ``"auto-drop"`` drops it instead, ``"drop"`` always drops the first flash,
+  ``"keep"`` never touches it.  Dropping costs more: the DCEs before the second
+  flash then fall back on the nearest flash across twice the time.
 
 Uncertainty of the interpolated responsivity
 ---------------------------------------------
@@ -64,7 +68,9 @@ from calibration.bitmask import BMASK
 
 from .wander import Hits, WanderModel, fit_wander
 
-__all__ = ["StimResponse", "NoStimError", "stim_minus_background", "interpolate_response",
+FIRST_STIM_MODES = ("auto", "auto-drop", "drop", "keep")
+
+__all__ = ["FIRST_STIM_MODES", "StimResponse", "NoStimError", "stim_minus_background", "interpolate_response",
            "constant_response", "calibrate", "same_sky"]
 
 
@@ -126,10 +132,10 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
         Per-pixel significance a stim-minus-background needs.
     min_pixel_fraction : float
         Fraction of pixels (of those with a background) a usable flash needs.
-    first_stim : {"auto", "drop", "keep"}
-        Treatment of the first flash.
+    first_stim : {"auto", "auto-drop", "drop", "keep"}
+        Treatment of the first flash (module notes).
     first_stim_sigma : float
-        ``auto``: outlier threshold in robust sigmas of the later flashes' statistic.
+        Anomaly threshold in sigmas of the later flashes' scatter (``auto*`` modes).
     hits : Hits, optional
         The jumps the ramp fit flagged (times in the unit of ``times``): candidate
         responsivity steps for the wander model.
@@ -139,8 +145,8 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
     StimResponse
         The usable flashes only, in time order, with the wander model fitted.
     """
-    if first_stim not in ("auto", "drop", "keep"):
-        raise ValueError(f"first_stim must be 'auto', 'drop' or 'keep', got {first_stim!r}")
+    if first_stim not in FIRST_STIM_MODES:
+        raise ValueError(f"first_stim must be one of {FIRST_STIM_MODES}, got {first_stim!r}")
     flashes = np.flatnonzero(is_stim)
     flashes = flashes[np.argsort(times[flashes], kind="stable")]
     sky = np.flatnonzero(~is_stim)
@@ -193,30 +199,52 @@ def _one_flash(i, slopes, errs, sky_same, times):
 
 
 def _first_flash(stim: StimResponse, kept_idx: list, mode: str, nsigma: float) -> None:
-    """Drop the first usable flash if ``mode`` says so (in place); record why."""
+    """Treat the first usable flash as ``mode`` says (in place); record what was done and why."""
     if mode == "keep" or not len(stim.t):
         return
-    if mode == "auto":
-        if len(stim.t) < 5:
-            stim.report["first_stim"] = "kept (fewer than 5 flashes: cannot judge)"
-            return
-        s = _second_differences(stim)
-        later = s[1:]
-        spread = 1.4826 * np.median(np.abs(later - np.median(later)))
-        dev = s[0] - np.median(later)
-        u0 = (stim.t[1] - stim.t[0]) / (stim.t[2] - stim.t[0])
-        size = dev / (1.0 - u0)          # the first flash enters s[0] with weight 1 - u0
-        stim.report["first_stim_deviation"] = float(size)
-        if not abs(dev) > max(nsigma * spread, 1e-3):
-            stim.report["first_stim"] = f"kept (deviation {size:+.2%})"
-            return
-        why = (f"anomalous first flash: {size:+.2%} off the later flashes' trend "
-               f"(their scatter {spread / (1.0 - u0):.2%})")
-    else:
-        why = "first flash dropped (first_stim='drop')"
+    if mode == "drop":
+        _drop_first(stim, kept_idx[0], "first flash dropped (first_stim='drop')")
+        return
+    if len(stim.t) < 5:
+        stim.report["first_stim"] = "kept (fewer than 5 flashes: cannot judge)"
+        return
+    size, scatter = _first_flash_anomaly(stim)
+    stim.report["first_stim_deviation"] = float(size)
+    if not abs(size) > max(nsigma * scatter, 1e-3):
+        stim.report["first_stim"] = f"kept (deviation {size:+.2%}, scatter {scatter:.2%})"
+        return
+    why = f"anomalous first flash: {size:+.2%} off the later flashes' trend (scatter {scatter:.2%})"
+    if mode == "auto-drop":
+        _drop_first(stim, kept_idx[0], why + "; dropped")
+        return
+    stim.value[0] = stim.value[0] / (1.0 + size)
+    stim.err[0] = np.hypot(stim.err[0] / (1.0 + size), scatter * stim.value[0])
+    stim.report["first_stim"] = why + "; rescaled"
+    stim.report["rescaled"] = [(kept_idx[0], why)]
+
+
+def _drop_first(stim: StimResponse, index: int, why: str) -> None:
     stim.report["first_stim"] = why
-    stim.report["dropped"].append((kept_idx[0], why))
+    stim.report["dropped"].append((index, why))
     stim.t, stim.value, stim.err = stim.t[1:], stim.value[1:], stim.err[1:]
+
+
+def _first_flash_anomaly(stim: StimResponse) -> tuple[float, float]:
+    """Relative brightness excess of the first flash and its 1-sigma scatter.
+
+    ``s_k``, the array-median relative second difference at flash ``k``, follows
+    the drift's curvature smoothly; an anomaly ``a`` of the first flash adds
+    ``(1 - u_0) a`` to ``s_0`` only.  ``s_0`` is compared with the linear
+    extrapolation ``2 s_1 - s_2``; the scatter is that of the same prediction
+    one flash later on (``s_k`` against ``2 s_{k+1} - s_{k+2}``).
+    """
+    s = _second_differences(stim)
+    u0 = (stim.t[1] - stim.t[0]) / (stim.t[2] - stim.t[0])
+    resid = s[:-2] - (2 * s[1:-1] - s[2:])
+    later = resid[1:]
+    later = later[np.isfinite(later)]
+    scatter = 1.4826 * np.median(np.abs(later - np.median(later))) if later.size else np.inf
+    return float(resid[0] / (1.0 - u0)), float(scatter / (1.0 - u0))
 
 
 def _second_differences(stim: StimResponse) -> np.ndarray:

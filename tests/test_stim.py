@@ -89,14 +89,24 @@ def test_non_positive_and_insignificant_pixels_are_discarded():
     assert np.isnan(r.value[1, 0, 0]) and np.isnan(r.value[1, 0, 1]) and np.isfinite(r.value[1, 0, 2])
 
 
-@pytest.mark.parametrize("first, mode, dropped", [(1.05, "auto", True), (0.95, "auto", True),
-                                                  (1.0, "auto", False), (1.0, "drop", True),
+@pytest.mark.parametrize("first, mode, dropped", [(1.05, "auto-drop", True), (0.95, "auto-drop", True),
+                                                  (1.0, "auto-drop", False), (1.0, "drop", True),
                                                   (1.05, "keep", False)])
-def test_anomalous_first_flash(first, mode, dropped):
+def test_anomalous_first_flash_dropped(first, mode, dropped):
     slopes, errs, is_stim, times, match = _flash_series(first=first, rng=np.random.default_rng(2))
     r = stim_minus_background(slopes, errs, is_stim, times, match, first_stim=mode)
     assert (r.t[0] == times[3]) == dropped
     assert (len(r.report["dropped"]) == 1) == dropped
+
+
+@pytest.mark.parametrize("first", [1.05, 0.97, 1.0])
+def test_anomalous_first_flash_rescaled(first):
+    slopes, errs, is_stim, times, match = _flash_series(first=first, rng=np.random.default_rng(3))
+    r = stim_minus_background(slopes, errs, is_stim, times, match)
+    assert r.t[0] == times[1] and not r.report["dropped"]
+    assert ("rescaled" in r.report) == (first != 1.0)
+    # the rescaled flash matches the true responsivity to its noise (1 DN/s on 1000) plus the scatter
+    assert r.value[0, 0, 0] == pytest.approx(1000.0 * 1.005, abs=5 * np.hypot(1.5, r.err[0, 0, 0]))
 
 
 def test_same_sky_within_tolerance_tied_to_pixels():
