@@ -194,6 +194,9 @@ def _stim_response(dces, slopes, times, fatal, cfg, raw_dir):
         raise InputError(raw_dir, f"{exc}; the DCEs cannot be calibrated") from None
     for idx, why in stim.report["dropped"]:
         log.warning("%s: stim flash not used: %s", dces[idx].path.name, why)
+    for idx in stim.report["neighbour_background"]:
+        log.warning("%s: no sky DCE at the flash's pointing: background from its neighbours in time",
+                    dces[idx].path.name)
     for idx, why in stim.report.get("rescaled", []):
         log.warning("%s: %s", dces[idx].path.name, why)
     log.info("%d of %d stim flashes usable; responsivity wander: %.2g per day (relative "

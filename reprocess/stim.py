@@ -19,7 +19,9 @@ How each flash is measured here
   identical, so positions are matched to a fraction of a pixel, never compared
   for equality) give the background; the nearest such DCE before and the
   nearest after are interpolated linearly to the flash time (the background
-  drifts with ``R`` too).  With only one side, that DCE is used.
+  drifts with ``R`` too).  With only one side, that DCE is used.  When no sky
+  DCE saw the flash's pointing, the sky DCEs just before and after it in time
+  are used (the archive's way), half their difference added to the error.
 * **Flash time.** A stim ramp often saturates before the DCE ends, so its
   slope describes the reads it used, not the whole DCE: every DCE is
   time-stamped at the mean time of the reads its slope used (the caller passes
@@ -150,15 +152,18 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
     flashes = np.flatnonzero(is_stim)
     flashes = flashes[np.argsort(times[flashes], kind="stable")]
     sky = np.flatnonzero(~is_stim)
-    report = {"n_flashes": int(len(flashes)), "dropped": []}
+    report = {"n_flashes": int(len(flashes)), "dropped": [], "neighbour_background": []}
     kept_idx, kept_v, kept_e = [], [], []
     for n, i in enumerate(flashes):
         value, err = _one_flash(i, slopes, errs, sky[match[i, sky]], times)
+        if not np.isfinite(value).any():     # no sky at its pointing: its neighbours in time
+            value, err = _one_flash(i, slopes, errs, sky, times, mismatch=True)
+            report["neighbour_background"].append(int(i))
         had_bkg = np.isfinite(value)
         good = had_bkg & (value > min_snr * err)
         frac = good.sum() / max(had_bkg.sum(), 1)
         if not had_bkg.any():
-            report["dropped"].append((int(i), "no sky DCE at the flash's pointing"))
+            report["dropped"].append((int(i), "no sky DCE on both sides of it for a background"))
         elif frac < min_pixel_fraction:
             report["dropped"].append((int(i), f"only {frac:.0%} of pixels show a significant "
                                               f"flash (>{min_snr:g} sigma): did it fire?"))
@@ -178,20 +183,27 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
     return stim
 
 
-def _one_flash(i, slopes, errs, sky_same, times):
-    """Stim-minus-background of stim DCE ``i`` from the matching sky DCEs ``sky_same``."""
-    before = sky_same[times[sky_same] < times[i]]
-    after = sky_same[times[sky_same] >= times[i]]
+def _one_flash(i, slopes, errs, sky_dces, times, *, mismatch=False):
+    """Stim-minus-background of stim DCE ``i`` from sky DCEs ``sky_dces`` (the nearest each side).
+
+    ``mismatch``: the sky DCEs pointed elsewhere; both sides are then required
+    and half their difference is added to the background's error (how much the
+    sky changes from one pointing to the next).
+    """
+    before = sky_dces[times[sky_dces] < times[i]]
+    after = sky_dces[times[sky_dces] >= times[i]]
     picks = ([before[np.argmax(times[before])]] if len(before) else []) + \
             ([after[np.argmin(times[after])]] if len(after) else [])
-    if not picks:
+    if not picks or (mismatch and len(picks) < 2):
         nan = np.full(slopes.shape[1:], np.nan)
         return nan, nan.copy()
     if len(picks) == 2:
-        t0, t1 = times[picks[0]], times[picks[1]]
-        w = (times[i] - t0) / (t1 - t0) if t1 > t0 else 0.5
-        bkg = (1 - w) * slopes[picks[0]] + w * slopes[picks[1]]
-        bkg_var = ((1 - w) * errs[picks[0]]) ** 2 + (w * errs[picks[1]]) ** 2
+        a, b = picks
+        w = (times[i] - times[a]) / (times[b] - times[a]) if times[b] > times[a] else 0.5
+        bkg = (1 - w) * slopes[a] + w * slopes[b]
+        bkg_var = ((1 - w) * errs[a]) ** 2 + (w * errs[b]) ** 2
+        if mismatch:
+            bkg_var = bkg_var + 0.25 * (slopes[a] - slopes[b]) ** 2
     else:
         bkg, bkg_var = slopes[picks[0]], errs[picks[0]] ** 2
     with np.errstate(invalid="ignore"):

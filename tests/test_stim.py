@@ -144,3 +144,14 @@ def test_product_uncertainties_round_trip(tmp_path):
     back = load_products(70, tmp_path / "p.fits")
     assert back.error("fluxconv") == 2.5 and back.error("dark") == 0.0
     np.testing.assert_allclose(back.error("illum"), 0.01, rtol=1e-6)
+
+
+def test_flash_at_an_unmatched_pointing_uses_its_neighbours_in_time():
+    slopes, errs, is_stim, times, match = _flash_series(4)
+    match[3, :] = match[:, 3] = False                 # flash 2 pointed where no sky DCE did
+    match[3, 3] = True
+    slopes[4] += 4.0                                  # the sky after it differs a little
+    r = stim_minus_background(slopes, errs, is_stim, times, match, first_stim="keep")
+    assert r.report["neighbour_background"] == [3]
+    assert r.value[1, 0, 0] == pytest.approx(1000.0 * 1.015 - 2.0)
+    assert r.err[1, 0, 0] == pytest.approx(np.sqrt(1 + 0.5 + 0.25 * (106.0 - 101.0) ** 2))
