@@ -78,3 +78,19 @@ def test_no_stim_dce_is_a_one_line_error(obs60, tmp_path, capsys):
     assert main(["reprocess", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no usable stim flash among 0" in err
+
+
+def test_dces_of_different_lengths_are_fitted_with_their_own_timing(obs60, tmp_path):
+    paths = _copy(obs60, tmp_path)
+    short = paths[2]                                   # a sky DCE: keep its first 60 of 80 reads
+    with fits.open(short) as h:
+        hdr, data = h[0].header.copy(), h[0].data[:60].copy()
+    hdr["EXPTIME"] = 60 * hdr["SAMPTIME"]
+    fits.writeto(short, data, hdr, overwrite=True)
+    reprocess_ge(tmp_path)
+    name = short.name[: -len("_raw.fits")]
+    with h5py.File(tmp_path / "truth.h5", "r") as truth:
+        good = (truth["detector/pmask"][()] & 16644) == 0
+        sky = truth["dce"][name]["sky_mjysr"][()]
+    bcd = fits.getdata(tmp_path / "bcd" / f"{name}_bcd.fits")
+    assert abs(np.nanmedian((bcd / sky - 1)[good])) < 0.01
