@@ -289,7 +289,8 @@ def interpolate_response(stim: StimResponse, t: float):
     t_prev, t_next = stim.t[np.clip(prev, 0, None)], stim.t[np.clip(nxt, 0, nflash - 1)]
     both = has_prev & has_next
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(both, (t - t_prev) / (t_next - t_prev), 0.0)
+        w = np.where(both, np.clip((t - t_prev) / (t_next - t_prev), 0.0, 1.0), 0.0)
+    w = np.nan_to_num(w, nan=0.5)                           # two flashes at one time
     w = np.where(~has_prev & has_next, 1.0, w)          # only a later flash: use it
     value = (1 - w) * v_prev + w * v_next
     # the wander: a Brownian bridge between two flashes, a random walk from the nearest one
