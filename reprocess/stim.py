@@ -33,6 +33,8 @@ How each flash is measured here
   of the pixels that had a background is unusable as a whole; when no usable
   flash remains the observation cannot be calibrated and :class:`NoStimError`
   is raised.
+* **Odd flashes.** A flash whose array-median brightness breaks the smooth
+  trend of the others (a partial or misfired flash) is dropped.
 * **The first flash.** The first flash of an AOR is often anomalously bright
   or faint (the "first stim bad" effect [HB 6.5 /68; IOC-247/248]).  The
   array-median relative second difference of the flashes follows the drift's
@@ -174,6 +176,7 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
     shape = (len(kept_idx),) + slopes.shape[1:]
     stim = StimResponse(times[kept_idx].astype(float), np.asarray(kept_v).reshape(shape),
                         np.asarray(kept_e).reshape(shape), report=report)
+    _drop_odd_flashes(stim, kept_idx, first_stim_sigma)
     _first_flash(stim, kept_idx, first_stim, first_stim_sigma)
     report["n_usable"] = int(len(stim.t))
     if not len(stim.t):
@@ -257,6 +260,46 @@ def _first_flash_anomaly(stim: StimResponse) -> tuple[float, float]:
     later = later[np.isfinite(later)]
     scatter = 1.4826 * np.median(np.abs(later - np.median(later))) if later.size else np.inf
     return float(resid[0] / (1.0 - u0)), float(scatter / (1.0 - u0))
+
+
+def _drop_odd_flashes(stim: StimResponse, kept_idx: list, nsigma: float) -> None:
+    """Drop interior flashes whose brightness breaks the smooth trend of the others (in place).
+
+    An anomaly ``a`` of flash ``j`` moves the array-median second difference
+    centred on it by ``-a`` (its neighbours' by about ``a / 2``): each ``s_k`` is
+    compared with the line through ``s_{k-2}, s_{k-1}, s_{k+1}, s_{k+2}``, and the
+    worst outlier beyond ``nsigma`` robust sigmas (and 0.5 %) is dropped, then
+    the test is repeated.  A partial or misfired flash is caught here; the
+    first flash, seen by one ``s`` only, is treated by :func:`_first_flash`.
+    """
+    for _ in range(len(stim.t) // 4):
+        if len(stim.t) < 7:
+            return
+        s = _second_differences(stim)
+        k = np.arange(len(s))
+        resid = np.full(len(s), np.nan)
+        for c in range(2, len(s) - 2):
+            nb = np.array([c - 2, c - 1, c + 1, c + 2])
+            ok = np.isfinite(s[nb])
+            if ok.sum() >= 3:
+                coef = np.polyfit(k[nb][ok], s[nb][ok], 1)
+                resid[c] = s[c] - np.polyval(coef, c)
+        if not np.isfinite(resid).sum() >= 5:
+            return
+        worst = int(np.nanargmax(np.abs(resid)))
+        clean = np.delete(resid, np.arange(max(worst - 2, 0), worst + 3))   # its own echoes out
+        clean = clean[np.isfinite(clean)]
+        if clean.size < 3:
+            return
+        scatter = 1.4826 * np.median(np.abs(clean - np.median(clean)))
+        if not abs(resid[worst]) > max(nsigma * scatter, 5e-3):
+            return
+        j = worst + 1                                   # s_k is centred on flash k + 1
+        why = (f"brightness {-resid[worst]:+.2%} off the other flashes' trend "
+               f"(scatter {scatter:.2%}): misfired?")
+        stim.report["dropped"].append((kept_idx[j], why))
+        del kept_idx[j]
+        stim.t, stim.value, stim.err = (np.delete(a, j, axis=0) for a in (stim.t, stim.value, stim.err))
 
 
 def _second_differences(stim: StimResponse) -> np.ndarray:

@@ -155,3 +155,12 @@ def test_flash_at_an_unmatched_pointing_uses_its_neighbours_in_time():
     assert r.report["neighbour_background"] == [3]
     assert r.value[1, 0, 0] == pytest.approx(1000.0 * 1.015 - 2.0)
     assert r.err[1, 0, 0] == pytest.approx(np.sqrt(1 + 0.5 + 0.25 * (106.0 - 101.0) ** 2))
+
+
+@pytest.mark.parametrize("factor, dropped", [(0.9, True), (1.04, True), (1.0, False)])
+def test_misfired_interior_flash_is_dropped(factor, dropped):
+    slopes, errs, is_stim, times, match = _flash_series(20, rng=np.random.default_rng(4))
+    slopes[21] = slopes[20] + factor * (slopes[21] - slopes[20])     # flash 11 of 20 misfires
+    r = stim_minus_background(slopes, errs, is_stim, times, match, first_stim="keep")
+    assert (21.0 not in r.t) == dropped
+    assert len(r.t) == 20 - dropped
