@@ -6,9 +6,12 @@ true maps, so reprocessing errors measured against truth are the pipeline's
 own.  (Deriving them from simulated calibration observations -- darks, stim
 sequences, sky flats -- is future work; see README.)  Lives in ``mips/``
 because it uses both the simulator and the calibration package.
+:func:`perturbed_products` makes a set wrong on purpose (a per-pixel flat
+error, a flux-conversion error) to show that validation catches it.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,34 @@ def products_from_detector(band: int) -> CalProducts:
         gain=spec.gain_e_per_dn, saturation_dn=spec.saturation_dn,
         dark=det.dark_mips, illum=ic / norm, enl_beta=det.enl_beta, enl_zero=det.enl_zero,
         pmask=det.pmask, read_noise=det.read_noise)
+
+
+def perturbed_products(prod: CalProducts, *, illum_rms: float = 0.0, fluxconv_factor: float = 1.0,
+                       seed: int = 0) -> CalProducts:
+    """A copy of ``prod`` made wrong on purpose, to show what validation catches.
+
+    Parameters
+    ----------
+    prod : CalProducts
+        The product set to perturb (not modified).
+    illum_rms : float
+        Fractional RMS of a per-pixel Gaussian error multiplied into ``ILLUM``
+        (0.01: a 1 % flat-field error).
+    fluxconv_factor : float
+        ``FLUXCONV`` is multiplied by this (1.02: a 2 % flux-calibration error).
+    seed : int
+        Seed of the per-pixel error.
+
+    Returns
+    -------
+    CalProducts whose ``CALID`` says what was done.
+    """
+    rng = np.random.default_rng(seed)
+    illum = prod.illum * (1.0 + illum_rms * rng.standard_normal(prod.illum.shape))
+    tags = ([f"ILLUMx(1+{illum_rms:g}N)s{seed}"] if illum_rms else []) + (
+        [f"FLUXCONVx{fluxconv_factor:g}"] if fluxconv_factor != 1.0 else [])
+    return dataclasses.replace(prod, calid="+".join([prod.calid, *tags]), illum=illum.astype(np.float32),
+                               fluxconv=prod.fluxconv * fluxconv_factor, meta=dict(prod.meta))
 
 
 def si_products_from_detector() -> SiProducts:

@@ -81,15 +81,15 @@ def _cmd_validate(args) -> int:
     from mips.validate import format_report, plot_validation, validate, write_json
     res = validate(args.dir)
     if args.droop_reference:
-        from mips.validate_si import source_droop_offset
-        res["droop_source_offset"] = source_droop_offset(args.dir, args.droop_reference)
+        from mips.validate_si import add_droop_reference
+        add_droop_reference(res, args.droop_reference)
     print(format_report(res))
     json_path = Path(args.json) if args.json else Path(args.dir) / "validation.json"
     write_json(res, json_path)
     plot_path = Path(args.plot) if args.plot else Path(args.dir) / "validation.png"
     plot_validation(res, plot_path)
     print(f"wrote {json_path} and {plot_path}")
-    return 0
+    return 0 if res["goals_met"] else 1     # errors (identity, missing files) exit 2 via main()
 
 
 def _cmd_demo(args) -> int:

@@ -1,47 +1,270 @@
-"""Score a reprocessed observation against the simulator's truth.
+"""Score a reprocessed observation against the simulator's truth, from the files on disk.
 
-``validate(obs_dir)`` reads ``truth.h5``, ``bcd/ramps.h5`` and the BCDs and
-returns a dictionary of figures:
+What is scored is what a user gets: each BCD, its ``_bunc`` and its bit mask as
+written in ``DIR/bcd`` (and, for the Ge arrays, the ramp fits in
+``bcd/ramps.h5``).  Nothing is recalibrated here, so an error in the
+calibration products the BCDs were made with (``mips reprocess --products``)
+shows up in the figures.  Before anything is scored, every product must show
+that it was made from this folder's raw data: its ``RAWSHA1`` card must equal
+the SHA-1 of ``raw/<RAWFILE>``.  A product without the card, a missing raw
+file or a mismatch (``simulate --overwrite`` after ``reprocess`` leaves BCDs of
+the old raw data beside the new truth) is an error, never a score.
 
-* slope pulls ``(slope - truth) / slope_err`` over every good-pixel ramp:
-  median, robust spread (1.4826 x MAD), standard deviation within |pull| < 5,
-  chi^2/dof (mean pull^2 within |pull| < 5) and the fraction beyond 5;
+Figures of every band
+---------------------
+* **good fraction**: pixel-DCEs that the BCD's own mask leaves usable (finite
+  value and uncertainty, no bit of ``bad_bits``: fatal pmask, NO_STIM,
+  NO_SLOPE for Ge; pmask, latent, saturation at 24 um) over the pixels truth
+  says the detector can measure, times the BCDs expected.  Everything below is
+  computed over good pixels only, so this figure keeps flagging (or not
+  writing BCDs) from being a way to pass.
+* **BCD pulls** ``(BCD - sky) / bunc`` with ``sky`` the noiseless sky each
+  pixel saw: median and robust spread (1.4826 MAD).  They are N(0, 1) when the
+  BCD is unbiased and ``_bunc`` holds every error the pipeline makes.
+* **per-detector-pixel bias** ``b_p = sqrt(n_p) * mean(pull)`` over the n_p
+  DCEs in which pixel p is good, each pull clipped to +-5 first (one cosmic ray
+  left in a 24 um BCD, where the on-board slope keeps them, would otherwise
+  make a pixel look biased; a persistent bias is not clipped away): N(0, 1)
+  for an unbiased pixel with honest errors.  A flat-field (illumination-correction) error f in a pixel adds
+  ``f sqrt(n_p) / (bunc/sky)``: it grows with the observation's length, while
+  per-DCE figures do not (an error of half the per-DCE noise widens the pull
+  spread by 12 % whatever the length, but at 40 DCEs moves b_p by ~3).  The
+  spread (standard deviation) of b_p over pixels, as sensitive to a few bad
+  pixels as to all pixels a little off, is scored and its map plotted.
+* **calibration error per DCE**, the median over good pixels of
+  ``BCD/sky - 1``: its mean and RMS over the observation (a FLUXCONV error
+  moves the mean; responsivity tracking errors the RMS).
+
+Ge ramp figures (``bcd/ramps.h5``)
+----------------------------------
+* slope pulls ``(slope - truth) / slope_err`` over every ramp of a pixel
+  without fatal truth-pmask bits: median, robust spread, standard deviation
+  and chi^2/dof within |pull| < 5, fraction beyond 5;
 * jumps: completeness in bins of amplitude over the noise of one read
-  difference, ``sigma_d = sqrt(2 rn^2 + slope dt / gain)``; false positives per
-  usable difference against what the threshold predicts;
-* calibration error per sky DCE: the median over good pixels of
-  ``BCD / sky_mjysr - 1``; its mean and RMS over the observation, with the stim
-  responsivity interpolated (as reprocessed) and held constant (tracking off).
+  difference ``sigma_d = sqrt(2 rn^2 + slope dt / gain)``; false positives per
+  usable difference against what the threshold predicts.
 
-Only pixels without fatal pmask bits count.  ``plot_validation`` draws the
-three figures (pulls, calibration error against time, completeness against
-amplitude) into one PNG.
+Goals
+-----
+:data:`GOALS` holds one goal per scored figure with its reason.  For a
+statistical figure the tolerance is the larger of the requirement and
+``K_SIGMA`` standard errors of the figure for the sample at hand, so a small
+run is not judged beyond what it can resolve.  The BCD pulls of one pixel share
+the flash noise of the responsivity that calibrated them, so their median and
+spread use the effective sample size ``N / deff`` with the design effect
+``deff = var(b_p)`` (Kish): the variance of the per-pixel means in units of
+what independent pulls would give, clipped to between 1 and the square of the
+per-pixel goal (beyond that the per-pixel figure misses its goal itself, and
+the median's tolerance widens no further).
+
+Dropped: the "stim tracking off" calibration error, which re-ran the
+calibration with the shipped products instead of reading what was written.
+To see what tracking buys, reprocess a copy with ``--stim constant`` and
+validate it: the figures then come from files on disk too.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
 from astropy.io import fits
 
 from calibration.bitmask import PMASK_FATAL
-from calibration.products import load_products
+from reprocess.bcd import GE_FATAL
 from reprocess.io import product_name
-from reprocess.stim import StimResponse, calibrate, constant_response
 
-__all__ = ["validate", "format_report", "plot_validation", "AMP_BINS"]
+__all__ = ["validate", "judge", "rejudge", "format_report", "plot_validation", "write_json", "check_identity",
+           "score_bcds", "truth_band", "GOALS", "Goal", "K_SIGMA", "AMP_BINS"]
 
 AMP_BINS = (0, 2, 4, 6, 8, 12, 20, 50, 1e9)   # jump amplitude / sigma_d
 PULL_EDGES = np.linspace(-6, 6, 121)
+K_SIGMA = 4.0          # statistical tolerances, in standard errors of the figure
+PULL_CLIP = 5.0        # pulls enter the per-pixel bias clipped to +-5 (a rare outlier is not a bias)
+_MEDIAN_SE = 1.2533    # standard error of a Gaussian sample's median, x sigma / sqrt(N)
+_MAD_SE = 1.1664       # standard error of 1.4826 MAD, x sigma / sqrt(N) (efficiency 0.368)
+_MASK_KIND = {24: "bbmsk", 70: "bmask", 160: "bmask"}
 
 
-def _robust_sigma(x):
-    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+# --------------------------------------------------------------------------- goals
+@dataclass(frozen=True)
+class Goal:
+    """A figure's goal: ``low <= res[figure] <= high`` (a bound may be None), and why."""
+
+    figure: str
+    label: str
+    low: Callable[[dict], float] | None
+    high: Callable[[dict], float] | None
+    reason: str
+    fmt: str = ".4f"
+    needs: str | None = None    # a count in the result that must be > 0 for the goal to apply
 
 
+def _pixel_bias_ceiling(r: dict) -> float:
+    return max(1.5, 1 + K_SIGMA / np.sqrt(2 * max(r["n_bias_pixels"], 1)))
+
+
+def _bcd_n_eff(r: dict) -> float:
+    """N / deff, the design effect var(b_p) capped at what the per-pixel goal allows."""
+    deff = np.clip(r["pixel_bias_spread"] ** 2, 1.0, _pixel_bias_ceiling(r) ** 2)
+    return r["n_pixels"] / deff if r["n_pixels"] and np.isfinite(deff) else float(r["n_pixels"])
+
+
+def _stat_tol(floor: float, se_unit: float, n_eff: float) -> float:
+    """max(floor, K_SIGMA standard errors) for an effective sample of ``n_eff`` values."""
+    return max(floor, K_SIGMA * se_unit / np.sqrt(n_eff)) if n_eff > 0 else floor
+
+
+def _bcd_median_tol(r):
+    return _stat_tol(0.02, _MEDIAN_SE, _bcd_n_eff(r))
+
+
+def _bcd_spread_tol(r):
+    return _stat_tol(0.03, _MAD_SE, _bcd_n_eff(r))
+
+
+def _slope_median_tol(r):
+    return _stat_tol(0.02, _MEDIAN_SE, r["n_ramps"])
+
+
+def _slope_spread_tol(r):
+    return _stat_tol(0.03, _MAD_SE, r["n_ramps"])
+
+
+def _completeness_floor(r):
+    n = r["jump_completeness"][-1]["n"]
+    return 0.99 - K_SIGMA * np.sqrt(0.99 * 0.01 / max(n, 1))
+
+
+def _false_jump_ceiling(r):
+    expected = r["false_jumps_predicted_per_diff"] * r["n_diffs"]
+    return 1.5 + K_SIGMA / np.sqrt(max(expected, 1e-12))
+
+
+GOALS: tuple[Goal, ...] = (
+    Goal("good_fraction", "usable pixel-DCEs scored", lambda r: 0.95, None,
+         "flagging must not be a way to pass: at least 95 % of the pixel-DCEs the detector can "
+         "measure (truth pmask x BCDs expected) are scored; measured: 70/160 um >= 0.9999 (cosmic "
+         "rays rarely leave NO_SLOPE), 24 um 0.991-0.995 (latents, saturation)"),
+    Goal("bcd_pull_median", "BCD pull median", lambda r: -_bcd_median_tol(r), _bcd_median_tol,
+         "an unbiased BCD: within 0.02 sigma (1e-4 of the sky at 0.5 % noise) or K_SIGMA x "
+         "1.2533 sqrt(deff / N), whichever is larger", "+.4f", "n_pixels"),
+    Goal("bcd_pull_spread", "BCD pull spread (1.4826 MAD)", lambda r: 1 - _bcd_spread_tol(r),
+         lambda r: 1 + _bcd_spread_tol(r),
+         "_bunc holds every error the pipeline makes: 1 within 0.03 or K_SIGMA x 1.1664 "
+         "sqrt(deff / N)", ".4f", "n_pixels"),
+    Goal("pixel_bias_spread", "per-pixel bias spread (std)", None, _pixel_bias_ceiling,
+         "no pixel-level systematic error (flat, dark, nonlinearity) beyond what _bunc allows: "
+         "std over pixels of sqrt(n) x mean pull <= 1.5 (1 ideally; the std's standard error "
+         "is 1/sqrt(2 M) for M pixels)", ".3f", "n_bias_pixels"),
+    Goal("cal_error_mean", "calibration error, mean over DCEs", lambda r: -0.002, lambda r: 0.002,
+         "photometric accuracy of the BCDs: |mean(median BCD/sky - 1)| <= 0.2 % (the noise part is "
+         "~0.03 % at 70 um, ~0.1 % at 160 um per DCE, averaged down by the DCE count)", "+.3%",
+         "n_bcd"),
+    Goal("cal_error_rms", "calibration error, RMS over DCEs", None,
+         lambda r: 0.003 if r["band"] == 24 else 0.005,
+         "responsivity tracking (Ge) and per-DCE corrections (24 um): RMS <= 0.5 % (Ge), 0.3 % "
+         "(24 um), several times the noise of a per-DCE median", ".3%", "n_bcd"),
+    Goal("droop_offset", "bright source's droop left in background", lambda r: -0.001,
+         lambda r: 0.001,
+         "24 um with --droop-reference: the offset a bright source causes in background pixels, "
+         "correction on, within 0.1 % of the background (without correction ~0.5 %)", "+.3%"),
+    Goal("pull_median", "slope pull median", lambda r: -_slope_median_tol(r), _slope_median_tol,
+         "an unbiased ramp fit: within 0.02 or K_SIGMA x 1.2533/sqrt(N ramps)", "+.4f", "n_ramps"),
+    Goal("pull_spread", "slope pull spread (1.4826 MAD)", lambda r: 1 - _slope_spread_tol(r),
+         lambda r: 1 + _slope_spread_tol(r),
+         "slope errors at the true noise: 1 within 0.03 or K_SIGMA x 1.1664/sqrt(N ramps)", ".4f",
+         "n_ramps"),
+    Goal("jump_completeness_above8", "jumps found above 8 sigma_d", _completeness_floor, None,
+         "a 4.5-sigma threshold finds ~99.98 % of 8-sigma jumps: >= 99 % less K_SIGMA binomial "
+         "errors", ".4f", "n_jumps_above8"),
+    Goal("false_jump_ratio", "false jumps / threshold's prediction", None, _false_jump_ceiling,
+         "false positives near what the threshold predicts for Gaussian differences: <= 1.5 plus "
+         "K_SIGMA Poisson errors of the predicted count", ".3f", "n_diffs"),
+)
+
+
+def judge(res: dict) -> list[dict]:
+    """Each goal of :data:`GOALS` whose figure ``res`` holds: value, bounds, met (None: no sample)."""
+    checks = []
+    for goal in GOALS:
+        if goal.figure not in res:
+            continue
+        value = res[goal.figure]
+        low = goal.low(res) if goal.low else None
+        high = goal.high(res) if goal.high else None
+        applies = goal.needs is None or res.get(goal.needs, 0) > 0
+        met = None
+        if applies:
+            met = bool(value is not None and np.isfinite(value)
+                       and (low is None or value >= low) and (high is None or value <= high))
+        checks.append({"figure": goal.figure, "label": goal.label, "value": value, "low": low,
+                       "high": high, "met": met, "goal": _goal_text(goal, low, high),
+                       "reason": goal.reason})
+    return checks
+
+
+def _goal_text(goal: Goal, low, high) -> str:
+    f = goal.fmt.lstrip("+")
+    if low is None:
+        return f"<= {high:{f}}"
+    if high is None:
+        return f">= {low:{f}}"
+    if np.isclose(low, -high):
+        return f"|x| <= {high:{f}}"
+    return f"{low:{f}} - {high:{f}}"
+
+
+# --------------------------------------------------------------------------- identity
+def _sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_identity(obs_dir: str | Path, kinds=("bcd", "bunc", "bmask", "bbmsk")) -> list[str]:
+    """Check that every product in ``obs_dir/bcd`` was made from ``obs_dir/raw``; return the BCD stems.
+
+    Raises ValueError (one line naming the product) when a product lacks
+    ``RAWFILE``/``RAWSHA1``, names a raw file of another DCE, or its raw file
+    is missing or differs from the one it was made from.
+    """
+    obs = Path(obs_dir)
+    digests: dict[str, str] = {}
+    stems = []
+    for kind in kinds:
+        for path in sorted((obs / "bcd").glob(f"*_{kind}.fits")):
+            stem = path.name[: -len(f"_{kind}.fits")]
+            hdr = fits.getheader(path)
+            raw_name, sha = hdr.get("RAWFILE"), hdr.get("RAWSHA1")
+            if raw_name is None or sha is None:
+                raise ValueError(f"{path}: no {'RAWFILE' if raw_name is None else 'RAWSHA1'} card, "
+                                 "so its raw input cannot be identified (reprocess it with this "
+                                 "version)")
+            if raw_name != f"{stem}_raw.fits":
+                raise ValueError(f"{path}: made from {raw_name}, not {stem}_raw.fits")
+            raw = obs / "raw" / raw_name
+            if raw_name not in digests:
+                if not raw.is_file():
+                    raise ValueError(f"{path}: its raw file {raw} is missing")
+                digests[raw_name] = _sha1(raw)
+            if digests[raw_name] != str(sha).strip().lower():
+                raise ValueError(f"{path}: made from another {raw_name} (RAWSHA1 {str(sha)[:10]}..., "
+                                 f"raw file now {digests[raw_name][:10]}...): reprocess with "
+                                 "--overwrite")
+            if kind == "bcd":
+                stems.append(stem)
+    return stems
+
+
+# --------------------------------------------------------------------------- scoring
 def truth_band(obs_dir: str | Path) -> int:
     """Band of a simulated observation, from the configuration in its truth file."""
     path = Path(obs_dir) / "truth.h5"
@@ -51,21 +274,136 @@ def truth_band(obs_dir: str | Path) -> int:
         return int(tomllib.loads(truth.attrs["config"])["band"])
 
 
+def _robust_sigma(x) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if len(x) else float("nan")
+
+
+def _median(x) -> float:
+    return float(np.median(x)) if len(x) else float("nan")
+
+
+def _read_set(obs: Path, name: str, mask_kind: str):
+    """(bcd, bunc, mask) of one DCE as float, float, int arrays (FileNotFoundError if one is missing)."""
+    out = []
+    for kind in ("bcd", "bunc", mask_kind):
+        path = obs / "bcd" / product_name(name, kind)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: missing beside {product_name(name, 'bcd')}")
+        out.append(fits.getdata(path))
+    return out[0].astype(float), out[1].astype(float), out[2].astype(np.int64)
+
+
+def _bad_bits(band: int) -> int:
+    if band == 24:
+        from .validate_si import SI_BAD
+        return SI_BAD
+    return GE_FATAL
+
+
+def score_bcds(obs: Path, truth: h5py.File, names: list[str], *, band: int,
+               expected: int) -> dict:
+    """BCD-level figures of the DCEs ``names`` (those with a BCD on disk), see the module notes.
+
+    ``expected`` is the number of BCDs the observation should have (the good
+    fraction's denominator, with the pixels truth's pmask calls usable).
+    """
+    usable = (truth["detector/pmask"][()] & PMASK_FATAL) == 0
+    bad_bits = _bad_bits(band)
+    pull_sum = np.zeros(usable.shape)
+    pull_n = np.zeros(usable.shape, dtype=np.int64)
+    pulls, t_s, cal, dce = [], [], [], []
+    for name in names:
+        bcd, unc, mask = _read_set(obs, name, _MASK_KIND[band])
+        sky = truth["dce"][name]["sky_mjysr"][()]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            good = ((mask & bad_bits) == 0) & np.isfinite(bcd) & np.isfinite(unc) & (unc > 0)
+            pull = np.where(good, (bcd - sky) / np.where(good, unc, 1.0), 0.0)
+        pulls.append(pull[good])
+        pull_sum += np.clip(pull, -PULL_CLIP, PULL_CLIP)
+        pull_n += good
+        cal.append(_median((bcd / sky - 1)[good]))
+        t_s.append(float(truth["dce"][name].attrs["t_start_s"]))
+        dce.append(name)
+    pull = np.concatenate(pulls) if pulls else np.zeros(0)
+    seen = pull_n > 0
+    bias = np.full(usable.shape, np.nan)
+    bias[seen] = pull_sum[seen] / np.sqrt(pull_n[seen])
+    worst = np.unravel_index(np.nanargmax(np.abs(bias)), bias.shape) if seen.any() else None
+    cal_a = np.array([c for c in cal if np.isfinite(c)])
+    return {
+        "n_bcd": len(names), "n_bcd_expected": int(expected), "n_pixels": int(pull.size),
+        "good_fraction": pull.size / max(expected * int(usable.sum()), 1),
+        "bcd_pull_median": _median(pull),
+        "bcd_pull_spread": _robust_sigma(pull),
+        "bcd_pull_outlier_fraction": float(np.mean(np.abs(pull) >= 5)) if pull.size else float("nan"),
+        "bcd_pull_histogram": {"edges": PULL_EDGES.tolist(),
+                               "counts": np.histogram(pull, PULL_EDGES)[0].tolist()},
+        "n_bias_pixels": int(seen.sum()),
+        "pixel_bias_spread": float(bias[seen].std()) if seen.sum() > 1 else float("nan"),
+        "pixel_bias_robust_spread": _robust_sigma(bias[seen]),
+        "pixel_bias_worst": (None if worst is None else
+                             {"y": int(worst[0]), "x": int(worst[1]), "bias": float(bias[worst]),
+                              "n": int(pull_n[worst])}),
+        "pixel_bias_map": [[None if not np.isfinite(v) else round(float(v), 4) for v in row]
+                           for row in bias],
+        "cal_error_mean": float(cal_a.mean()) if cal_a.size else float("nan"),
+        "cal_error_rms": float(np.sqrt(np.mean(cal_a ** 2))) if cal_a.size else float("nan"),
+        "cal_error_series": {"t_s": t_s, "dce": dce, "cal_error": cal},
+    }
+
+
 def validate(obs_dir: str | Path) -> dict:
-    """Figures of merit of ``obs_dir`` (see the module notes; 24 um: :mod:`mips.validate_si`)."""
+    """Figures of merit of ``obs_dir`` and their goals (``res['checks']``; see the module notes).
+
+    Raises FileNotFoundError when the truth or the products are missing and
+    ValueError when a product was not made from this folder's raw files.
+    """
     obs = Path(obs_dir)
-    if truth_band(obs) == 24:
-        from .validate_si import validate_si
-        return validate_si(obs)
-    for need in (obs / "truth.h5", obs / "bcd" / "ramps.h5"):
-        if not need.exists():
-            raise FileNotFoundError(f"{need}: missing (run `mips simulate` and `mips reprocess` first)")
-    with h5py.File(obs / "truth.h5", "r") as truth, h5py.File(obs / "bcd" / "ramps.h5", "r") as ramps:
+    band = truth_band(obs)
+    stems = set(check_identity(obs))
+    with h5py.File(obs / "truth.h5", "r") as truth:
+        names = sorted(truth["dce"], key=lambda n: truth["dce"][n].attrs["t_start_s"])
+        unknown = stems - set(names)
+        if unknown:
+            raise ValueError(f"{obs / 'bcd' / product_name(sorted(unknown)[0], 'bcd')}: "
+                             f"no such DCE in {obs / 'truth.h5'}")
+        if band == 24:
+            expected = [n for n in names if int(truth["dce"][n].attrs["dcenum"]) >= 1]
+        else:
+            expected = [n for n in names if not truth["dce"][n].attrs["stim"]]
+        scored = [n for n in names if n in stems]
+        if not scored:
+            raise FileNotFoundError(f"{obs / 'bcd'}: no BCDs to validate (run `mips reprocess` first)")
+        res = {"observation": str(obs), "band": band,
+               **score_bcds(obs, truth, scored, band=band, expected=len(expected))}
+        if band == 24:
+            from .validate_si import si_diagnostics
+            res.update(si_diagnostics(obs, truth, res))
+        else:
+            res.update(_ramp_figures(obs, truth, names))
+    return rejudge(res)
+
+
+def rejudge(res: dict) -> dict:
+    """Set ``res['checks']`` and ``res['goals_met']`` from the figures ``res`` holds now; returns ``res``."""
+    res["checks"] = judge(res)
+    res["goals_met"] = all(c["met"] is not False for c in res["checks"])
+    return res
+
+
+def _ramp_figures(obs: Path, truth: h5py.File, names: list[str]) -> dict:
+    """Slope pulls and jump figures of every DCE from ``bcd/ramps.h5`` (written with the BCDs)."""
+    path = obs / "bcd" / "ramps.h5"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (reprocess writes it beside the BCDs)")
+    with h5py.File(path, "r") as ramps:
+        missing = [n for n in names if n not in ramps["dce"]]
+        if missing:
+            raise ValueError(f"{path}: holds no ramps of {missing[0]} (made from other raw files?)")
         rn = truth["detector/read_noise_dn"][()]
         good = (truth["detector/pmask"][()] & PMASK_FATAL) == 0
         threshold = float(ramps.attrs["jump_threshold"])
         predicted = float(ramps.attrs["false_jump_rate"])
-        names = sorted(truth["dce"], key=lambda n: truth["dce"][n].attrs["t_start_s"])
         pulls, jump_rows, fp, ndiff = [], [], 0, 0
         for name in names:
             t, r = truth["dce"][name], ramps["dce"][name]
@@ -76,14 +414,13 @@ def validate(obs_dir: str | Path) -> dict:
             jump_rows.append(rows)
             fp += n_fp
             ndiff += n_d
-        cal = _calibration_errors(obs, names, truth, ramps, good)
     pull = np.concatenate(pulls)
     core = pull[np.abs(pull) < 5]
     jumps = np.concatenate(jump_rows) if jump_rows else np.zeros((0, 2))
-    result = {
-        "observation": str(obs),
+    completeness = _completeness(jumps)
+    return {
         "n_ramps": int(pull.size),
-        "pull_median": float(np.median(pull)),
+        "pull_median": _median(pull),
         "pull_spread": _robust_sigma(pull),
         "pull_std_core": float(core.std()),
         "chi2_dof": float(np.mean(core ** 2)),
@@ -91,15 +428,15 @@ def validate(obs_dir: str | Path) -> dict:
         "pull_histogram": {"edges": PULL_EDGES.tolist(),
                            "counts": np.histogram(pull, PULL_EDGES)[0].tolist()},
         "jump_threshold_sigma": threshold,
-        "jump_completeness": _completeness(jumps),
+        "jump_completeness": completeness,
+        "jump_completeness_above8": completeness[-1]["completeness"],
+        "n_jumps_above8": completeness[-1]["n"],
         "false_jumps_per_diff": fp / max(ndiff, 1),
         "false_jumps_predicted_per_diff": predicted,
         "false_jump_ratio": (fp / max(ndiff, 1)) / predicted if predicted > 0 else float("nan"),
         "n_false_jumps": int(fp),
         "n_diffs": int(ndiff),
-        **cal,
     }
-    return result
 
 
 def _score_jumps(t, r, rn, good):
@@ -139,82 +476,79 @@ def _completeness(rows) -> list[dict]:
     return out
 
 
-def _calibration_errors(obs, names, truth, ramps, good) -> dict:
-    """Per-DCE median(BCD/sky - 1), as reprocessed and with stim tracking off."""
-    stim = StimResponse(ramps["stim/t_mjd"][()], ramps["stim/response_dn_s"][()],
-                        ramps["stim/response_err_dn_s"][()])
-    band = truth_band(obs)
-    first_bcd = next((obs / "bcd" / product_name(n, "bcd") for n in names
-                      if (obs / "bcd" / product_name(n, "bcd")).exists()), None)
-    if first_bcd is None:
-        raise FileNotFoundError(f"{obs / 'bcd'}: no BCDs to validate")
-    calid = fits.getval(first_bcd, "CALID")
-    prod = load_products(band)
-    if prod.calid != calid:
-        raise ValueError(f"{first_bcd}: made with products {calid}, cannot re-derive with {prod.calid}")
-    const, const_err, _ = constant_response(stim)
-    t_s, on, off = [], [], []
-    for name in names:
-        if truth["dce"][name].attrs["stim"]:
-            continue
-        path = obs / "bcd" / product_name(name, "bcd")
-        if not path.exists():
-            continue
-        sky = truth["dce"][name]["sky_mjysr"][()]
-        r = ramps["dce"][name]
-        bcd = fits.getdata(path).astype(float)
-        off_img, _ = calibrate(r["slope_dn_s"][()], r["slope_err_dn_s"][()], const, const_err,
-                               dark=prod.dark, illum=prod.illum, fluxconv=prod.fluxconv)
-        t_s.append(float(truth["dce"][name].attrs["t_start_s"]))
-        on.append(float(np.nanmedian((bcd / sky - 1)[good])))
-        off.append(float(np.nanmedian((off_img / sky - 1)[good])))
-    on_a, off_a = np.array(on), np.array(off)
-    return {"n_bcd": len(on), "cal_error_mean": float(on_a.mean()),
-            "cal_error_rms": float(np.sqrt(np.mean(on_a ** 2))),
-            "cal_error_mean_stim_off": float(off_a.mean()),
-            "cal_error_rms_stim_off": float(np.sqrt(np.mean(off_a ** 2))),
-            "cal_error_series": {"t_s": t_s, "stim_on": on, "stim_off": off}}
+# --------------------------------------------------------------------------- report
+def _fmt(value, fmt: str) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:{fmt}}"
 
 
 def format_report(res: dict) -> str:
-    """A plain-text table of the figures."""
-    if res.get("band") == 24:
-        from .validate_si import format_report_si
-        return format_report_si(res)
-    lines = [f"Validation of {res['observation']}",
-             f"  ramps scored                 {res['n_ramps']}",
-             f"  slope pull median            {res['pull_median']:+.4f}   (goal within +-0.02)",
-             f"  slope pull spread (1.48 MAD) {res['pull_spread']:.4f}    (goal 0.97-1.03)",
-             f"  pull std within |pull|<5     {res['pull_std_core']:.4f}",
-             f"  chi2/dof within |pull|<5     {res['chi2_dof']:.4f}",
-             f"  pulls beyond 5 sigma         {res['pull_outlier_fraction']:.2e}",
-             f"  jump threshold               {res['jump_threshold_sigma']} sigma",
-             "  jump completeness by amplitude (units of read-difference noise):"]
-    for row in res["jump_completeness"]:
-        hi = "inf" if row["amp_hi"] > 1e8 else f"{row['amp_hi']:g}"
-        lines.append(f"    [{row['amp_lo']:g}, {hi:>4}) n={row['n']:6d}  "
-                     f"completeness={row['completeness']:.4f}")
-    lines += [
-        f"  false jumps per difference   {res['false_jumps_per_diff']:.3e} "
-        f"(threshold predicts {res['false_jumps_predicted_per_diff']:.3e}; ratio "
-        f"{res['false_jump_ratio']:.2f}, goal <= 1.5; {res['n_false_jumps']} of {res['n_diffs']})",
-        f"  calibration error, {res['n_bcd']} BCDs (median BCD/sky - 1 per DCE):",
-        f"    stim interpolated: mean {100 * res['cal_error_mean']:+.3f}%  "
-        f"RMS {100 * res['cal_error_rms']:.3f}%   (goal |mean|<=0.2%, RMS<=0.5%)",
-        f"    stim tracking off: mean {100 * res['cal_error_mean_stim_off']:+.3f}%  "
-        f"RMS {100 * res['cal_error_rms_stim_off']:.3f}%",
-    ]
+    """A plain-text table: every scored figure with its goal, then the diagnostics."""
+    fmts = {g.figure: g.fmt for g in GOALS}
+    status = {True: "met", False: "MISSED", None: "n/a (no sample)"}
+    lines = [f"Validation of {res['observation']} ({res['band']} um): {res['n_bcd']} BCDs of "
+             f"{res['n_bcd_expected']} expected, each made from this folder's raw file (RAWSHA1)",
+             f"  {'figure':<38} {'value':>10}   {'goal':<22} status"]
+    for c in res["checks"]:
+        lines.append(f"  {c['label']:<38} {_fmt(c['value'], fmts[c['figure']]):>10}   "
+                     f"{c['goal']:<22} {status[c['met']]}")
+    lines.append("  diagnostics (no goal):")
+    lines.append(f"    BCD pulls scored {res['n_pixels']}; beyond 5 sigma "
+                 f"{_fmt(res['bcd_pull_outlier_fraction'], '.2e')}; per-pixel bias robust spread "
+                 f"{_fmt(res['pixel_bias_robust_spread'], '.3f')} over {res['n_bias_pixels']} pixels")
+    worst = res["pixel_bias_worst"]
+    if worst:
+        lines.append(f"    most biased pixel (y={worst['y']}, x={worst['x']}): "
+                     f"sqrt(n) x mean pull {worst['bias']:+.2f} over {worst['n']} DCEs")
+    if "n_ramps" in res:
+        lines += _ramp_diagnostics(res)
+    if res["band"] == 24:
+        from .validate_si import format_diagnostics_si
+        lines += format_diagnostics_si(res)
+    missed = [c["label"] for c in res["checks"] if c["met"] is False]
+    lines.append(f"  {len(res['checks']) - len(missed)} of {len(res['checks'])} goals met"
+                 + (f"; MISSED: {', '.join(missed)}" if missed else ""))
     return "\n".join(lines)
 
 
+def _ramp_diagnostics(res: dict) -> list[str]:
+    lines = [f"    ramps scored {res['n_ramps']}; slope pull std within |pull|<5 "
+             f"{res['pull_std_core']:.4f}, chi2/dof {res['chi2_dof']:.4f}, beyond 5 sigma "
+             f"{res['pull_outlier_fraction']:.2e}",
+             f"    false jumps {res['n_false_jumps']} of {res['n_diffs']} differences "
+             f"({res['false_jumps_per_diff']:.3e}; threshold predicts "
+             f"{res['false_jumps_predicted_per_diff']:.3e})",
+             f"    jump completeness by amplitude (units of read-difference noise), threshold "
+             f"{res['jump_threshold_sigma']} sigma:"]
+    for row in res["jump_completeness"][:-1]:
+        hi = "inf" if row["amp_hi"] > 1e8 else f"{row['amp_hi']:g}"
+        lines.append(f"      [{row['amp_lo']:g}, {hi:>4}) n={row['n']:6d}  "
+                     f"completeness={_fmt(row['completeness'], '.4f')}")
+    return lines
+
+
 def write_json(res: dict, path: str | Path) -> None:
-    """Write the figures as JSON (atomically)."""
+    """Write the figures as JSON (atomically; NaN as null)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(res, indent=2, default=float))
+    tmp.write_text(json.dumps(_jsonable(res), indent=1))
     tmp.replace(path)
 
 
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+# --------------------------------------------------------------------------- plot
 def plot_pulls(ax, hist: dict, n: int, label: str) -> None:
     """Step histogram of pulls with the N(0, 1) expectation for ``n`` values (log scale)."""
     counts = np.array(hist["counts"])
@@ -223,12 +557,46 @@ def plot_pulls(ax, hist: dict, n: int, label: str) -> None:
     ax.step(centers, counts, where="mid", label=label)
     norm = n * (edges[1] - edges[0])
     ax.plot(centers, norm * np.exp(-0.5 * centers ** 2) / np.sqrt(2 * np.pi), "k--", label="N(0, 1)")
-    ax.set_yscale("log")
-    ax.set_ylim(0.5, None)
+    if counts.any():
+        ax.set_yscale("log")
+        ax.set_ylim(0.5, None)
+    ax.legend()
+
+
+def plot_bias_map(fig, ax, res: dict) -> None:
+    """Map of sqrt(n) x mean BCD pull per detector pixel (grey: never good)."""
+    bias = np.array([[np.nan if v is None else v for v in row] for row in res["pixel_bias_map"]])
+    lim = max(3.0, float(np.nanpercentile(np.abs(bias), 99))) if np.isfinite(bias).any() else 3.0
+    cmap = __import__("matplotlib").colormaps["RdBu_r"].with_extremes(bad="0.7")
+    im = ax.imshow(bias, origin="lower", cmap=cmap, vmin=-lim, vmax=lim, aspect="auto",
+                   interpolation="nearest")
+    fig.colorbar(im, ax=ax, label="sqrt(n) x mean pull")
+    ax.set_xlabel("x (pixel)")
+    ax.set_ylabel("y (pixel)")
+    ax.set_title(f"per-pixel bias: spread {_fmt(res['pixel_bias_spread'], '.2f')}")
+
+
+def plot_bcd_pulls(ax, res: dict) -> None:
+    """Histogram of the BCD pulls against N(0, 1)."""
+    plot_pulls(ax, res["bcd_pull_histogram"], res["n_pixels"], "(BCD - sky) / bunc")
+    ax.set_xlabel("BCD pull")
+    ax.set_title(f"BCD pulls: median {_fmt(res['bcd_pull_median'], '+.3f')}, "
+                 f"spread {_fmt(res['bcd_pull_spread'], '.3f')}")
+
+
+def plot_cal_error(ax, res: dict) -> None:
+    """Median BCD/sky - 1 of every DCE against time."""
+    series = res["cal_error_series"]
+    ax.plot(np.array(series["t_s"]) / 60.0, 100 * np.array(series["cal_error"], dtype=float), ".",
+            label="BCDs as written")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("time since AOR start (min)")
+    ax.set_ylabel("median BCD/sky - 1 (%)")
+    ax.set_title(f"calibration error per DCE: RMS {_fmt(100 * res['cal_error_rms'], '.3f')} %")
 
 
 def plot_validation(res: dict, path: str | Path) -> None:
-    """Pull histogram, calibration error against time, jump completeness against amplitude."""
+    """Slope and BCD pull histograms, per-pixel bias map, calibration error, jump completeness."""
     if res.get("band") == 24:
         from .validate_si import plot_validation_si
         return plot_validation_si(res, path)
@@ -236,29 +604,33 @@ def plot_validation(res: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
-    plot_pulls(ax[0], res["pull_histogram"], res["n_ramps"], "slope pulls")
-    ax[0].set_xlabel("(slope - truth) / error")
-    ax[0].set_title(f"pulls: median {res['pull_median']:+.3f}, spread {res['pull_spread']:.3f}")
-    ax[0].legend()
-    series = res["cal_error_series"]
-    t_min = np.array(series["t_s"]) / 60.0
-    ax[1].plot(t_min, 100 * np.array(series["stim_off"]), ".", color="0.6", label="stim tracking off")
-    ax[1].plot(t_min, 100 * np.array(series["stim_on"]), ".", label="stim interpolated")
-    ax[1].axhline(0, color="k", lw=0.5)
-    ax[1].set_xlabel("time since AOR start (min)")
-    ax[1].set_ylabel("median BCD/sky - 1 (%)")
-    ax[1].set_title("calibration error per DCE")
-    ax[1].legend()
+    fig, ax = plt.subplots(2, 3, figsize=(15, 8.4))
+    plot_pulls(ax[0, 0], res["pull_histogram"], res["n_ramps"], "slope pulls")
+    ax[0, 0].set_xlabel("(slope - truth) / error")
+    ax[0, 0].set_title(f"slope pulls: median {res['pull_median']:+.3f}, spread {res['pull_spread']:.3f}")
+    plot_bcd_pulls(ax[0, 1], res)
+    plot_bias_map(fig, ax[0, 2], res)
+    plot_cal_error(ax[1, 0], res)
     rows = [r for r in res["jump_completeness"][:-1] if r["n"]]
     mid = [np.sqrt(max(r["amp_lo"], 0.5) * min(r["amp_hi"], 100)) for r in rows]
-    ax[2].semilogx(mid, [r["completeness"] for r in rows], "o-")
-    ax[2].axvline(8, color="k", ls=":", label="8 sigma_d")
-    ax[2].axvline(res["jump_threshold_sigma"], color="r", ls=":", label="threshold")
-    ax[2].set_xlabel("jump amplitude / read-difference noise")
-    ax[2].set_ylabel("fraction found")
-    ax[2].set_title("jump completeness")
-    ax[2].legend()
+    ax[1, 1].semilogx(mid, [r["completeness"] for r in rows], "o-")
+    ax[1, 1].axvline(8, color="k", ls=":", label="8 sigma_d")
+    ax[1, 1].axvline(res["jump_threshold_sigma"], color="r", ls=":", label="threshold")
+    ax[1, 1].set_xlabel("jump amplitude / read-difference noise")
+    ax[1, 1].set_ylabel("fraction found")
+    ax[1, 1].set_title("jump completeness")
+    ax[1, 1].legend()
+    _plot_checks(ax[1, 2], res)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _plot_checks(ax, res: dict) -> None:
+    """The goals as a text panel (green met, red missed)."""
+    ax.axis("off")
+    colour = {True: "tab:green", False: "tab:red", None: "0.5"}
+    fmts = {g.figure: g.fmt for g in GOALS}
+    for i, c in enumerate(res["checks"]):
+        ax.text(0, 1 - 0.09 * i, f"{c['label']}: {_fmt(c['value'], fmts[c['figure']])}  ({c['goal']})",
+                color=colour[c["met"]], fontsize=8, transform=ax.transAxes, va="top")
