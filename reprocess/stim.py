@@ -92,6 +92,9 @@ class StimResponse:
         Flash times (the unit of the caller's times; the pipeline uses MJD).
     value, err : (NFLASH, NY, NX) float
         Stim-minus-background and its 1-sigma noise, DN/s (NaN where discarded).
+    common : (NFLASH,) float
+        The array's common responsivity at each flash (median over pixels of the
+        flash relative to the pixel's median flash): interpolated linearly in time.
     wander : WanderModel
         The responsivity's wander between flashes (:mod:`.wander`), fitted to them.
     report : dict
@@ -102,6 +105,7 @@ class StimResponse:
     t: np.ndarray
     value: np.ndarray
     err: np.ndarray
+    common: np.ndarray | None = None
     wander: WanderModel = field(default_factory=WanderModel)
     report: dict = field(default_factory=dict)
 
@@ -182,8 +186,18 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
     if not len(stim.t):
         raise NoStimError(f"no usable stim flash among {len(flashes)} stim DCE(s)"
                           + (f" ({report['dropped'][0][1]})" if report["dropped"] else ""))
+    stim.common = common_response(stim.value)
     stim.wander = fit_wander(stim.t, stim.value, stim.err, hits or Hits.none())
     return stim
+
+
+def common_response(value: np.ndarray) -> np.ndarray:
+    """(NFLASH,) median over pixels of each flash relative to the pixel's median flash."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN pixels and flashes
+        rel = value / np.nanmedian(value, axis=0)
+        common = np.array([np.nanmedian(r) for r in rel.reshape(len(rel), -1)])
+    return np.where(np.isfinite(common), common, 1.0)
 
 
 def _one_flash(i, slopes, errs, sky_dces, times, *, mismatch=False):
@@ -322,27 +336,33 @@ def interpolate_response(stim: StimResponse, t: float):
     """
     valid = np.isfinite(stim.value)
     nflash = len(stim.t)
+    if stim.common is None:
+        stim.common = common_response(stim.value)
     k = np.arange(nflash).reshape((-1,) + (1,) * (stim.value.ndim - 1))
     before = (stim.t < t).reshape(k.shape)
     prev = np.where(valid & before, k, -1).max(axis=0, initial=-1)
     nxt = np.where(valid & ~before, k, nflash).min(axis=0, initial=nflash)
     has_prev, has_next = prev >= 0, nxt < nflash
-    v_prev, e_prev = _take(stim.value, prev), _take(stim.err, prev)
-    v_next, e_next = _take(stim.value, nxt), _take(stim.err, nxt)
     t_prev, t_next = stim.t[np.clip(prev, 0, None)], stim.t[np.clip(nxt, 0, nflash - 1)]
     both = has_prev & has_next
+    common = np.interp(t, stim.t, stim.common) if nflash else np.nan   # nearest at the ends
+    rho = stim.value / stim.common.reshape(k.shape)
+    rho_err = stim.err / stim.common.reshape(k.shape)
+    x_prev, n_prev = _take(rho, prev), _take(rho_err, prev)
+    x_next, n_next = _take(rho, nxt), _take(rho_err, nxt)
+    # the pixel's own part, linearly in time; its wander (module wander): a Brownian bridge with
+    # steps at its flagged jumps between two flashes, a random walk from the nearest one
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(both, np.clip((t - t_prev) / (t_next - t_prev), 0.0, 1.0), 0.0)
-    w = np.nan_to_num(w, nan=0.5)                           # two flashes at one time
-    w = np.where(~has_prev & has_next, 1.0, w)          # only a later flash: use it
-    value = (1 - w) * v_prev + w * v_next
-    # the wander: a Brownian bridge between two flashes, a random walk from the nearest one
+        w = np.clip((t - t_prev) / (t_next - t_prev), 0.0, 1.0)
+    w = np.where(both, np.nan_to_num(w, nan=0.5), np.where(has_next, 1.0, 0.0))
     lever = np.where(both, (t_next - t_prev) * w * (1 - w),
                      np.where(has_prev, np.abs(t - t_prev), np.abs(t_next - t)))
     lo = np.where(has_prev, t_prev, t)
     hi = np.where(has_next, t_next, t)
-    rel_var = stim.wander.relative_variance(t, lo, hi, w, lever)
-    err = np.sqrt(((1 - w) * e_prev) ** 2 + (w * e_next) ** 2 + rel_var * value ** 2)
+    wander = stim.wander.relative_variance(t, lo, hi, w, lever)
+    x = (1 - w) * x_prev + w * x_next
+    value = common * x
+    err = common * np.sqrt(((1 - w) * n_prev) ** 2 + (w * n_next) ** 2 + wander * x ** 2)
     flags = np.zeros(stim.value.shape[1:], dtype=np.int32)
     flags[has_prev ^ has_next] |= BMASK["STIM_NEAREST"]
     none = ~has_prev & ~has_next

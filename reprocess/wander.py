@@ -89,11 +89,12 @@ class WanderModel:
     hits: Hits | None = None
 
     def relative_variance(self, t, lo, hi, w, lever) -> np.ndarray:
-        """Per-pixel relative variance at time ``t`` (maps ``lo``, ``hi``, ``w``, ``lever``).
+        """Per-pixel relative variance of the linear interpolation at time ``t``.
 
-        ``lo, hi``: the span whose hits count (bracketing flashes, or flash and ``t``);
-        ``w``: interpolation weight of the later flash; ``lever``: the random walk's
-        time lever (``g w (1 - w)`` or ``|t - t_k|``).
+        ``lo, hi``: the span whose jumps count (the bracketing flashes, or the
+        nearest flash and ``t``); ``w``: interpolation weight of the later flash;
+        ``lever``: the random walk's time lever (``g w (1 - w)`` between flashes,
+        ``|t - t_k|`` from the nearest one).  Maps of any shape, ``t`` a scalar.
         """
         var = self.kappa * lever
         if self.step_var and self.hits is not None:

@@ -5,6 +5,7 @@ import pytest
 from calibration.bitmask import BMASK
 from reprocess.stim import (NoStimError, StimResponse, calibrate, constant_response,
                             interpolate_response, same_sky, stim_minus_background)
+from reprocess.wander import Hits, WanderModel
 
 
 def _response():
@@ -15,8 +16,9 @@ def _response():
 
 def test_interpolates_linearly_between_flashes():
     v, e, f = interpolate_response(_response(), 15.0)
-    assert v[0, 0] == pytest.approx(250.0) and e[0, 0] == pytest.approx(np.hypot(1.0, 1.0))
-    assert f[0, 0] == 0
+    assert v[0, 0] == pytest.approx(250.0) and f[0, 0] == 0
+    # the flashes' noise, carried through the common drift's scaling (c(t) / c_k = 1.25/1 and 1.25/1.5)
+    assert e[0, 0] == pytest.approx(np.hypot(0.5 * 2.0 * 1.25 / 1.0, 0.5 * 2.0 * 1.25 / 1.5))
 
 
 def test_nearest_flash_at_the_ends_never_extrapolated():
@@ -24,8 +26,26 @@ def test_nearest_flash_at_the_ends_never_extrapolated():
     assert v[0, 0] == 100.0 and f[0, 0] & BMASK["STIM_NEAREST"]
     v, _, f = interpolate_response(_response(), 99.0)
     assert v[0, 0] == 300.0 and f[0, 0] & BMASK["STIM_NEAREST"]
-    v, _, f = interpolate_response(_response(), 15.0)    # pixel 2: only the first flash is valid
-    assert v[0, 1] == 50.0 and f[0, 1] & BMASK["STIM_NEAREST"]
+
+
+def test_pixel_with_one_valid_flash_follows_the_common_drift():
+    v, _, f = interpolate_response(_response(), 15.0)     # pixel 2: only the first flash is valid
+    common = np.array([0.75, 1.0, 1.5])                   # medians of (0.5, 1), (1,), (1.5,)
+    assert v[0, 1] == pytest.approx(50.0 * np.interp(15.0, [0, 10, 20], common) / common[0])
+    assert f[0, 1] & BMASK["STIM_NEAREST"]
+
+
+def test_flagged_jumps_add_their_step_variance():
+    """One jump between two flashes: the error grows by step_var (w - [t_h <= t])^2 there only."""
+    t = np.array([0.0, 10.0, 20.0])
+    value = np.full((3, 1, 3), 100.0)
+    r = StimResponse(t, value, np.full(value.shape, 1e-6))
+    r.wander = WanderModel(kappa=0.0, step_var=1e-4, hits=Hits(np.array([3.0]), np.array([1])))
+    v, e, _ = interpolate_response(r, 2.5)
+    assert e[0, 1] == pytest.approx(100.0 * np.sqrt(1e-4) * 0.25, rel=1e-6)    # w = 0.25, hit after t
+    assert e[0, 0] < 1e-5 and v[0, 1] == pytest.approx(100.0)
+    _, e, _ = interpolate_response(r, 15.0)
+    assert e[0, 1] < 1e-5                                                      # hit in another gap
 
 
 def test_pixel_without_valid_flash_is_flagged():
