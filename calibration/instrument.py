@@ -10,7 +10,9 @@ Timing
 One "MIPS second" is 1.048576 s [HB 5.1.2 /56].  The Ge arrays (70, 160 um)
 are read every 1/8 MIPS second = 0.131072 s [HB 2.4.3 /14]; a 3, 4 or 10 MIPS-s
 DCE has 24, 32 or 80 reads [GeRT /4].  At 160 um a 10 MIPS-s DCE is split into
-two 5 MIPS-s ramps by a mid-exposure reset [HB 2.4.3 /14].
+two 5 MIPS-s ramps by a mid-exposure reset [HB 2.4.3 /14]: 80 reads make two
+ramps of 40 (:func:`ge_ramps_per_dce`).  Archive headers carry no keyword for
+this, so the simulator and the reprocessor both take it from this rule.
 
 Units
 -----
@@ -23,7 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["MIPS_SECOND_S", "GE_READ_TIME_S", "SI_READ_TIME_S", "BandSpec", "BANDS",
-           "band_spec", "ge_reads_per_dce", "si_reads_per_dce", "ARCSEC2_PER_SR"]
+           "band_spec", "ge_reads_per_dce", "si_reads_per_dce", "ge_ramps_per_dce",
+           "ARCSEC2_PER_SR"]
 
 MIPS_SECOND_S = 1.048576          # s per MIPS second [HB 5.1.2 /56, DERIVED]
 GE_READ_TIME_S = MIPS_SECOND_S / 8  # 0.131072 s between Ge reads [HB 2.4.3 /14]
@@ -52,6 +55,16 @@ def ge_reads_per_dce(exptime_mips_s: int) -> int:
     except KeyError:
         raise ValueError(f"Ge DCE exposure must be one of {sorted(_GE_READS)} MIPS s, "
                          f"got {exptime_mips_s!r}") from None
+
+
+def ge_ramps_per_dce(band: int, nreads: int) -> int:
+    """Ramps (resets) in a Ge DCE of ``nreads`` reads: 2 for a 160 um 10 MIPS-s DCE, else 1.
+
+    The 160 um array's mid-exposure reset splits a 10 MIPS-s DCE (80 reads) into
+    two ramps of 40 [HB 2.4.3 /14; GeRT /4]; 3 and 4 MIPS-s DCEs and the 70 um
+    array have one ramp.
+    """
+    return 2 if int(band) == 160 and int(nreads) == _GE_READS[10] else 1
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,14 @@ class SimConfig:
     cr_amp_sigma_ln: float = 1.0
     cr_resp_step: float = 0.003        # mean fractional responsivity rise per hit [IOC-2015]; UNCONFIRMED
     cr_resp_tau_s: float = 600.0       # relaxation time of that rise; UNCONFIRMED
+    resp_step_rate_per_hr: float = 0.0  # occasional large common responsivity steps per hour: a
+    resp_step_size: float = 0.02       # test knob for stim tracking (off); fractional size, random sign
+    # --- pointing and stim anomalies
+    pointing_jitter_arcsec: float = 0.3  # RMS per axis (east, north) of each DCE's true - planned
+    #   pointing, which the header WCS carries; UNCONFIRMED: reconstructed pointings always differ a
+    #   little (scan-mirror repeatability, telescope jitter); 0.3" is the case issue 9 measured
+    first_stim_factor: float = 1.05    # first stim flash of the AOR / the others ("first stim bad"
+    #                                    effect [HB 6.5 /68]); size and sign UNCONFIRMED
     # --- effect switches (each has its own random stream)
     include_sources: bool = True
     include_background: bool = True
@@ -71,6 +79,9 @@ class SimConfig:
     include_stim: bool = True
     include_nonlinearity: bool = True
     include_saturation: bool = True
+    include_pointing_jitter: bool = True
+    include_first_stim: bool = True
+    include_resp_steps: bool = True
     reset_noise_dn: float = 30.0       # kTC-like scatter of the reset level per DCE; UNCONFIRMED
     # --- Si:As 24 um (used when band = 24)
     engineering_ramps: bool = False    # also write the full ramp (extension RAMP) of every DCE

@@ -6,14 +6,18 @@ nominal responsivity ``I`` times the responsivity in force) delivers
 signal ``q`` (DN), which restarts at every reset (two ramps per 10 s DCE at
 160 um).  Cosmic rays add charge in the interval they hit and raise the
 pixel's responsivity by a random step that relaxes with ``cr_resp_tau_s``
-(CR-induced responsivity changes, [IOC-2015]; sizes UNCONFIRMED).  The
+(CR-induced responsivity changes, [IOC-2015]; sizes UNCONFIRMED).  Optional
+large common steps (:class:`StepModel`, off by default) let stim tracking be
+tested under step-like changes.  The responsivity of interval ``k`` is evaluated
+at the interval's middle.  The
 electronic nonlinearity compresses ``q`` (:mod:`calibration.nonlinearity`);
 the reset level (with per-ramp kTC-like scatter) and Gaussian read noise are
-added at the output; the A/D converter rounds and clips to 0..65535.
+added at the output; the A/D converter rounds and clips to 0..65535 (with
+``include_saturation`` off the upper rail is gone and the cube is int32).
 
-Each effect draws from its own random stream (``SeedSequence.spawn``), in a
-fixed order per DCE, so switching one effect off never changes another's
-noise.  Every random event is returned for the truth file.
+Each effect draws from its own random stream per DCE (:mod:`.streams`), so
+switching one effect off never changes another's noise, nor any other DCE's.
+Every random event is returned for the truth file.
 
 Design trade-off: DCEs are simulated one at a time (the responsivity state
 carries from one to the next); a Ge frame is tiny (32x32 or 3x20), so the
@@ -28,10 +32,9 @@ import numpy as np
 
 from calibration import nonlinearity
 
-__all__ = ["STREAMS", "DriftModel", "RampTruth", "CRState", "simulate_ramps"]
+from .streams import EFFECTS as STREAMS
 
-STREAMS = ("scene", "drift", "poisson", "read_noise", "reset_noise", "cosmic_rays",
-           "cr_responsivity")
+__all__ = ["STREAMS", "DriftModel", "StepModel", "RampTruth", "CRState", "simulate_ramps", "adc"]
 
 
 @dataclass
@@ -58,6 +61,33 @@ class DriftModel:
 
 
 @dataclass
+class StepModel:
+    """Occasional large common responsivity steps: ``R += size_k`` for ``t > t_k`` (all pixels).
+
+    Step times are a Poisson process of ``rate_per_hr`` over the AOR; each step
+    has magnitude ``size`` and a random sign (both UNCONFIRMED test knobs, off by
+    default: :class:`~mipssim.config.SimConfig` ``resp_step_rate_per_hr``).
+    """
+
+    t_s: np.ndarray
+    size: np.ndarray
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, *, rate_per_hr: float, size: float,
+             duration_s: float) -> StepModel:
+        n = rng.poisson(max(rate_per_hr, 0.0) * duration_s / 3600.0)
+        t = np.sort(rng.uniform(0.0, duration_s, n))
+        return cls(t_s=t, size=size * rng.choice([-1.0, 1.0], n))
+
+    def __call__(self, t_s: np.ndarray) -> np.ndarray:
+        """Summed fractional step in force at times ``t_s``."""
+        t = np.asarray(t_s, dtype=float)
+        if not len(self.t_s):
+            return np.zeros(t.shape)
+        return np.where(t[..., None] > self.t_s, self.size, 0.0).sum(-1)
+
+
+@dataclass
 class CRState:
     """Per-pixel fractional responsivity excess left by cosmic rays (carried between DCEs)."""
 
@@ -71,10 +101,11 @@ class CRState:
 class RampTruth:
     """What one simulated DCE really contained."""
 
-    raw: np.ndarray             # (NREADS, NY, NX) uint16
+    raw: np.ndarray             # (NREADS, NY, NX) uint16 (int32 without saturation)
     slope_dn_s: np.ndarray      # noiseless mean slope, DN/s
-    responsivity: np.ndarray    # mean responsivity over the DCE
+    responsivity: np.ndarray    # mean responsivity over the read intervals of the DCE's ramps
     cr_events: np.ndarray       # structured: read, y, x, amplitude_dn
+    t_mid_s: float = 0.0        # mean time of those read intervals (their middles), s
 
 
 CR_DTYPE = np.dtype([("read", "i4"), ("y", "i4"), ("x", "i4"), ("amplitude_dn", "f8")])
@@ -82,7 +113,8 @@ CR_DTYPE = np.dtype([("read", "i4"), ("y", "i4"), ("x", "i4"), ("amplitude_dn", 
 
 def simulate_ramps(current_dn_s: np.ndarray, *, t_reads_s: np.ndarray, ramp_starts: np.ndarray,
                    detector, cfg, drift: DriftModel, cr_state: CRState,
-                   streams: dict[str, np.random.Generator]) -> RampTruth:
+                   streams: dict[str, np.random.Generator],
+                   steps: StepModel | None = None) -> RampTruth:
     """Simulate one DCE.
 
     Parameters
@@ -98,7 +130,10 @@ def simulate_ramps(current_dn_s: np.ndarray, *, t_reads_s: np.ndarray, ramp_star
     drift : DriftModel
     cr_state : CRState
         Updated in place.
-    streams : dict of numpy Generators, keys :data:`STREAMS`
+    streams : dict of numpy Generators
+        This DCE's per-effect streams (:func:`mipssim.streams.dce_streams`).
+    steps : StepModel, optional
+        Common responsivity steps (applied when ``cfg.include_resp_steps``).
     """
     spec = detector.spec
     gain = cfg.gain_e_per_dn or spec.gain_e_per_dn
@@ -106,10 +141,13 @@ def simulate_ramps(current_dn_s: np.ndarray, *, t_reads_s: np.ndarray, ramp_star
     nreads = len(t_reads_s)
     shape = (nreads,) + current_dn_s.shape
 
-    # responsivity per read interval: drift, then cosmic-ray steps
+    # responsivity per read interval (at its middle): drift, common steps, then cosmic-ray steps
+    t_mid = np.asarray(t_reads_s, dtype=float) - 0.5 * dt
     resp = np.ones(shape)
     if cfg.include_drift:
-        resp += drift(t_reads_s)[:, None, None] * (1.0 + cfg.drift_pixel_spread * detector.drift_z)
+        resp += drift(t_mid)[:, None, None] * (1.0 + cfg.drift_pixel_spread * detector.drift_z)
+    if steps is not None and cfg.include_resp_steps:
+        resp += steps(t_mid)[:, None, None]
     hits = np.zeros(shape, dtype=np.int64)
     if cfg.include_cosmic_rays:
         hits = streams["cosmic_rays"].poisson(cfg.cr_rate_per_s * dt, shape)
@@ -143,11 +181,23 @@ def simulate_ramps(current_dn_s: np.ndarray, *, t_reads_s: np.ndarray, ramp_star
         level += jitter[ramp_id]
     if cfg.include_read_noise:
         level += streams["read_noise"].standard_normal(shape) * detector.read_noise
-    raw = np.clip(np.rint(level + measured), 0, spec.adc_max_dn).astype(np.uint16)
+    raw = adc(level + measured, spec.adc_max_dn, saturate=cfg.include_saturation)
 
     interval = ~ramp_starts
-    slope = (resp[interval] * current_dn_s).mean(axis=0)
-    return RampTruth(raw=raw, slope_dn_s=slope, responsivity=resp.mean(axis=0), cr_events=events)
+    mean_resp = resp[interval].mean(axis=0)
+    return RampTruth(raw=raw, slope_dn_s=mean_resp * current_dn_s, responsivity=mean_resp,
+                     cr_events=events, t_mid_s=float(t_mid[interval].mean()))
+
+
+def adc(signal_dn: np.ndarray, adc_max_dn: int, *, saturate: bool = True) -> np.ndarray:
+    """A/D conversion: round, clip at 0 and (``saturate``) at the upper rail ``adc_max_dn``.
+
+    Returns uint16 with the rail; without it, int32 (values above the rail kept).
+    """
+    dn = np.rint(signal_dn)
+    if saturate:
+        return np.clip(dn, 0, adc_max_dn).astype(np.uint16)
+    return np.clip(dn, 0, np.iinfo(np.int32).max).astype(np.int32)
 
 
 def _cosmic_ray_charge(hits, cfg, rng):

@@ -4,28 +4,41 @@
 through the DCE's WCS, add the stim flash and the dark, run the read-by-read
 detector physics, write the raw file and record the truth.  The result only
 depends on ``cfg`` (seed included): the same configuration gives
-bit-identical files.
+bit-identical files.  Each DCE's noise comes from its own per-effect streams
+(:mod:`.streams`), so what happens in one DCE never moves another's noise.
+
+Besides the contract's datasets, each truth ``/dce/<name>`` group carries the
+attributes validation needs to score stim tracking: ``t_mid_s`` (mean time of
+the read intervals over which ``responsivity`` is averaged, s since the AOR
+start), ``stim_factor`` (stim brightness multiplier: 0 without a flash, 1
+normally, ``first_stim_factor`` for the AOR's first flash) and
+``pointing_offset_arcsec`` (true - planned pointing, east and north; the raw
+header's WCS is the true pointing).  ``/responsivity_steps`` lists the common
+responsivity steps (``t_s``, ``size``), empty unless ``resp_step_rate_per_hr``.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+from astropy import __version__ as astropy_version
 from astropy.io import fits
 from astropy.time import Time
 
 from calibration import si_as
-from calibration.instrument import ge_reads_per_dce
+from calibration.instrument import ge_ramps_per_dce, ge_reads_per_dce
 
 from .config import SimConfig, to_toml
 from .detector import default_detector
-from .ge_ga import STREAMS, CRState, DriftModel, simulate_ramps
+from .ge_ga import STREAMS, CRState, DriftModel, StepModel, simulate_ramps
 from .pointing import plan_photometry
 from .scene import make_scene
 from .si_as import default_si_detector, onboard_threshold, simulate_si_dce
+from .streams import dce_streams
 from .writers import TruthWriter, raw_name, write_hdus, write_raw
 
 __all__ = ["simulate", "software_version"]
@@ -42,11 +55,9 @@ def software_version() -> str:
 
 
 def _ramp_starts(band: int, nreads: int) -> np.ndarray:
-    """First read of each ramp: one ramp, or two at 160 um for 10 MIPS-s DCEs [HB 2.4.3 /14]."""
+    """First read of each ramp: equal ramps, two at 160 um for 10 MIPS-s DCEs (the shared rule)."""
     starts = np.zeros(nreads, dtype=bool)
-    starts[0] = True
-    if band == 160 and nreads == 80:
-        starts[nreads // 2] = True
+    starts[::nreads // ge_ramps_per_dce(band, nreads)] = True
     return starts
 
 
@@ -73,7 +84,16 @@ def _raw_header(cfg: SimConfig, plan, spec, nreads: int, nramps: int, mjd: float
     hdr["ORIGIN"] = "mipssim"
     hdr["CREATOR"] = software_version()
     hdr["SIMSEED"] = (cfg.seed, "mipssim seed")
+    hdr.add_history(_provenance(cfg))      # astropy continues long text on further HISTORY cards
     return hdr
+
+
+def _provenance(cfg: SimConfig) -> str:
+    """One line of provenance: software and package versions, seed, and the configuration's digest."""
+    digest = hashlib.sha1(to_toml(cfg).encode()).hexdigest()
+    return (f"mipssim: {software_version()}, numpy {np.__version__}, astropy {astropy_version}, "
+            f"seed {cfg.seed}, configuration sha1 {digest} (its TOML text is the 'config' "
+            f"attribute of truth.h5)")
 
 
 def simulate(cfg: SimConfig, out_dir: str | Path, *, overwrite: bool = False,
@@ -130,6 +150,10 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
     dark_dn_s = detector.dark_mips * spec.stim_dn_s * detector.stim_pattern
     stim_dn_s = spec.stim_dn_s * detector.stim_pattern
     flux_dn_s = spec.dn_s_per_mjysr * detector.flat
+    duration_s = plans[-1].t_start_s + nreads * spec.read_time_s
+    steps = StepModel.draw(streams["resp_steps"], rate_per_hr=cfg.resp_step_rate_per_hr,
+                           size=cfg.resp_step_size, duration_s=duration_s)
+    factors = stim_factors(cfg, plans)
     prev_end = 0.0
     for plan in plans:
         cr_state.relax(plan.t_start_s - prev_end, cfg.cr_resp_tau_s)
@@ -139,25 +163,52 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
         current = flux_dn_s * sky
         if cfg.include_dark:
             current = current + dark_dn_s
-        if plan.stim and cfg.include_stim:
-            current = current + stim_dn_s
+        if factors[plan.index]:
+            current = current + factors[plan.index] * stim_dn_s
         ramp = simulate_ramps(current, t_reads_s=t_reads, ramp_starts=starts, detector=detector,
-                              cfg=cfg, drift=drift, cr_state=cr_state, streams=streams)
+                              cfg=cfg, drift=drift, cr_state=cr_state,
+                              streams=dce_streams(cfg.seed, plan.index), steps=steps)
         mjd = cfg.mjd_start + plan.t_start_s / 86400.0
         name = raw_name(spec.chnlnum, cfg.aorkey, plan.expid, plan.dcenum)
         write_raw(raw_dir / name, ramp.raw, _raw_header(cfg, plan, spec, nreads, int(starts.sum()), mjd))
         truth.add_dce(name[: -len("_raw.fits")], sky_mjysr=sky, slope_dn_s=ramp.slope_dn_s,
                       cr_events=ramp.cr_events, responsivity=ramp.responsivity,
                       attrs={"stim": bool(plan.stim), "t_start_s": plan.t_start_s,
-                             "mjd_obs": mjd, "read_time_s": spec.read_time_s,
-                             "gain_e_per_dn": cfg.gain_e_per_dn or spec.gain_e_per_dn})
+                             "t_mid_s": ramp.t_mid_s, "mjd_obs": mjd,
+                             "read_time_s": spec.read_time_s,
+                             "gain_e_per_dn": cfg.gain_e_per_dn or spec.gain_e_per_dn,
+                             **_dce_anomaly_attrs(plan, factors[plan.index])})
         if progress is not None:
             progress(plan.index + 1, len(plans))
+    truth.add_array("responsivity_steps", _step_table(steps), units="t_s: s since the AOR start; "
+                    "size: fractional responsivity change, in force after t_s (all pixels)")
     truth.add_array("detector/read_noise_dn", detector.read_noise)
     truth.add_array("detector/pmask", detector.pmask)
     truth.add_array("detector/flat", detector.flat)
     truth.add_array("detector/stim_pattern", detector.stim_pattern)
     truth.add_array("detector/enl_beta", detector.enl_beta)
+
+
+def stim_factors(cfg: SimConfig, plans) -> np.ndarray:
+    """Stim brightness multiplier per DCE: 0 without a flash, 1 normally, ``first_stim_factor``
+    for the AOR's first flash ("first stim bad" effect [HB 6.5 /68]) when ``include_first_stim``."""
+    on = np.array([bool(p.stim) and cfg.include_stim for p in plans])
+    factors = on.astype(float)
+    if on.any() and cfg.include_first_stim:
+        factors[np.argmax(on)] = cfg.first_stim_factor
+    return factors
+
+
+def _dce_anomaly_attrs(plan, stim_factor: float) -> dict:
+    """Truth attributes every DCE carries: its stim factor and true - planned pointing."""
+    return {"stim_factor": float(stim_factor),
+            "pointing_offset_arcsec": np.asarray(plan.pointing_offset_arcsec, dtype=float)}
+
+
+def _step_table(steps: StepModel) -> np.ndarray:
+    table = np.zeros(len(steps.t_s), dtype=[("t_s", "f8"), ("size", "f8")])
+    table["t_s"], table["size"] = steps.t_s, steps.size
+    return table
 
 
 def _si_signal(cfg, det, plan, sky):
@@ -185,7 +236,8 @@ def _run_si(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
         sky = scene.render(plan.wcs, spec.shape)
         ff, photo, dark = _si_signal(cfg, det, plan, sky)
         signal = photo + dark + (latent if cfg.include_latents else 0.0)
-        dce = simulate_si_dce(signal, nreads=plan.nreads, detector=det, cfg=cfg, streams=streams)
+        dce = simulate_si_dce(signal, nreads=plan.nreads, detector=det, cfg=cfg,
+                              streams=dce_streams(cfg.seed, plan.index))
         latent_now = latent.copy()
         latent += cfg.latent_fraction * np.maximum(photo - cfg.latent_threshold_dn_s, 0.0)
         mjd = cfg.mjd_start + plan.t_start_s / 86400.0
@@ -201,10 +253,11 @@ def _run_si(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
         write_hdus(raw_dir / name, fits.HDUList(hdulist))
         truth.add_dce(name[: -len("_raw.fits")], sky_mjysr=sky, slope_dn_s=signal,
                       cr_events=dce.cr_events, responsivity=np.full(spec.shape, ff),
-                      attrs={"stim": False, "t_start_s": plan.t_start_s, "mjd_obs": mjd,
-                             "read_time_s": spec.read_time_s, "nreads": plan.nreads,
+                      attrs={"stim": False, "t_start_s": plan.t_start_s, "t_mid_s": t_mid,
+                             "mjd_obs": mjd, "read_time_s": spec.read_time_s, "nreads": plan.nreads,
                              "dcenum": plan.dcenum, "csm_arcsec": plan.csm_arcsec,
-                             "gain_e_per_dn": cfg.gain_e_per_dn or spec.gain_e_per_dn})
+                             "gain_e_per_dn": cfg.gain_e_per_dn or spec.gain_e_per_dn,
+                             **_dce_anomaly_attrs(plan, 0.0)})
         truth.add_array(f"dce/{name[: -len('_raw.fits')]}/latent_dn_s", latent_now)
         if progress is not None:
             progress(plan.index + 1, len(plans))

@@ -8,18 +8,29 @@ so that DCE measures the stim's background (as in the 160 um sequence
 "image -> stim image" [HB 3.1.5 /25]).  EXPID counts stim cycles and DCENUM
 the DCE within one, so ``DCENUM mod stim_cycle`` is the cycle position of the
 SSC's scan-mirror reconstruction [mips-facts 8.3].
+
+Pointing jitter: a real DCE never lands exactly where it was planned (scan-mirror
+repeatability, telescope jitter), and its reconstructed pointing -- the header
+WCS -- differs from DCE to DCE even at the same planned position.  Each DCE gets
+an independent Gaussian offset of ``pointing_jitter_arcsec`` RMS per axis (east,
+north) from its own stream; the sky is rendered through, and the header carries,
+that true pointing (the reconstruction is taken as exact).  Two DCEs at the same
+dither position therefore differ by ~sqrt(2) x the jitter.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from astropy import units as u
 from astropy.io import fits
 from astropy.wcs import WCS
 
 from calibration.geometry import REFERENCE_PIXEL, array_wcs
 from calibration.instrument import band_spec, ge_reads_per_dce, si_reads_per_dce
 
-__all__ = ["DCEPlan", "plan_photometry"]
+from .streams import effect_rng
+
+__all__ = ["DCEPlan", "plan_photometry", "pointing_jitter"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class DCEPlan:
     wcs_header: fits.Header
     nreads: int
     csm_arcsec: float = 0.0       # scan-mirror offset along the array's y axis (CSM_PRED)
+    pointing_offset_arcsec: tuple[float, float] = (0.0, 0.0)   # true - planned (east, north)
 
     @property
     def wcs(self) -> WCS:
@@ -66,6 +78,9 @@ def plan_photometry(cfg) -> list[DCEPlan]:
             n_sky += 1
         # the target lands at CRPIX - dither: point the reference pixel at the shifted sky position
         sky = base.pixel_to_world(crpix[0] - 1 + dither[0], crpix[1] - 1 + dither[1])
+        offset = pointing_jitter(cfg, i)
+        if any(offset):
+            sky = sky.spherical_offsets_by(offset[0] * u.arcsec, offset[1] * u.arcsec)
         hdr = array_wcs(cfg.band, (sky.ra.deg, sky.dec.deg), cfg.pa_deg)
         if si:
             expid, dcenum = 0, i
@@ -74,5 +89,15 @@ def plan_photometry(cfg) -> list[DCEPlan]:
             expid, dcenum, n = i // cfg.stim_cycle, i % cfg.stim_cycle, nreads
         plans.append(DCEPlan(index=i, expid=expid, dcenum=dcenum, t_start_s=i * cadence, stim=stim,
                              dither=dither, wcs_header=hdr, nreads=n,
-                             csm_arcsec=dither[1] * spec.pixel_arcsec))
+                             csm_arcsec=dither[1] * spec.pixel_arcsec,
+                             pointing_offset_arcsec=offset))
     return plans
+
+
+def pointing_jitter(cfg, index: int) -> tuple[float, float]:
+    """True minus planned pointing of DCE ``index``, arcsec (east, north); (0, 0) when off."""
+    sigma = float(cfg.pointing_jitter_arcsec) if cfg.include_pointing_jitter else 0.0
+    if sigma <= 0:
+        return (0.0, 0.0)
+    d = effect_rng(cfg.seed, "pointing_jitter", index).normal(0.0, sigma, 2)
+    return (float(d[0]), float(d[1]))

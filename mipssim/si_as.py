@@ -11,7 +11,8 @@ the scan mirror, ``dark`` the DCE-dependent dark with the readout-4 jailbar
 DCEs (0.8 % of the signal above a threshold, decaying with ``latent_tau_s``).
 
 Per read: Poisson electrons accumulate, cosmic rays add charge, the charge is
-clipped at the full well, droop and row droop add offsets proportional to the
+clipped at the full well (``include_saturation``; with it off neither the well
+nor the A/D's upper rail clips), droop and row droop add offsets proportional to the
 array's and row's integrated signal, the second read near the bottom is low by
 ``a(y)`` (read-2 effect), the reset level and read noise are added and the A/D
 rounds and clips.  On board, only the least-squares slope (DN per sample) and
@@ -30,11 +31,12 @@ from scipy import ndimage
 from calibration import si_as
 from calibration.instrument import BandSpec, band_spec
 
-from .ge_ga import CR_DTYPE
+from .ge_ga import CR_DTYPE, adc
 
 __all__ = ["SiDetector", "default_si_detector", "simulate_si_dce", "onboard_threshold"]
 
 _DETECTOR_SEED = 20030825
+_BASE_SPOTS = 10          # spots drawn with the rest of the detector (the shipped products' count)
 RESET_LEVEL_DN = 5000.0   # reset level of the ramps; UNCONFIRMED ("near the A/D lower rail")
 
 
@@ -69,17 +71,33 @@ class SiDetector:
         return dark
 
 
+def _draw_spots(rng: np.random.Generator, k: int) -> np.ndarray:
+    """(k, 4): y, x, sigma_px and relative depth of ``k`` POM spots."""
+    return np.column_stack([rng.uniform(64, 124, k), rng.uniform(64, 124, k),   # upper right [FEAT]
+                            rng.uniform(1.5, 2.0, k),                           # 3-4 px across
+                            rng.uniform(0.9, 1.15, k)])
+
+
 def default_si_detector(cfg) -> SiDetector:
-    """The simulator's true 24 um array (deterministic; spot depth and count from ``cfg``)."""
+    """The simulator's true 24 um array (deterministic; spot depth and count from ``cfg``).
+
+    Only the spots depend on ``cfg``: the detector's stream always draws
+    ``_BASE_SPOTS`` spots (in the order the shipped products were derived with)
+    and ``cfg.n_spots`` takes the first ones, further spots coming from a stream
+    of their own, so the flat, bad pixels, read noise and dark never depend on
+    ``n_spots`` and fewer spots are a subset of more.
+    """
     spec = band_spec(24)
     rng = np.random.default_rng(_DETECTOR_SEED)
     noise = ndimage.gaussian_filter(rng.standard_normal(spec.shape), 20.0)
     gainflat = 1.0 + 0.03 * noise / noise.std() + 0.01 * rng.standard_normal(spec.shape)
     gainflat /= np.median(gainflat)
-    k = cfg.n_spots
-    spots = np.column_stack([rng.uniform(64, 124, k), rng.uniform(64, 124, k),   # upper right [FEAT]
-                             rng.uniform(1.5, 2.0, k),                           # 3-4 px across
-                             cfg.spot_depth * rng.uniform(0.9, 1.15, k)])
+    k = int(cfg.n_spots)
+    spots = _draw_spots(rng, _BASE_SPOTS)[:k]
+    if k > _BASE_SPOTS:
+        spots = np.vstack([spots, _draw_spots(np.random.default_rng([_DETECTOR_SEED, 1]),
+                                              k - _BASE_SPOTS)])
+    spots[:, 3] *= cfg.spot_depth
     pmask = np.zeros(spec.shape, dtype=np.int32)
     bad = rng.choice(spec.shape[0] * spec.shape[1], 22, replace=False)   # 22 bad pixels [HB 6.5 /68]
     pmask.flat[bad] = 1 << 14
@@ -109,7 +127,7 @@ class SiDCE:
     """One simulated 24 um DCE."""
 
     planes: np.ndarray        # (2, NY, NX) float32: slope (DN/sample), difference (DN)
-    ramp: np.ndarray          # (NREADS, NY, NX) uint16 reads
+    ramp: np.ndarray          # (NREADS, NY, NX) uint16 reads (int32 without saturation)
     cr_events: np.ndarray
 
 
@@ -137,7 +155,9 @@ def simulate_si_dce(signal_dn_s: np.ndarray, *, nreads: int, detector: SiDetecto
         np.add.at(delta, (read, y, x), amp)
         events = np.zeros(len(read), dtype=CR_DTYPE)
         events["read"], events["y"], events["x"], events["amplitude_dn"] = read, y, x, amp
-    q = np.minimum(np.cumsum(delta, axis=0), spec.saturation_dn)     # full well
+    q = np.cumsum(delta, axis=0)
+    if cfg.include_saturation:
+        q = np.minimum(q, spec.saturation_dn)                           # full well
     q = si_as.droop_forward(q, cfg.droop_coeff if cfg.include_droop else 0.0,
                             cfg.row_droop_coeff if cfg.include_row_droop else 0.0)
     if cfg.include_read2 and nreads > 1:
@@ -145,9 +165,9 @@ def simulate_si_dce(signal_dn_s: np.ndarray, *, nreads: int, detector: SiDetecto
     level = RESET_LEVEL_DN + q
     if cfg.include_read_noise:
         level = level + streams["read_noise"].standard_normal(shape) * detector.read_noise
-    reads = np.clip(np.rint(level), 0, spec.adc_max_dn)
+    reads = adc(level, spec.adc_max_dn, saturate=cfg.include_saturation)
     slope = si_as.sur_slope(reads)
-    diff = reads[1] - reads[0]
+    diff = reads[1].astype(float) - reads[0]
     diff = np.where(diff >= onboard_threshold(nreads, spec), diff, 0.0)
     planes = np.stack([slope, diff]).astype(np.float32)
-    return SiDCE(planes=planes, ramp=reads.astype(np.uint16), cr_events=events)
+    return SiDCE(planes=planes, ramp=reads, cr_events=events)

@@ -41,16 +41,38 @@ def _value(v) -> str:
 
 
 def format_card(key: str, value=None, comment: str = "") -> str:
-    """One 80-character header card (``HISTORY``/``COMMENT`` take their text as ``value``)."""
+    """One 80-character header card (``HISTORY``/``COMMENT`` take their text as ``value``).
+
+    Commentary text longer than a card's 72 characters continues on further
+    cards of the same keyword (as astropy writes it), so joining the cards'
+    texts gives it back: the result is then several cards' images.
+    """
     key = key.upper()
     if key in ("HISTORY", "COMMENT", ""):
-        return f"{key:<8}{str(value)[:72]}".ljust(80)
+        return "".join(f"{key:<8}{chunk}".ljust(80) for chunk in _commentary_chunks(str(value)))
     if len(key) > 8:
         raise ValueError(f"keyword {key!r} is longer than 8 characters")
     card = f"{key:<8}= {_value(value)}"
     if comment:
         card += f" / {comment}"
     return card[:80].ljust(80)
+
+
+def _commentary_chunks(text: str) -> list[str]:
+    """``text`` cut into pieces of at most 72 characters whose concatenation is ``text.rstrip()``.
+
+    Readers strip a card's trailing blanks, so a piece never ends in a blank
+    (the blank starts the next piece instead) unless it is all blanks.
+    """
+    text = text.rstrip()
+    chunks = []
+    while text:
+        piece = text[:72]
+        if piece.strip():
+            piece = piece.rstrip()
+        chunks.append(piece)
+        text = text[len(piece):]
+    return chunks or [""]
 
 
 def format_cards(cards) -> str:

@@ -76,7 +76,17 @@ class RawDCE:
 
     @property
     def nramps(self) -> int:
-        return int(self.header.get("NRAMPS", 1))
+        """Ramps in this DCE: the ``NRAMPS`` keyword when present and valid (a simulator's
+        convenience; archive headers lack it), else the documented timing rule
+        (:func:`calibration.instrument.ge_ramps_per_dce`: two at 160 um for 80 reads)."""
+        from calibration.instrument import ge_ramps_per_dce
+
+        nreads = self.reads.shape[0]
+        given = self.header.get("NRAMPS")
+        if isinstance(given, (int, np.integer)) and not isinstance(given, bool) \
+                and given >= 1 and nreads % given == 0:
+            return int(given)
+        return ge_ramps_per_dce(self.band, nreads)
 
     @property
     def stem(self) -> str:

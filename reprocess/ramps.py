@@ -30,6 +30,14 @@ for a segment of ``m`` differences.  The estimate is ``rate = sum(x d) / (dt
 sum(x))`` with variance ``1 / (dt^2 sum(x))``.  No matrix is ever formed or
 solved: the cost is a few array operations per read, vectorised over pixels.
 
+Evaluated as written, ``1 - bracket`` cancels catastrophically when ``p <<
+sigma_r^2`` (``r`` -> 1: at zero rate and 600 DN read noise the weights are
+pure rounding).  Because ``r^i r^(m+1-i) = r^(m+1)`` it factors as
+``(1 - r^i)(1 - r^(m+1-i)) / (1 + r^(m+1))``, and ``1 - r^i = -expm1(i log
+r)`` with ``log r = -log1p(eps/2 + sqrt(eps (1 + eps/4)))``, ``eps = p /
+sigma_r^2``: every factor is then accurate to a few ulps for any rate and read
+noise (:func:`gls_weights`).
+
 Segments and jumps
 ------------------
 A cosmic ray adds charge between two reads: it shows up in one difference
@@ -65,7 +73,8 @@ import numpy as np
 __all__ = ["RampFit", "fit_ramps", "gls_weights", "false_jump_rate", "DEFAULT_THRESHOLD"]
 
 DEFAULT_THRESHOLD = 4.5   # sigma of a difference; 2-sided false-positive rate 6.8e-6 per difference
-_P_FLOOR = 1e-12          # DN^2, keeps the weights finite for zero rate and zero read noise
+_P_FLOOR = 1e-12          # DN^2: weights for zero rate and zero read noise (uniform), and z-score floor
+_EPS_FLOOR = 1e-200       # p / sigma_r^2 floor: zero rate gives the read-noise limit, not 0/0
 
 
 @dataclass
@@ -248,17 +257,39 @@ def gls_weights(seg_pos: np.ndarray, seg_len: np.ndarray, poisson_var: np.ndarra
 
     ``poisson_var`` (DN^2 per difference) and ``read_var`` (DN^2 per read) are per pixel
     and broadcast against the (NDIFF, P) position arrays.
+
+    Written so that no step cancels: with ``eps = p / sigma_r^2``,
+    ``log r = -acosh(1 + eps / 2) = -log1p(eps / 2 + sqrt(eps (1 + eps / 4)))``
+    and, since ``r^i r^(m+1-i) = r^(m+1)``,
+    ``1 - bracket = (1 - r^i)(1 - r^(m+1-i)) / (1 + r^(m+1))`` with
+    ``1 - r^i = -expm1(i log r)``.  The division by ``p`` is done as a division
+    by ``eps sigma_r^2``, with ``eps`` floored at ``_EPS_FLOOR``: at zero rate the
+    weights tend to the read-noise limit ``i (m + 1 - i) / (2 sigma_r^2)`` instead of
+    0/0.  With no read noise (``eps`` infinite, ``r = 0``) they are ``1 / p``;
+    with neither, uniform (``p`` floored at ``_P_FLOOR``).
     """
-    p = np.maximum(poisson_var, _P_FLOOR)
+    p = np.maximum(np.asarray(poisson_var, dtype=float), 0.0)
+    s2 = np.asarray(read_var, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        eps = p / read_var                                   # inf when read noise is 0
-        root = 2.0 / (2.0 + eps + np.sqrt(eps * (4.0 + eps)))  # r < 1, stable form
-        logr = np.log(root)                                  # -inf when r = 0
-        i = seg_pos.astype(float)
-        m1 = seg_len.astype(float) + 1.0
-        r_i, r_mi = np.exp(i * logr), np.exp((m1 - i) * logr)
-        bracket = (r_i + r_mi) / (1.0 + r_i * r_mi)          # r^i r^(m+1-i) = r^(m+1)
-        return (1.0 - bracket) / p
+        eps = np.where(s2 > 0, p / s2, np.inf)               # inf when read noise is 0
+        eps = np.maximum(eps, _EPS_FLOOR)
+        scale = np.where(s2 > 0, eps * s2, np.where(p > 0, p, _P_FLOOR))   # = p, floored
+        logr = -np.log1p(0.5 * eps + np.sqrt(eps * (1.0 + 0.25 * eps)))   # -inf when r = 0
+        shape = np.broadcast_shapes(np.shape(seg_pos), np.shape(seg_len), logr.shape)
+        i = np.broadcast_to(seg_pos, shape).astype(float)    # full-shape copy: in-place from here
+        em_i = i * logr
+        np.expm1(em_i, out=em_i)                             # r^i - 1
+        em_j = seg_len - i
+        em_j += 1.0
+        em_j *= logr
+        np.expm1(em_j, out=em_j)                             # r^(m+1-i) - 1
+        num = em_i * em_j                                    # (1 - r^i)(1 - r^(m+1-i))
+        den = em_i + em_j
+        den += 2.0
+        den += num                                           # 1 + r^(m+1) = 1 + (1 + em_i)(1 + em_j)
+        den *= scale
+        num /= den
+        return num
 
 
 def _gls_sums(d, use, seg_pos, seg_len, rate, dt, gain, sig2):

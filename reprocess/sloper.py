@@ -2,8 +2,9 @@
 
 The steps of the SSC's Ge SLOPER [GeRT /4], on plain arrays:
 
-1. saturation: reads at or above the products' level, and every read after the
-   first such read, are not used (a saturated CTIA does not recover in-ramp);
+1. saturation: reads at or above the products' level, and every later read of
+   the same ramp, are not used (a saturated CTIA does not recover in-ramp, but
+   a reset restores it: the second ramp of a 160 um DCE stays usable);
 2. electronic nonlinearity: each read is linearised with the per-pixel law of
    :mod:`calibration.nonlinearity` around the reset level ``ENL_ZERO``; reads
    where the law cannot be inverted are dropped;
@@ -46,18 +47,19 @@ def slope_dce(reads: np.ndarray, *, read_time: float, nramps: int, gain, read_no
     """Slope of a raw DCE cube ``reads`` (NREADS, NY, NX) in DN; see the module notes."""
     raw = np.asarray(reads, dtype=float)
     nreads = raw.shape[0]
-    saturated = np.maximum.accumulate(raw >= saturation_dn, axis=0)
+    if nramps < 1 or nreads % nramps:
+        raise ValueError(f"nramps={nramps} does not divide {nreads} reads")
+    per = nreads // nramps
+    saturated = _within_ramps(np.maximum.accumulate, raw >= saturation_dn, nramps)
     signal = raw - enl_zero
     if apply_nonlinearity:
         lin = nonlinearity.inverse(signal, enl_beta)
     else:
         lin = signal
     enl_bad = ~np.isfinite(lin) & ~saturated
-    usable = ~saturated & ~enl_bad
-    usable = np.minimum.accumulate(usable, axis=0)
+    usable = _within_ramps(np.minimum.accumulate, ~saturated & ~enl_bad, nramps)
     first_unusable = np.where(usable.all(0), nreads, np.argmin(usable, axis=0))
 
-    per = nreads // nramps
     nums = np.zeros(raw.shape[1:])
     dens = np.zeros(raw.shape[1:])
     jumps = np.zeros(raw.shape, dtype=bool)
@@ -89,6 +91,12 @@ def slope_dce(reads: np.ndarray, *, read_time: float, nramps: int, gain, read_no
     flags[first_unusable < nreads] |= BMASK["SHORT_RAMP"]
     return DCESlope(slope=slope, slope_err=err, jumps=jumps, first_unusable=first_unusable,
                     flags=flags)
+
+
+def _within_ramps(accumulate, a: np.ndarray, nramps: int) -> np.ndarray:
+    """``accumulate`` (a ufunc's ``.accumulate``) along reads, restarting at each of ``nramps`` ramps."""
+    per_ramp = a.reshape((nramps, a.shape[0] // nramps) + a.shape[1:])
+    return accumulate(per_ramp, axis=1).reshape(a.shape)
 
 
 def slope_dces(cubes: list[np.ndarray], *, batch: int = 32, **kwargs) -> list[DCESlope]:

@@ -1,0 +1,51 @@
+"""Random streams of the simulator: one per effect for the AOR, or one per (effect, DCE).
+
+Every random effect draws from its own generator, keyed by the observation's
+seed and ``spawn_key = (effect index, DCE index)`` (``numpy.random.SeedSequence``).
+Two properties follow (DESIGN.md "Principles"):
+
+* switching one effect off, or changing what it draws (a Poisson draw consumes a
+  number of variates that depends on its mean), never changes another effect's
+  noise, nor the same effect's noise in any other DCE -- e.g. the read noise of a
+  sky DCE is the same whether the stim flashed before it or not;
+* any DCE's noise can be regenerated alone, in any order or process.
+
+Effects that belong to the whole AOR (the scene, the slow drift, common
+responsivity steps) use ``spawn_key = (effect index,)``; for ``scene`` and
+``drift`` that is what ``SeedSequence(seed).spawn(n)`` gives, so their
+realisation for a given seed did not change when per-DCE streams came in.
+
+The effect indices are part of a seed's meaning: never reorder ``EFFECTS``;
+append new effects at the end.  An effect is either AOR-level or per-DCE, never
+both, so no two streams share a key.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["EFFECTS", "PER_DCE_EFFECTS", "effect_rng", "dce_streams"]
+
+EFFECTS = ("scene", "drift", "poisson", "read_noise", "reset_noise", "cosmic_rays",
+           "cr_responsivity", "pointing_jitter", "resp_steps")
+AOR_EFFECTS = ("scene", "drift", "resp_steps")
+PER_DCE_EFFECTS = tuple(e for e in EFFECTS if e not in AOR_EFFECTS)
+
+
+def effect_rng(seed: int, effect: str, dce: int | None = None) -> np.random.Generator:
+    """Generator of ``effect`` for the AOR (``dce`` None) or for DCE number ``dce`` (0-based index).
+
+    Raises ValueError for an unknown effect or for a DCE key of an AOR-level
+    effect (and the reverse), which would break the one-key-per-stream rule.
+    """
+    if effect not in EFFECTS:
+        raise ValueError(f"unknown random effect {effect!r}; known: {', '.join(EFFECTS)}")
+    if (dce is None) != (effect in AOR_EFFECTS):
+        kind = "AOR-level" if effect in AOR_EFFECTS else "per-DCE"
+        raise ValueError(f"effect {effect!r} is {kind}")
+    key = (EFFECTS.index(effect),) if dce is None else (EFFECTS.index(effect), int(dce))
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=key))
+
+
+def dce_streams(seed: int, dce: int, effects=PER_DCE_EFFECTS) -> dict[str, np.random.Generator]:
+    """The per-DCE generators of DCE ``dce`` (0-based position in the AOR), keyed by effect name."""
+    return {name: effect_rng(seed, name, dce) for name in effects}
