@@ -33,8 +33,10 @@ How each flash is measured here
   of the pixels that had a background is unusable as a whole; when no usable
   flash remains the observation cannot be calibrated and :class:`NoStimError`
   is raised.
-* **Odd flashes.** A flash whose array-median brightness breaks the smooth
-  trend of the others (a partial or misfired flash) is dropped.
+* **Odd flashes.** A flash whose array-median brightness is off the trend
+  of the flashes before it *and* of those after it, the same way (a partial or
+  misfired flash), is dropped; a real responsivity step between two flashes
+  puts each on its own side's trend and is kept.
 * **The first flash.** The first flash of an AOR is often anomalously bright
   or faint (the "first stim bad" effect [HB 6.5 /68; IOC-247/248]).  The
   array-median relative second difference of the flashes follows the drift's
@@ -277,43 +279,47 @@ def _first_flash_anomaly(stim: StimResponse) -> tuple[float, float]:
 
 
 def _drop_odd_flashes(stim: StimResponse, kept_idx: list, nsigma: float) -> None:
-    """Drop interior flashes whose brightness breaks the smooth trend of the others (in place).
+    """Drop interior flashes that are off the others' trend on *both* sides (in place).
 
-    An anomaly ``a`` of flash ``j`` moves the array-median second difference
-    centred on it by ``-a`` (its neighbours' by about ``a / 2``): each ``s_k`` is
-    compared with the line through ``s_{k-2}, s_{k-1}, s_{k+1}, s_{k+2}``, and the
-    worst outlier beyond ``nsigma`` robust sigmas (and 0.5 %) is dropped, then
-    the test is repeated.  A partial or misfired flash is caught here; the
-    first flash, seen by one ``s`` only, is treated by :func:`_first_flash`.
+    Each flash ``j`` is compared, by the array median of the ratio, with the
+    linear extrapolations from its two neighbours on the left and from its two
+    neighbours on the right.  A misfired flash is off both the same way; a real
+    responsivity step between two flashes leaves each of them on the trend of
+    its own side, so it is kept.  The worst flash off by more than ``nsigma``
+    robust sigmas of the left deviations (and 0.5 %) is dropped, and the test
+    repeated.  The first flash, which has no left side, is :func:`_first_flash`'s.
     """
-    for _ in range(len(stim.t) // 4):
-        if len(stim.t) < 7:
+    while len(stim.t) >= 7:
+        left = _extrapolation_deviation(stim.t, stim.value, side=-1)
+        right = _extrapolation_deviation(stim.t, stim.value, side=+1)
+        finite = left[np.isfinite(left)]
+        if finite.size < 5:
             return
-        s = _second_differences(stim)
-        k = np.arange(len(s))
-        resid = np.full(len(s), np.nan)
-        for c in range(2, len(s) - 2):
-            nb = np.array([c - 2, c - 1, c + 1, c + 2])
-            ok = np.isfinite(s[nb])
-            if ok.sum() >= 3:
-                coef = np.polyfit(k[nb][ok], s[nb][ok], 1)
-                resid[c] = s[c] - np.polyval(coef, c)
-        if not np.isfinite(resid).sum() >= 5:
+        scatter = 1.4826 * np.median(np.abs(finite - np.median(finite)))
+        limit = max(nsigma * scatter, 5e-3)
+        both = (np.sign(left) == np.sign(right)) & (np.abs(left) > limit) & (np.abs(right) > limit)
+        if not both.any():
             return
-        worst = int(np.nanargmax(np.abs(resid)))
-        clean = np.delete(resid, np.arange(max(worst - 2, 0), worst + 3))   # its own echoes out
-        clean = clean[np.isfinite(clean)]
-        if clean.size < 3:
-            return
-        scatter = 1.4826 * np.median(np.abs(clean - np.median(clean)))
-        if not abs(resid[worst]) > max(nsigma * scatter, 5e-3):
-            return
-        j = worst + 1                                   # s_k is centred on flash k + 1
-        why = (f"brightness {-resid[worst]:+.2%} off the other flashes' trend "
-               f"(scatter {scatter:.2%}): misfired?")
+        j = int(np.nanargmax(np.where(both, np.minimum(np.abs(left), np.abs(right)), -1.0)))
+        why = (f"brightness {left[j]:+.2%} / {right[j]:+.2%} off the trend of the flashes before / "
+               f"after it (scatter {scatter:.2%}): misfired?")
         stim.report["dropped"].append((kept_idx[j], why))
         del kept_idx[j]
         stim.t, stim.value, stim.err = (np.delete(a, j, axis=0) for a in (stim.t, stim.value, stim.err))
+
+
+def _extrapolation_deviation(t: np.ndarray, value: np.ndarray, *, side: int) -> np.ndarray:
+    """(NFLASH,) array median of D_j / (line through the two flashes on ``side`` of j, at t_j) - 1."""
+    n = len(t)
+    out = np.full(n, np.nan)
+    for j in range(2, n - 2):
+        a, b = (j - 1, j - 2) if side < 0 else (j + 1, j + 2)
+        pred = value[a] + (value[a] - value[b]) * (t[j] - t[a]) / (t[a] - t[b])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = value[j] / pred - 1
+        if np.isfinite(rel).any():
+            out[j] = np.nanmedian(rel)
+    return out
 
 
 def _second_differences(stim: StimResponse) -> np.ndarray:

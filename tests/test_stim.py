@@ -184,3 +184,10 @@ def test_misfired_interior_flash_is_dropped(factor, dropped):
     r = stim_minus_background(slopes, errs, is_stim, times, match, first_stim="keep")
     assert (21.0 not in r.t) == dropped
     assert len(r.t) == 20 - dropped
+
+
+def test_a_real_responsivity_step_is_not_taken_for_a_misfire():
+    slopes, errs, is_stim, times, match = _flash_series(20, rng=np.random.default_rng(6))
+    slopes[20:] *= 1.03                          # every pixel's responsivity steps up 3 % at t = 20
+    r = stim_minus_background(slopes, errs, is_stim, times, match, first_stim="keep")
+    assert len(r.t) == 20 and not r.report["dropped"]
