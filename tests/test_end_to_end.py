@@ -45,7 +45,6 @@ def test_jump_completeness_and_false_positives(default70):
 def test_calibration_error_70(default70):
     assert abs(default70["cal_error_mean"]) <= 0.002
     assert default70["cal_error_rms"] <= 0.005
-    assert default70["cal_error_rms_stim_off"] >= 3 * default70["cal_error_rms"]
 
 
 @pytest.mark.slow
@@ -55,7 +54,6 @@ def test_calibration_error_160(tmp_path):
     res = validate(tmp_path)
     assert abs(res["cal_error_mean"]) <= 0.002
     assert res["cal_error_rms"] <= 0.005
-    assert res["cal_error_rms_stim_off"] >= 3 * res["cal_error_rms"]
 
 
 def test_bcd_carries_wcs_units_and_provenance(tmp_path):

@@ -60,7 +60,6 @@ def _missed(res) -> set:
     return {c["figure"] for c in res["checks"] if c["met"] is False}
 
 
-@pytest.mark.xfail(reason="lead: bunc (no responsivity-interpolation error in _bunc yet)", strict=False)
 def test_honest_run_meets_every_goal(honest, capsys):
     status, out, _ = _run_validate(honest, capsys)
     assert "MISSED" not in out
