@@ -1,16 +1,29 @@
-"""Reading raw Ge DCEs and writing products, with clear errors and atomic writes.
+"""Reading raw MIPS DCEs and writing products, with clear errors and atomic writes.
 
 Readers follow the SSC conventions (``mips-facts.md`` section 6): a raw Ge DCE
 is a primary-HDU integer cube ``(NREADS, NY, NX)`` in DN with the identity,
-timing and WCS keywords listed in ``REQUIRED_KEYWORDS``.  Anything else is
-refused with :class:`InputError`, whose message names the file and the
-problem in one line; nothing is guessed.
+timing and WCS keywords listed in ``REQUIRED_KEYWORDS``; a raw 24 um DCE holds
+the on-board slope and read2 - read1 planes.  Each file is read once, as
+bytes (its SHA-1 identifies it in every product, card ``RAWSHA1``), and
+passes the checks of :mod:`reprocess.rawcheck` (types, ranges, data, WCS, file
+name).  The folder as a whole is then checked by :func:`read_all`: its band
+and frame shape are those of the majority of readable files (so a bad file
+is blamed, never an innocent neighbour), no DCE appears twice and the DCEs'
+times follow their EXPID/DCENUM order.  Anything else is refused with
+:class:`InputError`, whose message names the file and the problem in one
+line; nothing is guessed.
 """
 from __future__ import annotations
 
+import bisect
+import hashlib
+import io
 import os
+import re
 import shutil
+import stat
 import warnings
+from collections import Counter
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from dataclasses import dataclass
@@ -22,9 +35,12 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
 from .fitswrite import format_cards, write_image
+from .rawcheck import BAND_OF_CHANNEL as _BAND_OF_CHANNEL
+from .rawcheck import (InputError, card_value, check_cards, check_exptime, check_ge_data,
+                       check_header, check_name, check_samptime, check_si_data, check_wcs)
 
 __all__ = ["InputError", "RawDCE", "REQUIRED_KEYWORDS", "read_raw_dce", "read_raw_si",
-           "product_name"]
+           "product_name", "raw_files", "read_all", "majority_band", "RAW_SUFFIX"]
 
 REQUIRED_KEYWORDS = ("INSTRUME", "CHNLNUM", "AORKEY", "EXPID", "DCENUM", "SAMPTIME", "EXPTIME",
                      "MJD_OBS", "STIMFLSH", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CTYPE1",
@@ -36,29 +52,27 @@ IDENTITY_KEYWORDS = ("TELESCOP", "INSTRUME", "CHNLNUM", "AORKEY", "EXPID", "DCEN
                      "EXPTYPE", "FOVNAME", "SAMPTIME", "EXPTIME", "NRAMPS", "MJD_OBS", "DATE_OBS",
                      "STIMFLSH", "PA", "PXSCAL1", "PXSCAL2", "NREADS", "CSM_PRED", "RDOUTMOD",
                      "SATTHDIF")
-_BAND_OF_CHANNEL = {1: 24, 2: 70, 3: 160}
-
-
-class InputError(ValueError):
-    """A raw input that cannot be processed; ``str()`` is a one-line '<file>: <problem>'."""
-
-    def __init__(self, path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
-
-    def __reduce__(self):   # picklable, so worker processes can report it
-        return (type(self), (self.path, self.problem))
+RAW_SUFFIX = "_raw.fits"
+# names in raw/ that look like raw DCEs but are not read as such: compressed, upper case, other
+# extensions, leftovers of interrupted writes (".tmp"); reported, never skipped silently
+_NEAR_MISS = re.compile(r"_raw\.f(its?|ts)", re.IGNORECASE)
+# DCEs of one array cannot overlap in time; tolerance in read times for rounded MJD_OBS values
+_OVERLAP_TOL_READS = 1.0
 
 
 @dataclass
 class RawDCE:
-    """One raw Ge DCE."""
+    """One raw DCE (Ge cube, or the two 24 um planes), checked by :mod:`reprocess.rawcheck`.
+
+    Per-DCE timing is kept as read (``samptime``, ``nreads``, ``nramps``): DCEs
+    of one observation may differ in it, so batch by these, never by the first DCE's.
+    """
 
     path: Path
-    reads: np.ndarray        # (NREADS, NY, NX) raw DN, as stored
+    reads: np.ndarray        # (NREADS, NY, NX) raw DN, as stored; 24 um: (2, 128, 128) planes
     header: fits.Header
     card_images: tuple = ()  # the primary header's 80-character cards, as in the file
+    sha1: str = ""           # SHA-1 hex digest of the file's bytes as read (RAWSHA1)
 
     @property
     def band(self) -> int:
@@ -67,6 +81,22 @@ class RawDCE:
     @property
     def stim(self) -> bool:
         return bool(self.header.get("STIMFLSH", False))
+
+    @property
+    def samptime(self) -> float:
+        """Time between reads (SAMPTIME), s."""
+        return float(self.header["SAMPTIME"])
+
+    @property
+    def nreads(self) -> int:
+        """Reads in the DCE: the cube's length (Ge), the on-board fit's samples (24 um)."""
+        return int(self.header.get("NREADS", self.reads.shape[0]))
+
+    @property
+    def identity(self) -> tuple[int, int, int, int]:
+        """(CHNLNUM, AORKEY, EXPID, DCENUM): what names a DCE in the archive."""
+        h = self.header
+        return int(h["CHNLNUM"]), int(h["AORKEY"]), int(h["EXPID"]), int(h["DCENUM"])
 
     @property
     def mjd_mid(self) -> float:
@@ -95,88 +125,136 @@ class RawDCE:
         return name[: -len("_raw.fits")] if name.endswith("_raw.fits") else self.path.stem
 
 
-def _card_images(path: Path) -> tuple:
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; refuses, without blocking, anything but a regular file."""
+    try:   # O_NONBLOCK: opening a named pipe must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot open ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputError(path, f"not a regular file ({_file_kind(mode)})")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    except OSError as exc:
+        raise InputError(path, f"read error ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def _card_images(path: Path, raw: bytes) -> tuple:
     """The primary header's cards as the 80-character strings of the file (up to END)."""
     cards = []
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(2880)
-            if len(block) < 2880:
-                raise InputError(path, "header ends before its END card")
-            for i in range(0, 2880, 80):
-                card = block[i:i + 80].decode("ascii", "replace")
-                if card.startswith("END     ") or card.rstrip() == "END":
-                    return tuple(cards)
-                cards.append(card)
+    for start in range(0, len(raw) - 2879, 2880):
+        block = raw[start:start + 2880]
+        for i in range(0, 2880, 80):
+            card = block[i:i + 80].decode("ascii", "replace")
+            if card.startswith("END     ") or card.rstrip() == "END":
+                return tuple(cards)
+            cards.append(card)
+    raise InputError(path, "header ends before its END card")
 
 
-def _open_primary(path: Path):
-    """(header, data) of the primary HDU, or InputError for an unreadable/truncated file."""
+def _open_primary(path: Path, raw: bytes):
+    """(header, data) of the primary HDU in ``raw``, or InputError for an unreadable/truncated file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", AstropyUserWarning)   # e.g. "File may have been truncated"
-            with fits.open(path, memmap=False) as hdul:
+            with fits.open(io.BytesIO(raw), memmap=False) as hdul:
                 header = hdul[0].header
                 data = hdul[0].data
                 return header, (None if data is None else np.array(data))
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (OSError, TypeError, ValueError, fits.VerifyError, AstropyUserWarning) as exc:
+    except Exception as exc:   # noqa: BLE001 -- astropy raises many kinds on malformed files
         raise InputError(path, f"not a readable FITS file ({_first_line(exc)})") from None
-
-
-def _check_header(path: Path, header: fits.Header, required, channels) -> None:
-    missing = [k for k in required if k not in header]
-    if missing:
-        raise InputError(path, f"missing keyword(s) {', '.join(missing)}")
-    if str(header["INSTRUME"]).strip() != "MIPS":
-        raise InputError(path, f"INSTRUME is {header['INSTRUME']!r}, not 'MIPS'")
-    if header["CHNLNUM"] not in channels:
-        names = ", ".join(f"{c} ({_BAND_OF_CHANNEL[c]} um)" for c in channels)
-        raise InputError(path, f"CHNLNUM={header['CHNLNUM']}: this reader takes channel {names}")
-    if not float(header["SAMPTIME"]) > 0:
-        raise InputError(path, f"SAMPTIME={header['SAMPTIME']} is not positive")
-
-
-def _check_finite(path: Path, data: np.ndarray) -> None:
-    if not np.issubdtype(data.dtype, np.integer) and not np.isfinite(data).all():
-        raise InputError(path, f"{int((~np.isfinite(data)).sum())} NaN/inf values in the raw data")
 
 
 def read_raw_dce(path: str | os.PathLike, *, expected_shape: tuple[int, int] | None = None) -> RawDCE:
     """Read and check a raw Ge DCE; raise :class:`InputError` on anything unusable."""
     path = Path(path)
-    header, data = _open_primary(path)
-    _check_header(path, header, REQUIRED_KEYWORDS, (2, 3))
+    raw = _read_bytes(path)
+    header, data = _open_primary(path, raw)
+    cards = _card_images(path, raw)
+    values = check_cards(path, cards)
+    band = check_header(path, values, REQUIRED_KEYWORDS, (2, 3))
     if data is None or data.ndim != 3:
         shape = None if data is None else data.shape
         raise InputError(path, f"expected a (NREADS, NY, NX) cube in the primary HDU, got shape {shape}")
     if expected_shape is not None and data.shape[1:] != tuple(expected_shape):
         raise InputError(path, f"frame shape {data.shape[1:]} does not match the band's "
                                f"{tuple(expected_shape)}")
-    if data.shape[0] < 4:
-        raise InputError(path, f"only {data.shape[0]} reads; a ramp needs at least 4")
-    _check_finite(path, data)
-    nramps = int(header.get("NRAMPS", 1))
-    if nramps < 1 or data.shape[0] % nramps:
-        raise InputError(path, f"NRAMPS={nramps} does not divide NREADS={data.shape[0]}")
-    return RawDCE(path=path, reads=data, header=header, card_images=_card_images(path))
+    nreads = data.shape[0]
+    if nreads < 4:
+        raise InputError(path, f"only {nreads} reads; a ramp needs at least 4")
+    if "NREADS" in values and values["NREADS"] != nreads:
+        raise InputError(path, f"NREADS={values['NREADS']} but the cube has {nreads} reads")
+    nramps = values.get("NRAMPS", 1)
+    if nramps < 1 or nreads % nramps:
+        raise InputError(path, f"NRAMPS={nramps} does not divide NREADS={nreads}")
+    check_samptime(path, values, band)
+    check_exptime(path, values, nreads)
+    check_wcs(path, values, band)
+    check_name(path, values)
+    check_ge_data(path, data, band)
+    return RawDCE(path=path, reads=data, header=header, card_images=cards,
+                  sha1=hashlib.sha1(raw).hexdigest())
 
 
 def read_raw_si(path: str | os.PathLike) -> RawDCE:
     """Read and check a raw 24 um DCE (planes: on-board slope, read2 - read1)."""
     path = Path(path)
-    header, data = _open_primary(path)
-    _check_header(path, header, SI_REQUIRED_KEYWORDS, (1,))
+    raw = _read_bytes(path)
+    header, data = _open_primary(path, raw)
+    cards = _card_images(path, raw)
+    values = check_cards(path, cards)
+    band = check_header(path, values, SI_REQUIRED_KEYWORDS, (1,))
     if data is None or data.shape != (2, 128, 128):
         shape = None if data is None else data.shape
         raise InputError(path, f"expected (2, 128, 128) planes (slope, difference), got shape {shape}")
-    _check_finite(path, data)
-    if "NREADS" not in header:   # fall back on the exposure time
-        header["NREADS"] = int(round(float(header["EXPTIME"]) / float(header["SAMPTIME"])))
-    if int(header["NREADS"]) < 2:
-        raise InputError(path, f"NREADS={header['NREADS']}: a slope needs at least 2 samples")
-    return RawDCE(path=path, reads=data, header=header, card_images=_card_images(path))
+    check_samptime(path, values, band)
+    if "NREADS" not in values:   # fall back on the exposure time, if it is a whole number of reads
+        ratio = values["EXPTIME"] / values["SAMPTIME"]
+        if abs(ratio - round(ratio)) > 1e-3:
+            raise InputError(path, f"no NREADS, and EXPTIME={values['EXPTIME']} s is not a whole "
+                                   f"number of SAMPTIME={values['SAMPTIME']} s")
+        header["NREADS"] = values["NREADS"] = int(round(ratio))
+    nreads = values["NREADS"]
+    if nreads < 2:
+        raise InputError(path, f"NREADS={nreads}: a slope needs at least 2 samples")
+    check_exptime(path, values, nreads)
+    check_wcs(path, values, band)
+    check_name(path, values)
+    check_si_data(path, data, nreads)
+    return RawDCE(path=path, reads=data, header=header, card_images=cards,
+                  sha1=hashlib.sha1(raw).hexdigest())
+
+
+def header_band(path: str | os.PathLike) -> int:
+    """Band (um) of a raw file from its CHNLNUM card alone (InputError if unreadable)."""
+    path = Path(path)
+    for card in _card_images(path, _read_bytes(path)):
+        if card[:8].rstrip() == "CHNLNUM":
+            try:
+                chnl = card_value(card)
+            except ValueError:
+                raise InputError(path, f"unparsable header card {card.rstrip()!r}") from None
+            if isinstance(chnl, bool) or chnl not in _BAND_OF_CHANNEL:
+                raise InputError(path, f"CHNLNUM={chnl!r} is not a MIPS channel (1, 2, 3)")
+            return _BAND_OF_CHANNEL[chnl]
+    raise InputError(path, "missing keyword(s) CHNLNUM")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -202,12 +280,70 @@ def software() -> str:
 
 
 def raw_files(obs_dir: Path) -> list[Path]:
-    """The raw DCE files of an observation folder (InputError if there are none)."""
+    """The raw DCE files of an observation folder, sorted (InputError if there are none).
+
+    Also lists near-miss names (``*_raw.fits.gz``, ``*_RAW.FITS``, ``*_raw.fits.tmp``, ...) and
+    entries that are not regular files, so that :func:`read_all` reports them instead of
+    skipping them silently; an unreadable ``raw/`` is a permission error naming it.
+    """
     raw_dir = Path(obs_dir) / "raw"
-    paths = sorted(raw_dir.glob("*_raw.fits")) if raw_dir.is_dir() else []
+    try:
+        names = sorted(e.name for e in os.scandir(raw_dir))
+    except FileNotFoundError:
+        raise InputError(raw_dir, "no *_raw.fits files to reprocess (no such folder)") from None
+    except NotADirectoryError:
+        raise InputError(raw_dir, "not a folder") from None
+    except PermissionError:
+        raise InputError(raw_dir, "permission denied: cannot list the raw folder") from None
+    except OSError as exc:
+        raise InputError(raw_dir, f"cannot list the raw folder ({exc.strerror or exc})") from None
+    paths = [raw_dir / n for n in names if n.endswith(RAW_SUFFIX) or _NEAR_MISS.search(n)]
     if not paths:
         raise InputError(raw_dir, "no *_raw.fits files to reprocess")
     return paths
+
+
+def _check_raw_name(path: Path) -> None:
+    """A near-miss name listed by :func:`raw_files` is refused, saying why."""
+    name = path.name
+    if name.endswith(RAW_SUFFIX):
+        return
+    tail = name[_NEAR_MISS.search(name).start():]
+    if tail.lower().endswith((".gz", ".fz", ".bz2", ".z", ".zip", ".xz")):
+        why = "a compressed raw file is not read: decompress it to *_raw.fits"
+    elif tail.lower().endswith((".tmp", ".part", ".partial")):
+        why = "a temporary file (an interrupted write?): remove it or finish the copy"
+    else:
+        why = "a raw DCE must be named *_raw.fits (lower case): rename it or move it out of raw/"
+    raise InputError(path, f"name ends in {tail!r}: {why}")
+
+
+def majority_band(paths) -> int:
+    """Band (um) of most raw files in ``paths`` (each read from its CHNLNUM card).
+
+    Unreadable files do not vote (the readers report them later); if no file is
+    readable, the first one's error is raised; a tie is refused naming the folder.
+    """
+    votes: Counter = Counter()
+    first_error = None
+    for p in paths:
+        try:
+            _check_raw_name(Path(p))
+            votes[header_band(p)] += 1
+        except InputError as exc:
+            first_error = first_error or exc
+    if not votes:
+        raise first_error
+    return _majority(votes, Path(paths[0]).parent, "band", " um")
+
+
+def _majority(votes: Counter, folder: Path, what: str, unit: str = ""):
+    """The value with most votes; InputError naming ``folder`` on a tie."""
+    (best, n), *rest = votes.most_common()
+    if rest and rest[0][1] == n:
+        counts = ", ".join(f"{k}{unit}: {v} file(s)" for k, v in votes.most_common())
+        raise InputError(folder, f"no majority {what} among the raw files ({counts})")
+    return best
 
 
 @contextmanager
@@ -238,28 +374,133 @@ def staged_output(bcd_dir: Path, overwrite: bool):
         os.replace(stage, bcd_dir)
 
 
-def read_all(paths, reader, *, keep_going: bool, failures: list) -> list[RawDCE]:
-    """Read every file with ``reader``; bad ones raise, or with ``keep_going`` go to ``failures``.
+def read_all(paths, reader, *, keep_going: bool, failures: list,
+             band: int | None = None) -> list[RawDCE]:
+    """Read every file with ``reader`` and check the folder; return the DCEs in time order.
 
-    All DCEs must share the band and the shape of the first good one.
+    A bad file raises :class:`InputError`, or with ``keep_going`` goes to
+    ``failures`` as ``(path, problem)``.  Folder checks, each blaming the odd
+    file: the band (``band``, else that of most DCEs) and the frame shape of most
+    DCEs; no DCE twice (same bytes, or same CHNLNUM/AORKEY/EXPID/DCENUM); DCE
+    times follow the EXPID/DCENUM order without overlapping.
     """
     dces: list[RawDCE] = []
+    folder = Path(paths[0]).parent if len(paths) else Path(".")
     for p in paths:
         try:
-            dce = reader(p)
-            if dces and dce.band != dces[0].band:
-                raise InputError(p, f"band {dce.band} differs from the observation's {dces[0].band}")
-            if dces and dce.reads.shape[1:] != dces[0].reads.shape[1:]:
-                raise InputError(p, f"frame shape {dce.reads.shape[1:]} differs from "
-                                    f"{dces[0].reads.shape[1:]} of the other DCEs")
-            dces.append(dce)
+            _check_raw_name(Path(p))
+            dces.append(reader(p))
         except InputError as exc:
             if not keep_going:
                 raise
             failures.append((str(p), exc.problem))
+    for check in (_odd_band, _odd_shape, _duplicates, _out_of_sequence):
+        odd = dict(check(dces, folder, band))          # path -> problem
+        if not odd:
+            continue
+        if not keep_going:
+            first = min(odd, key=lambda p: str(p))
+            raise InputError(first, odd[first])
+        failures += [(str(p), problem) for p, problem in sorted(odd.items(), key=lambda kv: str(kv[0]))]
+        dces = [d for d in dces if d.path not in odd]
     if not dces:
-        raise InputError(Path(paths[0]).parent, "no readable raw DCE")
+        detail = f" ({len(failures)} failed; first: {failures[0][0]}: {failures[0][1]})" if failures else ""
+        raise InputError(folder, f"no readable raw DCE{detail}")
     return sorted(dces, key=lambda d: d.mjd_mid)
+
+
+def _odd_band(dces, folder, band):
+    """DCEs of another band than ``band`` (default: that of most DCEs)."""
+    if not dces:
+        return []
+    want = band if band is not None else _majority(Counter(d.band for d in dces), folder, "band", " um")
+    n = sum(d.band == want for d in dces)
+    return [(d.path, f"CHNLNUM={d.header['CHNLNUM']} ({d.band} um) in a folder of {n} {want} um DCEs")
+            for d in dces if d.band != want]
+
+
+def _odd_shape(dces, folder, band):
+    """DCEs whose frame shape differs from that of most DCEs."""
+    if not dces:
+        return []
+    want = _majority(Counter(d.reads.shape[1:] for d in dces), folder, "frame shape")
+    n = sum(d.reads.shape[1:] == want for d in dces)
+    return [(d.path, f"frame shape {d.reads.shape[1:]} differs from the {want} of {n} other DCEs")
+            for d in dces if d.reads.shape[1:] != want]
+
+
+def _duplicates(dces, folder, band):
+    """Later copies of identical bytes; every DCE whose identity another DCE also claims."""
+    odd, first_of = [], {}
+    for d in sorted(dces, key=lambda d: str(d.path)):
+        if d.sha1 in first_of:
+            odd.append((d.path, f"same bytes as {first_of[d.sha1].path.name} (duplicate DCE)"))
+        else:
+            first_of[d.sha1] = d
+    by_id: dict = {}
+    for d in first_of.values():
+        by_id.setdefault(d.identity, []).append(d)
+    for ident, group in by_id.items():
+        if len(group) > 1:
+            for d in group:
+                others = ", ".join(o.path.name for o in group if o is not d)
+                odd.append((d.path, f"CHNLNUM/AORKEY/EXPID/DCENUM {ident} also in {others} "
+                                    f"(duplicate DCE)"))
+    return odd
+
+
+def _out_of_sequence(dces, folder, band):
+    """DCEs whose MJD_OBS breaks the time order of (EXPID, DCENUM) in their AOR, or overlaps a neighbour.
+
+    The DCEs kept in order are a longest increasing run of start times; the others are odd.
+    """
+    aors: dict = {}
+    for d in dces:
+        aors.setdefault(d.identity[:2], []).append(d)
+    return [item for aor in aors.values() for item in _out_of_order(aor)]
+
+
+def _out_of_order(dces):
+    """:func:`_out_of_sequence` within one AOR."""
+    odd = []
+    order = sorted(dces, key=lambda d: d.identity[2:])
+    starts = [float(d.header["MJD_OBS"]) for d in order]
+    keep = _longest_increasing(starts)
+    for i in sorted(set(range(len(order))) - set(keep)):
+        clash = ([k for k in keep if k < i and starts[k] >= starts[i]][-1:]
+                 + [k for k in keep if k > i and starts[k] <= starts[i]][:1])
+        odd.append((order[i].path, f"MJD_OBS={starts[i]} is out of the EXPID/DCENUM time order "
+                                   f"({order[clash[0]].path.name} starts at MJD {starts[clash[0]]})"))
+    for a, b in zip(keep, keep[1:]):
+        prev, this = order[a], order[b]
+        end = starts[a] + prev.nreads * prev.samptime / 86400.0
+        if starts[b] < end - _OVERLAP_TOL_READS * prev.samptime / 86400.0:
+            odd.append((this.path, f"MJD_OBS={starts[b]} starts before the previous DCE "
+                                   f"{prev.path.name} ends (MJD {end:.8f})"))
+    return odd
+
+
+def _longest_increasing(values) -> list[int]:
+    """Indices of a longest strictly increasing subsequence of ``values`` (patience sorting)."""
+    tails: list[float] = []
+    tail_idx: list[int] = []
+    prev = [-1] * len(values)
+    for i, v in enumerate(values):
+        k = bisect.bisect_left(tails, v)
+        if k < len(tails) and tails[k] == v:   # a tie: keep the earlier element
+            continue
+        if k == len(tails):
+            tails.append(v)
+            tail_idx.append(i)
+        else:
+            tails[k] = v
+            tail_idx[k] = i
+        prev[i] = tail_idx[k - 1] if k else -1
+    out, i = [], tail_idx[-1] if tail_idx else -1
+    while i >= 0:
+        out.append(i)
+        i = prev[i]
+    return out[::-1]
 
 
 def bcd_header(dce: RawDCE, cards: dict) -> list:
@@ -268,9 +509,16 @@ def bcd_header(dce: RawDCE, cards: dict) -> list:
     ``cards`` maps key -> (value, comment); the result is a list for
     :func:`reprocess.fitswrite.write_image`.
     """
-    out: list = [card for card in dce.card_images
-                 if card[:8].rstrip() in IDENTITY_KEYWORDS or card.startswith(_WCS_PREFIXES)]
+    out: list = []
+    copying = False
+    for card in dce.card_images:   # a long string's CONTINUE cards go with it
+        key = card[:8].rstrip()
+        copying = (copying if key == "CONTINUE"
+                   else key in IDENTITY_KEYWORDS or card.startswith(_WCS_PREFIXES))
+        if copying:
+            out.append(card)
     out.append(("RAWFILE", dce.path.name, "raw DCE"))
+    out.append(("RAWSHA1", dce.sha1, "SHA-1 of the raw file's bytes"))
     out += [(key, *value) for key, value in cards.items()]
     out.append(("HISTORY", f"software: {software()}, numpy {np.__version__}, "
                            f"astropy {astropy_version}", ""))

@@ -6,28 +6,22 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from astropy.io import fits
-
 from calibration.configuration import resolve
 
 from .ge_pipeline import ReprocessConfig, ReprocessReport, load_reprocess_config, reprocess_ge
-from .io import InputError, raw_files
+from .io import majority_band, raw_files
 from .si_pipeline import SiConfig, reprocess_si
 
 __all__ = ["reprocess", "reprocess_many", "band_of"]
 
 
 def band_of(obs_dir: str | os.PathLike) -> int:
-    """Band (24, 70, 160) of the first raw file of ``obs_dir``."""
-    first = raw_files(Path(obs_dir))[0]
-    try:
-        chnl = int(fits.getval(first, "CHNLNUM"))
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputError(first, f"cannot read CHNLNUM ({exc})") from None
-    try:
-        return {1: 24, 2: 70, 3: 160}[chnl]
-    except KeyError:
-        raise InputError(first, f"CHNLNUM={chnl} is not a MIPS channel (1, 2, 3)") from None
+    """Band (24, 70, 160) of ``obs_dir``: that of most of its readable raw files.
+
+    Deciding by the majority, not the first file, keeps a bad or foreign file
+    from choosing the pipeline (the readers then refuse that file by name).
+    """
+    return majority_band(raw_files(Path(obs_dir)))
 
 
 def reprocess(obs_dir, *, config_file=None, keep_going=False, overwrite=False, progress=None,

@@ -47,8 +47,8 @@ class SiConfig:
 def calibrate_dce(dce, products: SiProducts, off=()):
     """(bcd, unc, mask) of a raw 24 um DCE read by :func:`reprocess.io.read_raw_si`."""
     h = dce.header
-    return calibrate_si(dce.reads[0], dce.reads[1], nreads=int(h["NREADS"]),
-                        read_time=float(h["SAMPTIME"]), dcenum=int(h["DCENUM"]),
+    return calibrate_si(dce.reads[0], dce.reads[1], nreads=dce.nreads,
+                        read_time=dce.samptime, dcenum=int(h["DCENUM"]),
                         csm_arcsec=float(h["CSM_PRED"]), sat_threshold=float(h["SATTHDIF"]),
                         products=products, off=off)
 
@@ -64,11 +64,11 @@ def reprocess_si(obs_dir: str | os.PathLike, *, config: SiConfig | None = None,
     bcd_dir = obs / "bcd"
     report = ReprocessReport(out_dir=bcd_dir)
     with staged_output(bcd_dir, overwrite) as stage:
-        dces = read_all(paths, read_raw_si, keep_going=keep_going, failures=report.failures)
+        dces = read_all(paths, read_raw_si, keep_going=keep_going, failures=report.failures, band=24)
         prod = products or load_si_products(cfg.products)
         latents = LatentTracker(threshold_dn_s=cfg.latent_threshold_dn_s, window_s=cfg.latent_window_s)
         for i, dce in enumerate(dces):
-            latent = latents.update(dce.mjd_mid * 86400.0, dce.reads[0] / float(dce.header["SAMPTIME"]))
+            latent = latents.update(dce.mjd_mid * 86400.0, dce.reads[0] / dce.samptime)
             if int(dce.header["DCENUM"]) == 0 and not cfg.keep_first_frame:
                 log.info("%s: DCENUM 0 dropped (first-frame effect)", dce.path.name)
                 continue
