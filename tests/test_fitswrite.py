@@ -39,7 +39,7 @@ def test_card_values_parse_back(v):
     if isinstance(v, str) and fits.Card.fromstring(fits.Card("KEY", v, "c").image).value != v.rstrip():
         # astropy cannot read back its own card here (an escaped quote before '/', e.g. "'/"):
         # then the image must be the one astropy writes
-        assert image[:30] == fits.Card("KEY", v, "c").image[:30]
+        assert image == fits.Card("KEY", v, "c").image
         return
     if isinstance(v, float):
         assert card.value == v
