@@ -179,7 +179,7 @@ def _slope_time(dce, s) -> float:
 
 def _stim_response(dces, slopes, times, fatal, cfg, raw_dir):
     """The usable stim flashes, bad pixels left out (NoStimError -> InputError naming the folder)."""
-    positions, pixel_rad = _sky_positions(dces)
+    positions, pixel_rad, offsets = _sky_positions(dces)
     match = same_sky(positions, cfg.stim_tolerance_pix * pixel_rad)
     hits = Hits.from_jumps([float(d.header["MJD_OBS"]) for d in dces],
                            [float(d.header["SAMPTIME"]) / 86400.0 for d in dces],
@@ -189,7 +189,7 @@ def _stim_response(dces, slopes, times, fatal, cfg, raw_dir):
                                      np.stack([s.slope_err for s in slopes]),
                                      np.array([d.stim for d in dces]), times, match,
                                      min_snr=cfg.stim_min_snr, first_stim=cfg.first_stim,
-                                     hits=hits)
+                                     hits=hits, offsets=offsets)
     except NoStimError as exc:
         raise InputError(raw_dir, f"{exc}; the DCEs cannot be calibrated") from None
     for idx, why in stim.report["dropped"]:
@@ -206,17 +206,22 @@ def _stim_response(dces, slopes, times, fatal, cfg, raw_dir):
 
 
 def _sky_positions(dces):
-    """Unit vectors of the array centre and a corner per DCE (NDCE, 2, 3), and the pixel size (rad)."""
+    """Where each DCE pointed: unit vectors of the array centre and a corner (NDCE, 2, 3), the
+    pixel size (rad), and the array centre's (x, y) pixel position in the first DCE's frame."""
     ny, nx = dces[0].reads.shape[1:]
     pix = np.array([[(nx - 1) / 2.0, (ny - 1) / 2.0], [0.0, 0.0]])
     out = np.empty((len(dces), 2, 3))
+    frame = celestial_wcs(dces[0])
+    offsets = np.empty((len(dces), 2))
     scale = []
     for n, d in enumerate(dces):
         w = celestial_wcs(d)
-        ra, dec = np.radians(w.all_pix2world(pix, 0)).T
+        world = w.all_pix2world(pix, 0)
+        ra, dec = np.radians(world).T
         out[n] = np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+        offsets[n] = frame.all_world2pix(world[:1], 0)[0]
         scale.append(np.sqrt(abs(np.linalg.det(w.pixel_scale_matrix))))
-    return out, float(np.radians(np.median(scale)))
+    return out, float(np.radians(np.median(scale))), offsets
 
 
 def celestial_wcs(dce) -> WCS:

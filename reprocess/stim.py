@@ -126,7 +126,8 @@ def same_sky(positions: np.ndarray, tolerance_rad: float) -> np.ndarray:
 def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndarray,
                           times: np.ndarray, match: np.ndarray, *, min_snr: float = 5.0,
                           min_pixel_fraction: float = 0.5, first_stim: str = "auto",
-                          first_stim_sigma: float = 5.0, hits: Hits | None = None) -> StimResponse:
+                          first_stim_sigma: float = 5.0, hits: Hits | None = None,
+                          offsets: np.ndarray | None = None) -> StimResponse:
     """Stim-minus-background of every stim DCE, checked; see the module notes.
 
     Parameters
@@ -149,6 +150,10 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
     hits : Hits, optional
         The jumps the ramp fit flagged (times in the unit of ``times``): candidate
         responsivity steps for the wander model.
+    offsets : (NDCE, 2) array, optional
+        Each DCE's pointing as the (x, y) pixel position of its array centre in
+        one common frame.  Given, a flash's background comes from a sky model
+        fitted to every sky DCE at its pointing (module notes).
 
     Returns
     -------
@@ -183,7 +188,15 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
     stim = StimResponse(times[kept_idx].astype(float), np.asarray(kept_v).reshape(shape),
                         np.asarray(kept_e).reshape(shape), report=report)
     _drop_odd_flashes(stim, kept_idx, first_stim_sigma)
-    _first_flash(stim, kept_idx, first_stim, first_stim_sigma)
+    factor = _first_flash(stim, kept_idx, first_stim, first_stim_sigma)
+    if offsets is not None and len(stim.t) >= 2:
+        for _ in range(2):           # the sky model uses the responsivity it refines
+            n_model = _regress_backgrounds(stim, kept_idx, slopes, errs, times, match, sky, offsets,
+                                           anomalous_first=factor != 1.0)
+        if factor != 1.0:
+            stim.value[0] /= factor
+            stim.err[0] = np.hypot(stim.err[0] / factor, report["first_stim_scatter"] * stim.value[0])
+        report["sky_model_flashes"] = n_model
     report["n_usable"] = int(len(stim.t))
     if not len(stim.t):
         raise NoStimError(f"no usable stim flash among {len(flashes)} stim DCE(s)"
@@ -229,34 +242,39 @@ def _one_flash(i, slopes, errs, sky_dces, times, *, mismatch=False):
         return slopes[i] - bkg, np.sqrt(errs[i] ** 2 + bkg_var)
 
 
-def _first_flash(stim: StimResponse, kept_idx: list, mode: str, nsigma: float) -> None:
-    """Treat the first usable flash as ``mode`` says (in place); record what was done and why."""
+def _first_flash(stim: StimResponse, kept_idx: list, mode: str, nsigma: float) -> float:
+    """Treat the first usable flash as ``mode`` says (in place); record what was done and why.
+
+    Returns the factor the first flash was divided by (1.0 when it was not rescaled).
+    """
     if mode == "keep" or not len(stim.t):
-        return
+        return 1.0
     if mode == "drop":
-        _drop_first(stim, kept_idx[0], "first flash dropped (first_stim='drop')")
-        return
+        _drop_first(stim, kept_idx, "first flash dropped (first_stim='drop')")
+        return 1.0
     if len(stim.t) < 5:
         stim.report["first_stim"] = "kept (fewer than 5 flashes: cannot judge)"
-        return
+        return 1.0
     size, scatter = _first_flash_anomaly(stim)
     stim.report["first_stim_deviation"] = float(size)
     if not abs(size) > max(nsigma * scatter, 1e-3):
         stim.report["first_stim"] = f"kept (deviation {size:+.2%}, scatter {scatter:.2%})"
-        return
+        return 1.0
     why = f"anomalous first flash: {size:+.2%} off the later flashes' trend (scatter {scatter:.2%})"
     if mode == "auto-drop":
-        _drop_first(stim, kept_idx[0], why + "; dropped")
-        return
+        _drop_first(stim, kept_idx, why + "; dropped")
+        return 1.0
     stim.value[0] = stim.value[0] / (1.0 + size)
     stim.err[0] = np.hypot(stim.err[0] / (1.0 + size), scatter * stim.value[0])
     stim.report["first_stim"] = why + "; rescaled"
+    stim.report["first_stim_scatter"] = scatter
     stim.report["rescaled"] = [(kept_idx[0], why)]
+    return 1.0 + size
 
 
-def _drop_first(stim: StimResponse, index: int, why: str) -> None:
+def _drop_first(stim: StimResponse, kept_idx: list, why: str) -> None:
     stim.report["first_stim"] = why
-    stim.report["dropped"].append((index, why))
+    stim.report["dropped"].append((kept_idx.pop(0), why))
     stim.t, stim.value, stim.err = stim.t[1:], stim.value[1:], stim.err[1:]
 
 
@@ -276,6 +294,71 @@ def _first_flash_anomaly(stim: StimResponse) -> tuple[float, float]:
     later = later[np.isfinite(later)]
     scatter = 1.4826 * np.median(np.abs(later - np.median(later))) if later.size else np.inf
     return float(resid[0] / (1.0 - u0)), float(scatter / (1.0 - u0))
+
+
+def _regress_backgrounds(stim: StimResponse, kept_idx: list, slopes, errs, times, match, sky,
+                         offsets, *, anomalous_first: bool, min_dces: int = 5) -> int:
+    """Re-measure every flash against a sky model at its pointing (in place); returns how many.
+
+    For flash ``i``, each sky DCE ``j`` that pointed within the tolerance gives,
+    per pixel, ``y_j = slope_j / D(t_j)``: the sky in units of the stim, free of
+    the responsivity (``D`` interpolated from the current flashes).  A weighted
+    plane ``y = a + g . (xy_j - xy_i)`` over those DCEs' pointing offsets (the
+    jitter acts as a micro-dither) gives the sky at the flash's own pointing,
+    ``a``.  The stim DCE saw ``R (S + sky) = D_i (1 + a)``, so ``D_i = slope_i /
+    (1 + a)``: no other flash enters (which would correlate neighbouring
+    flashes).  An anomalous first flash is not ``R S``: its background is ``D(t_0)
+    a`` with ``D`` from the other flashes.  Flashes with fewer than ``min_dces``
+    such DCEs, or none on one side of them, keep their two-DCE background;
+    values discarded before stay discarded.
+    """
+    d_sky = {j: interpolate_response(stim, times[j])[:2] for j in sky}
+    done = 0
+    for k, i in enumerate(kept_idx):
+        same = sky[match[i, sky]]
+        if len(same) < min_dces or not (times[same] < times[i]).any() or not (times[same] > times[i]).any():
+            continue
+        y = np.stack([slopes[j] / d_sky[j][0] for j in same])
+        y_var = np.stack([(errs[j] / d_sky[j][0]) ** 2 + (y[n] * d_sky[j][1] / d_sky[j][0]) ** 2
+                          for n, j in enumerate(same)])
+        a, a_var = _plane_intercept(y, y_var, offsets[same] - offsets[i])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if k == 0 and anomalous_first and len(stim.t) > 1:
+                others = StimResponse(stim.t[1:], stim.value[1:], stim.err[1:], wander=stim.wander)
+                d_0, d_err, _ = interpolate_response(others, times[i])
+                value = slopes[i] - d_0 * a
+                err = np.sqrt(errs[i] ** 2 + d_0 ** 2 * a_var + (a * d_err) ** 2)
+            else:
+                value = slopes[i] / (1 + a)
+                err = np.hypot(errs[i], value * np.sqrt(a_var)) / (1 + a)
+        ok = np.isfinite(stim.value[k]) & np.isfinite(value) & np.isfinite(err)
+        stim.value[k] = np.where(ok, value, stim.value[k])
+        stim.err[k] = np.where(ok, err, stim.err[k])
+        done += 1
+    return done
+
+
+def _plane_intercept(y, y_var, dxy):
+    """Per pixel, the weighted least-squares plane ``y = a + g . dxy``: its ``a`` and var(a).
+
+    ``y, y_var``: (N, NY, NX); ``dxy``: (N, 2) offsets (pixels).  Without a spread
+    of offsets (no jitter) the plane degenerates to the weighted mean.
+    """
+    w = np.where(np.isfinite(y) & np.isfinite(y_var) & (y_var > 0), 1.0 / y_var, 0.0)
+    y0 = np.where(w > 0, y, 0.0)
+    if np.ptp(dxy, axis=0).max() < 1e-3:
+        sw = w.sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (w * y0).sum(0) / sw, 1.0 / sw
+    x = np.column_stack([np.ones(len(dxy)), dxy])               # (N, 3)
+    a_mat = np.einsum("npq,ni,nj->pqij", w, x, x)                 # (NY, NX, 3, 3)
+    b = np.einsum("npq,ni,npq->pqi", w, x, y0)
+    ok = np.linalg.det(a_mat) > 0
+    a_mat[~ok] = np.eye(3)
+    cov = np.linalg.inv(a_mat)
+    coef = np.einsum("pqij,pqj->pqi", cov, b)
+    a, a_var = coef[..., 0], cov[..., 0, 0]
+    return np.where(ok, a, np.nan), np.where(ok, a_var, np.nan)
 
 
 def _drop_odd_flashes(stim: StimResponse, kept_idx: list, nsigma: float) -> None:
