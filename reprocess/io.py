@@ -9,6 +9,7 @@ problem in one line; nothing is guessed.
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
