@@ -85,6 +85,8 @@ def load_products(band: int, path: str | os.PathLike | None = None) -> CalProduc
         raise FileNotFoundError(f"{path}: calibration products not found") from None
     except KeyError as exc:
         raise ValueError(f"{path}: calibration products lack {exc}") from None
+    except (OSError, TypeError, ValueError) as exc:     # not FITS, truncated, unreadable, bad card
+        raise _unreadable(path, exc) from None
     if prod.band != int(band):
         raise ValueError(f"{path}: products are for band {prod.band}, not {band}")
     prod.pmask = prod.pmask.astype(np.int32)
@@ -203,3 +205,11 @@ def load_si_products(path: str | os.PathLike | None = None) -> SiProducts:
         raise FileNotFoundError(f"{path}: calibration products not found") from None
     except KeyError as exc:
         raise ValueError(f"{path}: 24 um calibration products lack {exc}") from None
+    except (OSError, TypeError, ValueError) as exc:     # not FITS, truncated, unreadable, bad card
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path, exc: BaseException) -> ValueError:
+    """A one-line error naming the product file that could not be read, and why."""
+    reason = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return ValueError(f"{path}: not a readable FITS calibration product set ({reason})")

@@ -79,6 +79,8 @@ def _cmd_reprocess(args) -> int:
 
 def _cmd_validate(args) -> int:
     from mips.validate import format_report, plot_validation, validate, write_json
+    _refuse_to_overwrite(args.overwrite, args.json or Path(args.dir) / "validation.json",
+                         args.plot or Path(args.dir) / "validation.png")
     res = validate(args.dir)
     if args.droop_reference:
         from mips.validate_si import add_droop_reference
@@ -90,6 +92,13 @@ def _cmd_validate(args) -> int:
     plot_validation(res, plot_path)
     print(f"wrote {json_path} and {plot_path}")
     return 0 if res["goals_met"] else 1     # errors (identity, missing files) exit 2 via main()
+
+
+def _refuse_to_overwrite(overwrite: bool, *paths) -> None:
+    """FileExistsError naming the first of ``paths`` that exists, unless ``overwrite``."""
+    for path in map(Path, paths):
+        if not overwrite and (path.exists() or path.is_symlink()):
+            raise FileExistsError(f"{path}: exists (use --overwrite to replace it)")
 
 
 def _cmd_demo(args) -> int:
@@ -115,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-stim-flash", action="store_true", help="switch the stim flash off")
     s.add_argument("--config", help="TOML file of simulator parameters (see mipssim/config.py)")
     s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing observation")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an existing observation (raw/, truth.h5; its bcd/ is removed)")
     s.set_defaults(func=_cmd_simulate)
 
     r = sub.add_parser("reprocess", help="turn DIR/raw into DIR/bcd (BCD, _bunc, _bmask)")
@@ -145,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--droop-reference", metavar="REF_DIR",
                    help="24 um: the same observation (same seed) without the bright source; reports "
                         "the droop offset the source causes, correction on and off")
+    v.add_argument("--overwrite", action="store_true",
+                   help="replace existing --json / --plot files (default: refuse)")
     v.set_defaults(func=_cmd_validate)
 
     d = sub.add_parser("demo", help="simulate, reprocess and validate a default observation "

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calibration.configuration import read_toml, resolve
+from calibration.configuration import ConfigError, check_ranges, is_number, read_toml, resolve
 
 __all__ = ["SimConfig", "load_config", "to_toml"]
 
@@ -108,12 +108,38 @@ class SimConfig:
     include_jailbar: bool = True
 
     def __post_init__(self):
+        """Ranges and relations (types are checked by :func:`calibration.configuration.resolve`)."""
         if self.mode != "photometry":
-            raise ValueError(f"mode {self.mode!r} is not implemented yet (photometry only)")
+            raise ConfigError("mode", "not implemented yet (photometry only)")
         if self.band not in (24, 70, 160):
-            raise ValueError(f"band {self.band} must be 24, 70 or 160")
-        if self.n_dce < 1 or self.stim_cycle < 2:
-            raise ValueError("n_dce must be >= 1 and stim_cycle >= 2")
+            raise ConfigError("band", "must be 24, 70 or 160")
+        if self.exptime_mips_s not in (3, 4, 10):
+            raise ConfigError("exptime_mips_s", "must be 3, 4 or 10 (MIPS s)")
+        for key, lowest in (("n_dce", 1), ("stim_cycle", 2), ("aorkey", 1)):
+            if getattr(self, key) < lowest:
+                raise ConfigError(key, f"must be >= {lowest}")
+        check_ranges(self, positive=(
+            "flux_min_jy", "flux_max_jy", "blob_fwhm_arcsec", "bright_source_jy", "gain_e_per_dn",
+            "drift_min_period_s", "drift_max_period_s", "cr_amp_median_dn", "cr_resp_tau_s",
+            "read2_scale_rows", "latent_tau_s", "first_frame_factors", "jailbar_factors"),
+            nonnegative=(
+            "seed", "overhead_s", "n_sources", "zodi_mjysr", "cirrus_mjysr", "blob_peak_mjysr",
+            "read_noise_dn", "drift_rms", "drift_pixel_spread", "cr_rate_per_s", "cr_amp_sigma_ln",
+            "cr_resp_step", "reset_noise_dn", "first_dce_fewer_reads", "droop_coeff",
+            "row_droop_coeff", "read2_dn", "latent_threshold_dn_s", "dark24_dn_s", "n_spots"),
+            fraction=("cirrus_contrast", "spot_depth", "latent_fraction"))
+        if not 0 <= self.ra_deg < 360:
+            raise ConfigError("ra_deg", "must be in [0, 360)")
+        if not -90 <= self.dec_deg <= 90:
+            raise ConfigError("dec_deg", "must be in [-90, 90]")
+        if self.flux_min_jy > self.flux_max_jy:
+            raise ConfigError("flux_min_jy", f"must not exceed flux_max_jy = {self.flux_max_jy}")
+        if self.drift_min_period_s > self.drift_max_period_s:
+            raise ConfigError("drift_min_period_s",
+                              f"must not exceed drift_max_period_s = {self.drift_max_period_s}")
+        if not self.dither_pix or not all(isinstance(p, (list, tuple)) and len(p) == 2
+                                          and all(map(is_number, p)) for p in self.dither_pix):
+            raise ConfigError("dither_pix", "must be a non-empty array of [dx, dy] pairs (pixels)")
 
 
 # Band defaults that differ from the 70 um ones (applied before the file and the overrides)
@@ -130,7 +156,9 @@ BAND_DEFAULTS = {
 def load_config(path: str | Path | None = None, **overrides) -> SimConfig:
     """Band defaults, then the TOML file at ``path`` (if any), then ``overrides`` (None ignored)."""
     given = {**read_toml(path), **{k: v for k, v in overrides.items() if v is not None}}
-    return resolve(SimConfig, path, overrides, defaults=BAND_DEFAULTS.get(int(given.get("band", 70)), {}))
+    band = given.get("band", 70)         # a wrong type is named by resolve(), not here
+    return resolve(SimConfig, path, overrides,
+                   defaults=BAND_DEFAULTS.get(band if isinstance(band, int) else 70, {}))
 
 
 def to_toml(cfg: SimConfig) -> str:

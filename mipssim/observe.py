@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from astropy import __version__ as astropy_version
 from astropy.io import fits
 from astropy.time import Time
 
+from calibration.folders import transaction
 from calibration import si_as
 from calibration.instrument import ge_ramps_per_dce, ge_reads_per_dce
 
@@ -111,14 +111,27 @@ def simulate(cfg: SimConfig, out_dir: str | Path, *, overwrite: bool = False,
     Returns
     -------
     Path of ``out_dir``.
+
+    Notes
+    -----
+    The observation is simulated into a staging folder inside ``out_dir`` and
+    committed as a whole (:func:`calibration.folders.transaction`): ``raw/``
+    and ``truth.h5`` replace the old ones together and an old ``bcd/`` (products
+    of the old raw files) is removed, so a killed run leaves the old
+    observation or the new one, never a mixture.  The folder is locked for the
+    run: a second writer (simulate or reprocess) is refused.
     """
-    out = Path(out_dir)
+    final = Path(out_dir)
+    with transaction(final, "observation", replace=("raw", "truth.h5", "bcd"), overwrite=overwrite,
+                     what="an observation", create=True) as stage:
+        _simulate_into(cfg, stage, progress)
+    return final
+
+
+def _simulate_into(cfg: SimConfig, out: Path, progress) -> Path:
+    """Simulate ``cfg`` into the empty (staging) folder ``out``; see :func:`simulate`."""
     raw_dir = out / "raw"
-    if (out / "truth.h5").exists() or (raw_dir.exists() and any(raw_dir.iterdir())):
-        if not overwrite:
-            raise FileExistsError(f"{out}: already holds an observation (use --overwrite)")
-        shutil.rmtree(raw_dir, ignore_errors=True)
-    raw_dir.mkdir(parents=True, exist_ok=True)
+    raw_dir.mkdir()
 
     seeds = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
     streams = {name: np.random.default_rng(s) for name, s in zip(STREAMS, seeds)}
@@ -136,7 +149,7 @@ def simulate(cfg: SimConfig, out_dir: str | Path, *, overwrite: bool = False,
         truth.abort()
         raise
     truth.close()
-    log.info("simulated %d DCEs of band %d into %s", len(plans), cfg.band, out)
+    log.info("simulated %d DCEs of band %d into %s", len(plans), cfg.band, out.parent)
     return out
 
 

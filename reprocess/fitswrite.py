@@ -76,8 +76,12 @@ def _commentary_chunks(text: str) -> list[str]:
 
 
 def format_cards(cards) -> str:
-    """Concatenated card images of ``cards``: (key, value, comment) tuples or ready 80-char strings."""
-    return "".join(c if isinstance(c, str) else format_card(*c) for c in cards)
+    """Concatenated card images of ``cards``: (key, value, comment) tuples or ready 80-char strings.
+
+    FITS headers are ASCII: non-ASCII text in a tuple (e.g. a path) is written
+    with Python's backslash escapes (``'\\xe9'`` for e-acute).
+    """
+    return "".join(c if isinstance(c, str) else format_card(*map(_ascii, c)) for c in cards)
 
 
 def write_image(path: str | os.PathLike, data: np.ndarray, cards, *, overwrite: bool,
@@ -115,3 +119,8 @@ def write_image(path: str | os.PathLike, data: np.ndarray, cards, *, overwrite: 
         fh.write(body)
     if atomic:
         os.replace(tmp, path)
+
+
+def _ascii(value):
+    """``value`` with non-ASCII characters of a string backslash-escaped (other types unchanged)."""
+    return value.encode("ascii", "backslashreplace").decode("ascii") if isinstance(value, str) else value

@@ -34,6 +34,8 @@ from astropy import __version__ as astropy_version
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
+from calibration.folders import transaction
+
 from .fitswrite import format_cards, write_image
 from .rawcheck import BAND_OF_CHANNEL as _BAND_OF_CHANNEL
 from .rawcheck import (InputError, card_value, check_cards, check_exptime, check_ge_data,
@@ -350,28 +352,19 @@ def _majority(votes: Counter, folder: Path, what: str, unit: str = ""):
 def staged_output(bcd_dir: Path, overwrite: bool):
     """Write a product folder all at once: yields a staging folder that replaces ``bcd_dir`` on success.
 
-    Refuses to start if ``bcd_dir`` already holds products and not ``overwrite``;
-    on any error the staging folder is removed and ``bcd_dir`` is left as it was.
+    The observation folder (``bcd_dir``'s parent) is locked for the run (a
+    concurrent run on it is refused), the staging folder is unique to the run
+    and the commit survives being killed half-way: see
+    :mod:`calibration.folders`.  Refuses to start if ``bcd_dir`` already holds
+    products and not ``overwrite``, or is a symbolic link; on any error the
+    staging folder is removed and ``bcd_dir`` is left as it was.
     """
     bcd_dir = Path(bcd_dir)
-    if bcd_dir.exists() and any(bcd_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{bcd_dir}: already holds products (use --overwrite to replace them)")
-    stage = bcd_dir.with_name(bcd_dir.name + ".partial")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if bcd_dir.exists():
-        old = bcd_dir.with_name(bcd_dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(bcd_dir, old)
-        os.replace(stage, bcd_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(stage, bcd_dir)
+    with transaction(bcd_dir.parent, bcd_dir.name, replace=(bcd_dir.name,), overwrite=overwrite,
+                     what="products") as stage:
+        out = stage / bcd_dir.name
+        out.mkdir()
+        yield out
 
 
 def read_all(paths, reader, *, keep_going: bool, failures: list,
