@@ -22,12 +22,12 @@ from pathlib import Path
 
 import warnings
 
-import h5py
 import numpy as np
 from astropy.wcs import WCS, FITSFixedWarning
 
 from calibration.bitmask import BMASK, PMASK_FATAL
 from calibration.configuration import resolve
+from calibration.folders import hdf5_file
 from calibration.products import CalProducts, load_products
 
 from .io import (InputError, bcd_header, raw_files, read_all, read_raw_dce, software,
@@ -252,7 +252,7 @@ def _write_bcd(dce, image, unc, mask, prod, cfg, stim, stage):
 
 def _write_ramps(path: Path, dces, slopes, times, stim, prod, cfg) -> None:
     """Per-DCE slopes, errors, jumps and the stim responses (into the staging folder)."""
-    with h5py.File(path, "w") as h5:
+    with hdf5_file(path) as h5:
         h5.attrs["calid"] = prod.calid
         h5.attrs["software"] = software()
         h5.attrs["jump_threshold"] = cfg.jump_threshold

@@ -191,12 +191,12 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
     factor = _first_flash(stim, kept_idx, first_stim, first_stim_sigma)
     if offsets is not None and len(stim.t) >= 2:
         for _ in range(2):           # the sky model uses the responsivity it refines
-            n_model = _regress_backgrounds(stim, kept_idx, slopes, errs, times, match, sky, offsets,
-                                           anomalous_first=factor != 1.0)
-        if factor != 1.0:
-            stim.value[0] /= factor
-            stim.err[0] = np.hypot(stim.err[0] / factor, report["first_stim_scatter"] * stim.value[0])
-        report["sky_model_flashes"] = n_model
+            remeasured = _regress_backgrounds(stim, kept_idx, slopes, errs, times, match, sky,
+                                              offsets, anomalous_first=factor != 1.0)
+            if factor != 1.0 and 0 in remeasured:     # re-measured as it was: the anomaly back out
+                stim.value[0] /= factor
+                stim.err[0] = np.hypot(stim.err[0] / factor, report["first_stim_scatter"] * stim.value[0])
+        report["sky_model_flashes"] = len(remeasured)
     report["n_usable"] = int(len(stim.t))
     if not len(stim.t):
         raise NoStimError(f"no usable stim flash among {len(flashes)} stim DCE(s)"
@@ -297,12 +297,13 @@ def _first_flash_anomaly(stim: StimResponse) -> tuple[float, float]:
 
 
 def _regress_backgrounds(stim: StimResponse, kept_idx: list, slopes, errs, times, match, sky,
-                         offsets, *, anomalous_first: bool, min_dces: int = 5) -> int:
-    """Re-measure every flash against a sky model at its pointing (in place); returns how many.
+                         offsets, *, anomalous_first: bool, min_dces: int = 5) -> set:
+    """Re-measure every flash against a sky model at its pointing (in place); returns which (k).
 
     For flash ``i``, each sky DCE ``j`` that pointed within the tolerance gives,
     per pixel, ``y_j = slope_j / D(t_j)``: the sky in units of the stim, free of
-    the responsivity (``D`` interpolated from the current flashes).  A weighted
+    the responsivity (``D`` interpolated from the current flashes; the common
+    part of its error divided out, :func:`_common_normalised`).  A weighted
     plane ``y = a + g . (xy_j - xy_i)`` over those DCEs' pointing offsets (the
     jitter acts as a micro-dither) gives the sky at the flash's own pointing,
     ``a``.  The stim DCE saw ``R (S + sky) = D_i (1 + a)``, so ``D_i = slope_i /
@@ -313,7 +314,7 @@ def _regress_backgrounds(stim: StimResponse, kept_idx: list, slopes, errs, times
     values discarded before stay discarded.
     """
     d_sky = {j: interpolate_response(stim, times[j])[:2] for j in sky}
-    done = 0
+    done = set()
     for k, i in enumerate(kept_idx):
         same = sky[match[i, sky]]
         if len(same) < min_dces or not (times[same] < times[i]).any() or not (times[same] > times[i]).any():
@@ -321,6 +322,7 @@ def _regress_backgrounds(stim: StimResponse, kept_idx: list, slopes, errs, times
         y = np.stack([slopes[j] / d_sky[j][0] for j in same])
         y_var = np.stack([(errs[j] / d_sky[j][0]) ** 2 + (y[n] * d_sky[j][1] / d_sky[j][0]) ** 2
                           for n, j in enumerate(same)])
+        y, y_var = _common_normalised(y, y_var)
         a, a_var = _plane_intercept(y, y_var, offsets[same] - offsets[i])
         with np.errstate(invalid="ignore", divide="ignore"):
             if k == 0 and anomalous_first and len(stim.t) > 1:
@@ -334,8 +336,27 @@ def _regress_backgrounds(stim: StimResponse, kept_idx: list, slopes, errs, times
         ok = np.isfinite(stim.value[k]) & np.isfinite(value) & np.isfinite(err)
         stim.value[k] = np.where(ok, value, stim.value[k])
         stim.err[k] = np.where(ok, err, stim.err[k])
-        done += 1
+        done.add(k)
     return done
+
+
+def _common_normalised(y, y_var):
+    """``y`` (N, NY, NX) with each plane's array-median ratio to the typical plane divided out.
+
+    The responsivity a sky DCE is divided by carries the interpolation's error
+    between flashes, and its common part (the drift's curvature) is shared by
+    every pixel: left in, the plane fit would lever it onto the intercept.  The
+    sky itself does not change by a common factor from one pointing to the
+    next, so that factor is removed (its mean kept).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        typical = np.nanmedian(y, axis=0)
+        ratio = np.array([np.nanmedian(r) for r in (y / typical).reshape(len(y), -1)])
+    ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, 1.0)
+    ratio = ratio / np.exp(np.mean(np.log(ratio)))
+    scale = ratio.reshape((-1,) + (1,) * (y.ndim - 1))
+    return y / scale, y_var / scale ** 2
 
 
 def _plane_intercept(y, y_var, dxy):

@@ -10,6 +10,8 @@ is ~0.02 %).
 """
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -51,7 +53,7 @@ def _products(tmp_path, **perturbation):
 def _run_validate(obs, capsys):
     """(exit status, stdout, stderr) of ``mips validate obs``."""
     capsys.readouterr()
-    status = main(["validate", str(obs)])
+    status = main(["validate", str(obs), "--overwrite"])
     out = capsys.readouterr()
     return status, out.out, out.err
 
@@ -112,8 +114,11 @@ def test_stim_tracking_shows_in_the_bcds_on_disk(raw70, honest, tmp_path):
 
 def test_new_raw_data_beside_old_bcds_is_an_error(honest, tmp_path, capsys):
     obs = copy_reprocessed(honest, tmp_path / "obs")
+    shutil.copytree(obs / "bcd", tmp_path / "old_bcd")
     assert main(["simulate", "--band", "70", "--n-dce", str(N_DCE), "--seed", "30", "--out", str(obs),
                  "--overwrite"]) == 0
+    assert not (obs / "bcd").exists()                  # simulate --overwrite drops the old products
+    shutil.copytree(tmp_path / "old_bcd", obs / "bcd")  # ... which a user might put back by hand
     status, out, err = _run_validate(obs, capsys)
     assert status == 2 and "MISSED" not in out
     assert len(err.strip().splitlines()) == 1
