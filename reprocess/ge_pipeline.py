@@ -110,7 +110,7 @@ def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
     for path, problem in report.failures:
         log.error("%s: %s", path, problem)
     prod = products or load_products(dces[0].band, cfg.products)
-    prod.check_shape(dces[0].reads.shape[1:], str(dces[0].path))
+    prod.check_shape(dces[0].reads.shape[1:], str(paths[0].parent))
     slopes = _slopes(dces, prod, cfg, progress)
     times = np.array([_slope_time(d, s) for d, s in zip(dces, slopes)])
     fatal = (prod.pmask & PMASK_FATAL) != 0

@@ -184,14 +184,19 @@ def _open_primary(path: Path, raw: bytes):
         raise InputError(path, f"not a readable FITS file ({_first_line(exc)})") from None
 
 
-def read_raw_dce(path: str | os.PathLike, *, expected_shape: tuple[int, int] | None = None) -> RawDCE:
-    """Read and check a raw Ge DCE; raise :class:`InputError` on anything unusable."""
-    path = Path(path)
+def _read_checked(path: Path, required, channels):
+    """A raw file's bytes, header, data, card images and checked values, and its band (um)."""
     raw = _read_bytes(path)
     header, data = _open_primary(path, raw)
     cards = _card_images(path, raw)
     values = check_cards(path, cards)
-    band = check_header(path, values, REQUIRED_KEYWORDS, (2, 3))
+    return raw, header, data, cards, values, check_header(path, values, required, channels)
+
+
+def read_raw_dce(path: str | os.PathLike, *, expected_shape: tuple[int, int] | None = None) -> RawDCE:
+    """Read and check a raw Ge DCE; raise :class:`InputError` on anything unusable."""
+    path = Path(path)
+    raw, header, data, cards, values, band = _read_checked(path, REQUIRED_KEYWORDS, (2, 3))
     if data is None or data.ndim != 3:
         shape = None if data is None else data.shape
         raise InputError(path, f"expected a (NREADS, NY, NX) cube in the primary HDU, got shape {shape}")
@@ -218,11 +223,7 @@ def read_raw_dce(path: str | os.PathLike, *, expected_shape: tuple[int, int] | N
 def read_raw_si(path: str | os.PathLike) -> RawDCE:
     """Read and check a raw 24 um DCE (planes: on-board slope, read2 - read1)."""
     path = Path(path)
-    raw = _read_bytes(path)
-    header, data = _open_primary(path, raw)
-    cards = _card_images(path, raw)
-    values = check_cards(path, cards)
-    band = check_header(path, values, SI_REQUIRED_KEYWORDS, (1,))
+    raw, header, data, cards, values, band = _read_checked(path, SI_REQUIRED_KEYWORDS, (1,))
     if data is None or data.shape != (2, 128, 128):
         shape = None if data is None else data.shape
         raise InputError(path, f"expected (2, 128, 128) planes (slope, difference), got shape {shape}")
