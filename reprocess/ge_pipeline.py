@@ -34,9 +34,8 @@ from .io import (InputError, bcd_header, raw_files, read_all, read_raw_dce, soft
                  staged_output, write_bcd_set)
 from .ramps import DEFAULT_THRESHOLD, false_jump_rate
 from .sloper import slope_dces
-from .stim import (FIRST_STIM_MODES, NoStimError, calibrate, constant_response, interpolate_response, same_sky,
-                   stim_minus_background)
-from .wander import Hits
+from .stim import (FIRST_STIM_MODES, Hits, NoStimError, calibrate, constant_response,
+                   interpolate_response, same_sky, stim_minus_background)
 
 __all__ = ["ReprocessConfig", "ReprocessReport", "reprocess_ge", "load_reprocess_config"]
 

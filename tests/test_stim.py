@@ -5,7 +5,7 @@ import pytest
 from calibration.bitmask import BMASK
 from reprocess.stim import (NoStimError, StimResponse, calibrate, constant_response,
                             interpolate_response, same_sky, stim_minus_background)
-from reprocess.wander import Hits, WanderModel
+from reprocess.stim.wander import Hits, WanderModel
 
 
 def _response():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from reprocess.stim import StimResponse, interpolate_response
-from reprocess.wander import Hits, WanderModel, fit_wander, step_coefficients
+from reprocess.stim.wander import Hits, WanderModel, fit_wander, step_coefficients
 
 
 def test_step_coefficients_exact():

@@ -1,0 +1,140 @@
+"""The responsivity at any time from the usable flashes, and the slope -> MJy/sr calibration.
+
+A pixel's responsivity is the array's common responsivity (the median over pixels of each flash
+relative to the pixel's median flash, interpolated linearly in time) times the pixel's own part,
+interpolated linearly between its valid flashes; before the first and after the last one the nearest
+is used, never extrapolated [HB S17 notes /96].  The uncertainty holds the flashes' noise and the
+wander between them (:mod:`.wander`).  A slope then becomes ``slope / D(t) - dark`` in MIPS units,
+divided by the illumination correction and multiplied by ``FLUXCONV``.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from calibration.bitmask import BMASK
+
+from .wander import WanderModel
+
+__all__ = ["StimResponse", "common_response", "interpolate_response", "constant_response", "calibrate"]
+
+
+@dataclass
+class StimResponse:
+    """Usable stim-minus-background flashes.
+
+    Attributes
+    ----------
+    t : (NFLASH,) float
+        Flash times (the unit of the caller's times; the pipeline uses MJD).
+    value, err : (NFLASH, NY, NX) float
+        Stim-minus-background and its 1-sigma noise, DN/s (NaN where discarded).
+    common : (NFLASH,) float
+        The array's common responsivity at each flash (median over pixels of the
+        flash relative to the pixel's median flash): interpolated linearly in time.
+    wander : WanderModel
+        The responsivity's wander between flashes (:mod:`.wander`), fitted to them.
+    report : dict
+        What happened to each flash: ``n_flashes``, ``n_usable``, and
+        ``dropped`` (list of (index, reason)).
+    """
+
+    t: np.ndarray
+    value: np.ndarray
+    err: np.ndarray
+    common: np.ndarray | None = None
+    wander: WanderModel = field(default_factory=WanderModel)
+    report: dict = field(default_factory=dict)
+
+
+def common_response(value: np.ndarray) -> np.ndarray:
+    """(NFLASH,) median over pixels of each flash relative to the pixel's median flash."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN pixels and flashes
+        rel = value / np.nanmedian(value, axis=0)
+        common = np.array([np.nanmedian(r) for r in rel.reshape(len(rel), -1)])
+    return np.where(np.isfinite(common), common, 1.0)
+
+
+def interpolate_response(stim: StimResponse, t: float):
+    """Responsivity (stim-minus-background, DN/s) of every pixel at time ``t``.
+
+    Returns ``(value, err, flags)`` maps.  ``err`` holds the flashes' noise and
+    the wander between them (:mod:`.wander`).  Flags carry
+    ``STIM_NEAREST`` where no valid flash brackets ``t`` and ``NO_STIM`` where a
+    pixel has no valid flash.
+    """
+    valid = np.isfinite(stim.value)
+    nflash = len(stim.t)
+    if stim.common is None:
+        stim.common = common_response(stim.value)
+    k = np.arange(nflash).reshape((-1,) + (1,) * (stim.value.ndim - 1))
+    before = (stim.t < t).reshape(k.shape)
+    prev = np.where(valid & before, k, -1).max(axis=0, initial=-1)
+    nxt = np.where(valid & ~before, k, nflash).min(axis=0, initial=nflash)
+    has_prev, has_next = prev >= 0, nxt < nflash
+    t_prev, t_next = stim.t[np.clip(prev, 0, None)], stim.t[np.clip(nxt, 0, nflash - 1)]
+    both = has_prev & has_next
+    common = np.interp(t, stim.t, stim.common) if nflash else np.nan   # nearest at the ends
+    rho = stim.value / stim.common.reshape(k.shape)
+    rho_err = stim.err / stim.common.reshape(k.shape)
+    x_prev, n_prev = _take(rho, prev), _take(rho_err, prev)
+    x_next, n_next = _take(rho, nxt), _take(rho_err, nxt)
+    # the pixel's own part, linearly in time; its wander (module wander): a Brownian bridge with
+    # steps at its flagged jumps between two flashes, a random walk from the nearest one
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.clip((t - t_prev) / (t_next - t_prev), 0.0, 1.0)
+    w = np.where(both, np.nan_to_num(w, nan=0.5), np.where(has_next, 1.0, 0.0))
+    lever = np.where(both, (t_next - t_prev) * w * (1 - w),
+                     np.where(has_prev, np.abs(t - t_prev), np.abs(t_next - t)))
+    lo = np.where(has_prev, t_prev, t)
+    hi = np.where(has_next, t_next, t)
+    wander = stim.wander.relative_variance(t, lo, hi, w, lever)
+    x = (1 - w) * x_prev + w * x_next
+    value = common * x
+    err = common * np.sqrt(((1 - w) * n_prev) ** 2 + (w * n_next) ** 2 + wander * x ** 2)
+    flags = np.zeros(stim.value.shape[1:], dtype=np.int32)
+    flags[has_prev ^ has_next] |= BMASK["STIM_NEAREST"]
+    none = ~has_prev & ~has_next
+    flags[none] |= BMASK["NO_STIM"]
+    value[none] = np.nan
+    err[none] = np.nan
+    return value, err, flags
+
+
+def _take(cube, index):
+    """cube[index[p], p] for every pixel p (0 where index is out of range)."""
+    idx = np.clip(index, 0, max(cube.shape[0] - 1, 0))
+    out = np.take_along_axis(cube, idx[None], axis=0)[0] if cube.shape[0] else np.zeros(index.shape)
+    return np.where((index >= 0) & (index < cube.shape[0]), out, 0.0)
+
+
+def constant_response(stim: StimResponse):
+    """Per-pixel median stim-minus-background over the observation (stim tracking off)."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)    # all-NaN pixels: NO_STIM below
+        n = np.isfinite(stim.value).sum(0)
+        value = np.nanmedian(stim.value, axis=0) if len(stim.t) else np.full(stim.value.shape[1:], np.nan)
+        err = 1.2533 * np.nanmedian(stim.err, axis=0) / np.sqrt(np.maximum(n, 1))
+    flags = np.where(np.isfinite(value), 0, BMASK["NO_STIM"]).astype(np.int32)
+    return value, err, flags
+
+
+def calibrate(slope, slope_err, response, response_err, *, dark, illum, fluxconv,
+              dark_err=0.0, illum_err=0.0, fluxconv_err=0.0):
+    """Surface brightness (MJy/sr) and its 1-sigma error from a slope and the responsivity.
+
+    ``slope`` and ``response`` in DN/s, ``dark`` in MIPS units, ``illum``
+    dimensionless, ``fluxconv`` in MJy/sr per MIPS unit; the ``*_err`` are the
+    products' 1-sigma uncertainties (0 where a product set gives none).
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mips = slope / response - dark
+        scale = fluxconv / illum
+        var = ((slope_err / response) ** 2 + (slope * response_err / response ** 2) ** 2
+               + np.square(dark_err))
+        rel_var = np.square(np.divide(illum_err, illum)) + (fluxconv_err / fluxconv) ** 2
+        image = scale * mips
+        return image, np.sqrt(scale ** 2 * var + image ** 2 * rel_var)
