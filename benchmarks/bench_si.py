@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from astropy.time import Time
+
 _CHILD = r"""
 import json, os, resource, sys, time
 os.sched_setaffinity(0, {0})
@@ -71,6 +73,7 @@ def build_set(workdir: Path, n_dce: int) -> Path:
             data = h[0].data
         hdr["DCENUM"] = i + 1
         hdr["MJD_OBS"] = 54000.0 + i * cadence_d
+        hdr["DATE_OBS"] = Time(hdr["MJD_OBS"], format="mjd").isot      # the reader checks they agree
         name = f"SPITZER_M1_{hdr['AORKEY']}_0000_{i + 1:04d}_0_raw.fits"
         fits.PrimaryHDU(data, header=hdr).writeto(big / "raw" / name)
     return big
