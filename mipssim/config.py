@@ -126,8 +126,11 @@ class SimConfig:
             "seed", "overhead_s", "n_sources", "zodi_mjysr", "cirrus_mjysr", "blob_peak_mjysr",
             "read_noise_dn", "drift_rms", "drift_pixel_spread", "cr_rate_per_s", "cr_amp_sigma_ln",
             "cr_resp_step", "reset_noise_dn", "first_dce_fewer_reads", "droop_coeff",
-            "row_droop_coeff", "read2_dn", "latent_threshold_dn_s", "dark24_dn_s", "n_spots"),
+            "row_droop_coeff", "read2_dn", "latent_threshold_dn_s", "dark24_dn_s", "n_spots",
+            "pointing_jitter_arcsec", "resp_step_rate_per_hr", "resp_step_size"),
             fraction=("cirrus_contrast", "spot_depth", "latent_fraction"))
+        if not self.first_stim_factor > 0:
+            raise ConfigError("first_stim_factor", "must be > 0")
         if not 0 <= self.ra_deg < 360:
             raise ConfigError("ra_deg", "must be in [0, 360)")
         if not -90 <= self.dec_deg <= 90:

@@ -26,7 +26,7 @@ import numpy as np
 from astropy.wcs import WCS, FITSFixedWarning
 
 from calibration.bitmask import BMASK, PMASK_FATAL
-from calibration.configuration import resolve
+from calibration.configuration import ConfigError, check_ranges, resolve
 from calibration.folders import hdf5_file
 from calibration.products import CalProducts, load_products
 
@@ -57,14 +57,14 @@ class ReprocessConfig:
     first_stim: str = "auto"                    # "auto" (rescale if anomalous), "auto-drop", "drop", "keep"
 
     def __post_init__(self):
+        """Ranges (types are checked by :func:`calibration.configuration.resolve`)."""
         if self.stim_mode not in ("interp", "constant"):
-            raise ValueError(f"stim_mode must be 'interp' or 'constant', got {self.stim_mode!r}")
+            raise ConfigError("stim_mode", f"must be 'interp' or 'constant', not {self.stim_mode!r}")
         if self.first_stim not in FIRST_STIM_MODES:
-            raise ValueError(f"first_stim must be one of {FIRST_STIM_MODES}, got {self.first_stim!r}")
-        if not self.stim_tolerance_pix > 0 or not self.stim_min_snr > 0:
-            raise ValueError("stim_tolerance_pix and stim_min_snr must be > 0")
-        if not self.jump_threshold > 0 or self.min_segment_reads < 2:
-            raise ValueError("jump_threshold must be > 0 and min_segment_reads >= 2")
+            raise ConfigError("first_stim", f"must be one of {FIRST_STIM_MODES}, not {self.first_stim!r}")
+        if self.min_segment_reads < 2:
+            raise ConfigError("min_segment_reads", "must be >= 2")
+        check_ranges(self, positive=("jump_threshold", "stim_tolerance_pix", "stim_min_snr"))
 
 
 def load_reprocess_config(path=None, **overrides) -> ReprocessConfig:

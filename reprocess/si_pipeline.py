@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration.bitmask import BBMSK
+from calibration.configuration import ConfigError, check_ranges
 from calibration.products import SiProducts, load_si_products
 
 from .io import bcd_header, raw_files, read_all, read_raw_si, software, staged_output, write_bcd_set
@@ -38,10 +39,13 @@ class SiConfig:
     products: str | None = None
 
     def __post_init__(self):
+        """Ranges (types are checked by :func:`calibration.configuration.resolve`)."""
         self.off = tuple(self.off)
         bad = set(self.off) - set(CORRECTIONS)
         if bad:
-            raise ValueError(f"unknown correction(s) {sorted(bad)}; known: {', '.join(CORRECTIONS)}")
+            raise ConfigError("off", f"unknown correction(s) {sorted(bad)}; known: "
+                                     f"{', '.join(CORRECTIONS)}")
+        check_ranges(self, positive=("latent_window_s",), nonnegative=("latent_threshold_dn_s",))
 
 
 def calibrate_dce(dce, products: SiProducts, off=()):

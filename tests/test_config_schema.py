@@ -191,3 +191,14 @@ def test_non_ascii_products_path_works_and_is_recorded(obs70, tmp_path, capsys):
         assert any("products" in str(h) for h in hdul[0].header["HISTORY"])
     card = format_cards([("HISTORY", "products = /data/\u00e9talonnage", ""), ("CALFILE", "\u00e9", "")])
     assert card.isascii() and len(card) == 160 and "/data/\\xe9talonnage" in card
+
+
+@pytest.mark.parametrize("cls, key, value", [
+    (SimConfig, "pointing_jitter_arcsec", -0.3), (SimConfig, "resp_step_rate_per_hr", -1.0),
+    (SimConfig, "resp_step_size", -0.02), (SimConfig, "first_stim_factor", 0.0),
+    (ReprocessConfig, "stim_min_snr", 0.0), (ReprocessConfig, "stim_tolerance_pix", -0.5),
+    (ReprocessConfig, "first_stim", "sometimes"), (ReprocessConfig, "min_segment_reads", 1),
+    (SiConfig, "latent_window_s", -1.0), (SiConfig, "latent_threshold_dn_s", -5.0)])
+def test_out_of_range_values_are_refused_naming_the_key(cls, key, value):
+    with pytest.raises(ValueError, match=key):
+        resolve(cls, None, {key: value})
