@@ -45,7 +45,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["FolderError", "LOCK_NAME", "folder_lock", "hdf5_file", "transaction"]
+__all__ = ["FolderError", "LOCK_NAME", "folder_lock", "hdf5_file", "hdf5_in_memory",
+           "write_hdf5_image", "transaction"]
 
 log = logging.getLogger(__name__)
 
@@ -262,24 +263,18 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
-@contextmanager
-def hdf5_file(path: str | os.PathLike):
-    """An HDF5 file built in memory and written to ``path`` on success (atomically, via ``.tmp``).
-
-    The HDF5 library writes through its own C I/O; when such a write fails (a
-    full disk) h5py may report errors from object destructors and then crash
-    with SIGSEGV.  Built in memory (``driver='core'`` without a backing
-    store), the file reaches the disk in one Python write, whose failure is an
-    ordinary OSError.  Costs the file's size in memory (ramps.h5: ~40 kB per
-    70 um DCE).
-    """
+def hdf5_in_memory(name: str):
+    """An empty HDF5 file held in memory (``driver='core'``, no backing store); see :func:`hdf5_file`."""
     import h5py
 
+    return h5py.File(f"{name}.{os.getpid()}.{id(name)}.inmemory", "w", driver="core",
+                     backing_store=False)
+
+
+def write_hdf5_image(h5, path: str | os.PathLike) -> None:
+    """Close the in-memory file ``h5`` and write it to ``path`` in one Python write (atomically)."""
     path = Path(path)
-    h5 = h5py.File(f"{path}.{os.getpid()}.{id(path)}.inmemory", "w", driver="core",
-                   backing_store=False)
     try:
-        yield h5
         h5.flush()
         image = h5.id.get_file_image()
     finally:
@@ -292,3 +287,23 @@ def hdf5_file(path: str | os.PathLike):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def hdf5_file(path: str | os.PathLike):
+    """An HDF5 file built in memory and written to ``path`` on success (atomically, via ``.tmp``).
+
+    The HDF5 library writes through its own C I/O; when such a write fails (a
+    full disk) h5py may report errors from object destructors and then crash
+    with SIGSEGV.  Built in memory (``driver='core'`` without a backing
+    store), the file reaches the disk in one Python write, whose failure is an
+    ordinary OSError.  Costs the file's size in memory (ramps.h5: ~40 kB per
+    70 um DCE).
+    """
+    h5 = hdf5_in_memory(str(path))
+    try:
+        yield h5
+    except BaseException:
+        h5.close()
+        raise
+    write_hdf5_image(h5, path)

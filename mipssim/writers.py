@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
+
+from calibration.folders import hdf5_in_memory, write_hdf5_image
 
 __all__ = ["raw_name", "write_raw", "write_hdus", "TruthWriter"]
 
@@ -41,8 +42,7 @@ class TruthWriter:
 
     def __init__(self, path: Path, *, seed: int, config_toml: str, software: str):
         self.path = Path(path)
-        self._tmp = self.path.with_name(self.path.name + ".tmp")
-        self._h5 = h5py.File(self._tmp, "w")
+        self._h5 = hdf5_in_memory(str(self.path))   # a full disk is then an OSError, not a crash
         self._h5.attrs["schema"] = SCHEMA
         self._h5.attrs["seed"] = int(seed)
         self._h5.attrs["config"] = config_toml
@@ -75,11 +75,9 @@ class TruthWriter:
             ds.attrs[k] = v
 
     def close(self) -> None:
-        """Finish the file and move it into place."""
-        self._h5.close()
-        os.replace(self._tmp, self.path)
+        """Write the file (built in memory: a few MB per AOR) into place."""
+        write_hdf5_image(self._h5, self.path)
 
     def abort(self) -> None:
         """Drop the partial file."""
         self._h5.close()
-        self._tmp.unlink(missing_ok=True)

@@ -38,14 +38,18 @@ def reprocess(obs_dir, *, config_file=None, keep_going=False, overwrite=False, p
     """Reprocess ``obs_dir``: the Ge pipeline for 70/160 um, the Si:As one for 24 um.
 
     ``options`` are parameters of that pipeline's configuration (None values ignored);
-    ``config_file`` a TOML file of them (defaults < file < options).
+    ``config_file`` a TOML file of them (defaults < file < options).  The folder
+    is locked from the first read to the commit (another writer is refused).
     """
-    if band_of(obs_dir) == 24:
-        return reprocess_si(obs_dir, config=resolve(SiConfig, config_file, options),
-                            keep_going=keep_going, overwrite=overwrite, progress=progress)
-    cfg = load_reprocess_config(config_file, **options)
-    return reprocess_ge(obs_dir, config=cfg, keep_going=keep_going, overwrite=overwrite,
-                        progress=progress)
+    if not Path(obs_dir).is_dir():
+        raw_files(Path(obs_dir))               # "no raw files to reprocess" names it
+    with folder_lock(obs_dir):
+        if band_of(obs_dir) == 24:
+            return reprocess_si(obs_dir, config=resolve(SiConfig, config_file, options),
+                                keep_going=keep_going, overwrite=overwrite, progress=progress)
+        cfg = load_reprocess_config(config_file, **options)
+        return reprocess_ge(obs_dir, config=cfg, keep_going=keep_going, overwrite=overwrite,
+                            progress=progress)
 
 
 # Options that belong to one pipeline, with the command-line flag that sets them.

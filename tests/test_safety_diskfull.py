@@ -147,3 +147,18 @@ def test_real_full_disk_in_a_private_tmpfs(obs70, tmp_path):
     lines = [ln for ln in res.stderr.strip().splitlines() if not ln.startswith("INFO")]
     assert out[0] == "status=2" and out[1:] == ["raw", "raw-intact"], (res.stdout, res.stderr[-2000:])
     assert len(lines) == 1 and "no space left on device" in lines[0], lines
+
+
+def test_truth_h5_on_a_full_disk(tmp_path):
+    """truth.h5 is built in memory: a full disk ends simulate with one line, not SIGSEGV."""
+    out = tmp_path / "obs"
+    code = """
+import sys
+from mips.cli import main
+sys.exit(main(["simulate", "--n-dce", "30", "--out", sys.argv[1]]))
+"""
+    res = _run_limited(code, out)
+    lines = [ln for ln in res.stderr.strip().splitlines() if not ln.startswith(("INFO", "WARNING"))]
+    assert res.returncode == 2 and len(lines) == 1, res.stderr[-2000:]
+    assert str(out) in lines[0] and "too large" in lines[0]
+    assert not out.exists()                                  # a folder it created is removed
