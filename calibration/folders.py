@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["FolderError", "LOCK_NAME", "folder_lock", "hdf5_file", "hdf5_in_memory",
-           "write_hdf5_image", "transaction"]
+           "write_hdf5_image", "write_atomic", "transaction"]
 
 log = logging.getLogger(__name__)
 
@@ -273,16 +273,25 @@ def hdf5_in_memory(name: str):
 
 def write_hdf5_image(h5, path: str | os.PathLike) -> None:
     """Close the in-memory file ``h5`` and write it to ``path`` in one Python write (atomically)."""
-    path = Path(path)
     try:
         h5.flush()
         image = h5.id.get_file_image()
     finally:
         h5.close()
+    write_atomic(path, image)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through ``<path>.tmp`` and a rename; a failed write leaves nothing.
+
+    One Python write: a full disk is an OSError with its errno (ENOSPC, EFBIG),
+    whatever library made the bytes.
+    """
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(image)
+            fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

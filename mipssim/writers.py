@@ -6,14 +6,14 @@ half-written file under a final name.
 """
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from calibration.folders import hdf5_in_memory, write_hdf5_image
+from calibration.folders import hdf5_in_memory, write_atomic, write_hdf5_image
 
 __all__ = ["raw_name", "write_raw", "write_hdus", "TruthWriter"]
 
@@ -31,10 +31,10 @@ def write_raw(path: Path, cube: np.ndarray, header: fits.Header) -> None:
 
 
 def write_hdus(path: Path, hdul: fits.HDUList) -> None:
-    """Write ``hdul`` atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    hdul.writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    """Write ``hdul`` atomically (serialised in memory, then one write: see ``write_atomic``)."""
+    buf = io.BytesIO()
+    hdul.writeto(buf)
+    write_atomic(path, buf.getvalue())
 
 
 class TruthWriter:
