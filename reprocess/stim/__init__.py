@@ -12,9 +12,10 @@ relax over minutes) by percents within an AOR.  The stim flash, a lamp of
 sees ``R (sky + S)``, the sky DCEs around it at the same sky position see ``R
 sky``.  Their difference, the stim-minus-background ``D(t_k) = R(t_k) S``, is
 the responsivity at the flash time ``t_k`` [GeRT /4; HB 4.1.4 /43].  Between
-flashes ``D`` is interpolated linearly in time; before the first and after the
-last usable flash the nearest one is used, never extrapolated, and a
-non-positive stim-minus-background is discarded [HB S17 notes /96].
+flashes the SSC interpolates ``D`` linearly in time (here: its common part by
+a spline, below); before the first and after the last usable flash the
+nearest one is used, never extrapolated, and a non-positive
+stim-minus-background is discarded [HB S17 notes /96].
 
 How each flash is measured here
 -------------------------------
@@ -59,8 +60,11 @@ Uncertainty of the interpolated responsivity
 Two terms: the measurement noise of the two flashes (propagated), and the
 responsivity's own wander between them, which no flash sees: cosmic-ray
 steps at the jumps the ramp fit flagged, and a smooth random walk; both are
-estimated from the flashes themselves (:mod:`.wander`).  A pixel missing a
-flash is carried across by the array's common responsivity (:mod:`.response`).
+estimated from the flashes themselves (:mod:`.wander`).  The array's common
+responsivity, measured to ~0.01 % per flash by a median over the pixels, is
+interpolated by a cubic spline, which follows the drift's curvature between
+flashes where a straight line cuts its chord; the pixel's own part, linearly.
+A pixel missing a flash is carried across by the common part (:mod:`.response`).
 
 A slope then becomes a calibrated "MIPS" value ``slope / D(t) - dark``, is
 divided by the illumination correction and multiplied by ``FLUXCONV``.

@@ -110,7 +110,9 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
         raise NoStimError(f"no usable stim flash among {len(flashes)} stim DCE(s)"
                           + (f" ({report['dropped'][0][1]})" if report["dropped"] else ""))
     stim.common = common_response(stim.value)
-    stim.wander = fit_wander(stim.t, stim.value, stim.err, hits or Hits.none())
+    per_pixel = stim.common.reshape((-1,) + (1,) * (stim.value.ndim - 1))   # the common part is
+    stim.wander = fit_wander(stim.t, stim.value / per_pixel, stim.err / per_pixel,  # interpolated
+                             hits or Hits.none())                                   # on its own
     return stim
 
 
