@@ -13,7 +13,7 @@ sees ``R (sky + S)``, the sky DCEs around it at the same sky position see ``R
 sky``.  Their difference, the stim-minus-background ``D(t_k) = R(t_k) S``, is
 the responsivity at the flash time ``t_k`` [GeRT /4; HB 4.1.4 /43].  Between
 flashes the SSC interpolates ``D`` linearly in time (here: its common part by
-a spline, below); before the first and after the last usable flash the
+a piecewise cubic, below); before the first and after the last usable flash the
 nearest one is used, never extrapolated, and a non-positive
 stim-minus-background is discarded [HB S17 notes /96].
 
@@ -62,8 +62,9 @@ responsivity's own wander between them, which no flash sees: cosmic-ray
 steps at the jumps the ramp fit flagged, and a smooth random walk; both are
 estimated from the flashes themselves (:mod:`.wander`).  The array's common
 responsivity, measured to ~0.01 % per flash by a median over the pixels, is
-interpolated by a cubic spline, which follows the drift's curvature between
-flashes where a straight line cuts its chord; the pixel's own part, linearly.
+interpolated by a modified-Akima cubic, which follows the drift's curvature
+between flashes where a straight line cuts its chord and does not ring across a
+step; the pixel's own part, linearly.
 A pixel missing a flash is carried across by the common part (:mod:`.response`).
 
 A slope then becomes a calibrated "MIPS" value ``slope / D(t) - dark``, is

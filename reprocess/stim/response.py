@@ -1,7 +1,7 @@
 """The responsivity at any time from the usable flashes, and the slope -> MJy/sr calibration.
 
 A pixel's responsivity is the array's common responsivity (the median over pixels of each flash
-relative to the pixel's median flash, interpolated by a cubic spline: :func:`common_at`) times the
+relative to the pixel's median flash, interpolated by a piecewise cubic, :func:`common_at`) times the
 pixel's own part,
 interpolated linearly between its valid flashes; before the first and after the last one the nearest
 is used, never extrapolated [HB S17 notes /96].  The uncertainty holds the flashes' noise and the
@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.interpolate import CubicSpline
+from scipy.interpolate import Akima1DInterpolator
 
 from calibration.bitmask import BMASK
 
@@ -62,18 +62,20 @@ def common_response(value: np.ndarray) -> np.ndarray:
 
 
 def common_at(stim: StimResponse, t: float) -> float:
-    """The common responsivity at ``t``: a natural cubic spline through the flashes inside, the
-    nearest flash outside (never extrapolated).
+    """The common responsivity at ``t``: a modified-Akima piecewise cubic through the flashes
+    inside, the nearest flash outside (never extrapolated).
 
     The common part is measured to ~0.01 % per flash (a median over the array), so its
     curvature between flashes -- the drift's, up to tenths of a percent over a 70 s gap -- is
-    resolved, and a spline follows it where linear interpolation cuts the chord.
+    resolved, and a cubic follows it where linear interpolation cuts the chord; modified Akima,
+    unlike a spline, does not ring across a step (an anneal, a large common jump), and unlike
+    PCHIP it does not flatten at the drift's turning points.
     """
     if not len(stim.t):
         return np.nan
     if len(stim.t) < 3 or t <= stim.t[0] or t >= stim.t[-1]:
         return float(np.interp(t, stim.t, stim.common))
-    return float(CubicSpline(stim.t, stim.common, bc_type="natural")(t))
+    return float(Akima1DInterpolator(stim.t, stim.common, method="makima")(t))
 
 
 def interpolate_response(stim: StimResponse, t: float):
