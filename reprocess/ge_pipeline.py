@@ -52,7 +52,7 @@ class ReprocessConfig:
     stim_mode: str = "interp"                   # "interp" (GeRT) or "constant" (tracking off)
     nonlinearity: bool = True
     products: str | None = None                 # path of a product set; None = shipped one
-    stim_tolerance_pix: float = 0.5             # background DCEs within this of the flash's pointing
+    stim_tolerance_pix: float = 0.4             # sky DCEs within this of a flash are its sky (< half-pixel dithers)
     stim_min_snr: float = 5.0                   # a pixel's flash must exceed this many sigma
     first_stim: str = "auto"                    # "auto" (rescale if anomalous), "auto-drop", "drop", "keep"
 
