@@ -74,9 +74,12 @@ SSC_NAME = re.compile(r"^SPITZER_M(\d+)_(\d+)_(\d+)_(\d+)_(\d+)_raw\.fits$")
 _CHANNEL_PREFIX = re.compile(r"^SPITZER_M(\d+)_")
 
 _INT, _REAL, _BOOL, _STR = "an integer", "a real number", "a logical (T/F)", "a string"
+# The SSC writes AORKEY as a string of digits (AORKEY = '17756160' in the real header of
+# shared/data/real/headers); an integer is accepted too, anything else is refused.
+_KEY = "an integer or a string of digits"
 # FITS type of every keyword the pipeline reads or copies into a product (checked where present)
 KEYWORD_TYPES = {
-    "TELESCOP": _STR, "INSTRUME": _STR, "CHNLNUM": _INT, "AORKEY": _INT, "EXPID": _INT,
+    "TELESCOP": _STR, "INSTRUME": _STR, "CHNLNUM": _INT, "AORKEY": _KEY, "EXPID": _INT,
     "DCENUM": _INT, "AOT_TYPE": _STR, "EXPTYPE": _STR, "FOVNAME": _STR, "SAMPTIME": _REAL,
     "EXPTIME": _REAL, "NRAMPS": _INT, "NREADS": _INT, "MJD_OBS": _REAL, "DATE_OBS": _STR,
     "STIMFLSH": _BOOL, "PA": _REAL, "PXSCAL1": _REAL, "PXSCAL2": _REAL, "CSM_PRED": _REAL,
@@ -112,7 +115,8 @@ def _is_real(v) -> bool:
     return (_is_int(v) or isinstance(v, (float, np.floating))) and math.isfinite(v)
 
 
-_TYPE_TEST = {_INT: _is_int, _REAL: _is_real, _BOOL: lambda v: isinstance(v, (bool, np.bool_)),
+_TYPE_TEST = {_INT: _is_int, _KEY: lambda v: _is_int(v) or (isinstance(v, str) and v.strip().isdigit()),
+              _REAL: _is_real, _BOOL: lambda v: isinstance(v, (bool, np.bool_)),
               _STR: lambda v: isinstance(v, str)}
 
 
@@ -178,6 +182,8 @@ def check_cards(path, cards) -> dict:
             raise InputError(path, f"keyword {key} has no value")
         if not _TYPE_TEST[expected](value):
             raise InputError(path, f"keyword {key} = {value!r} is not {expected}")
+        if expected is _KEY and counts[key] == 1:
+            values[key] = int(value)
     repeated = sorted(k for k, n in counts.items() if n > 1 and _watched(k))
     if repeated:
         raise InputError(path, f"keyword(s) {', '.join(repeated)} appear more than once")

@@ -60,7 +60,7 @@ def write_ge(folder, *, nreads=8, expid=0, dcenum=0, name=None, shape=(32, 32), 
 @pytest.mark.parametrize("key, value, problem", [
     ("STIMFLSH", "F", "is not a logical"), ("SAMPTIME", True, "is not a real number"),
     ("DCENUM", "3", "is not an integer"), ("DCENUM", 3.0, "is not an integer"),
-    ("AORKEY", "12345678", "is not an integer"), ("EXPID", False, "is not an integer"),
+    ("AORKEY", "1234abcd", "is not an integer or a string of digits"), ("EXPID", False, "is not an integer"),
     ("EXPTIME", "10.5", "is not a real number"), ("CRVAL1", 1 + 2j, "is not a real number"),
     ("CTYPE1", 5, "is not a string"), ("A_2_0", "x", "is not a real number"),
 ])
@@ -325,3 +325,15 @@ def test_an_unreadable_raw_folder_is_a_permission_error_naming_it(tmp_path, monk
 def test_input_error_survives_pickling():
     err = pickle.loads(pickle.dumps(InputError("a_raw.fits", "bad")))
     assert isinstance(err, InputError) and str(err) == "a_raw.fits: bad"
+
+
+def test_real_ssc_header_cards_are_accepted():
+    """Every card of a real SSC header (tests/data/PROVENANCE.md) passes the type checks."""
+    from pathlib import Path
+
+    from reprocess.io import _card_images
+    from reprocess.rawcheck import check_cards, check_wcs
+    path = Path(__file__).parent / "data" / "ssc_irs_bcd_header.hdr"
+    values = check_cards(path, _card_images(path, path.read_bytes()))
+    assert values["AORKEY"] == 17756160 and values["DCENUM"] == 0     # AORKEY is a string there
+    check_wcs(path, values, 24)          # its TAN-SIP WCS (1.84"/px, near the 24 um array's 2.55")
