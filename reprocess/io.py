@@ -20,7 +20,6 @@ import hashlib
 import io
 import os
 import re
-import shutil
 import stat
 import warnings
 from collections import Counter
