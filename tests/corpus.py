@@ -519,7 +519,6 @@ def _other_band_file(band):
 
 def _folder_cases(clean: Clean, ctx) -> list[Case]:
     band, files = clean.band, clean.files
-    n = len(files)
     other = 24 if band != 24 else 70
     ch = {24: 1, 70: 2, 160: 3}[band]
     foreign = f"SPITZER_M{ch}_12345678_0009_0009_0_raw.fits"
