@@ -34,7 +34,8 @@ def regress_backgrounds(stim: StimResponse, kept_idx: list, slopes, errs, times,
     such DCEs, or none on one side of them, keep their two-DCE background;
     values discarded before stay discarded.
     """
-    d_sky = {j: interpolate_response(stim, times[j])[:2] for j in sky}
+    needed = {int(j) for i in kept_idx for j in sky[match[i, sky]]}
+    d_sky = {j: interpolate_response(stim, times[j])[:2] for j in sorted(needed)}
     done = set()
     for k, i in enumerate(kept_idx):
         same = sky[match[i, sky]]
