@@ -1,5 +1,9 @@
+"""Shared fixtures: small simulated observations (read-only: tests copy what they damage)."""
 import numpy as np
 import pytest
+
+from mipssim.config import load_config
+from mipssim.observe import simulate
 
 
 def make_ramps(rates, *, nreads, read_time, gain, read_noise, rng):
@@ -13,3 +17,19 @@ def make_ramps(rates, *, nreads, read_time, gain, read_noise, rng):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def obs70(tmp_path_factory):
+    """A 12-DCE 70 um photometry AOR (2 stim flashes), simulated once per session."""
+    d = tmp_path_factory.mktemp("small70")
+    simulate(load_config(n_dce=12, seed=2), d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def obs24(tmp_path_factory):
+    """A 5-DCE 24 um photometry AOR, simulated once per session."""
+    d = tmp_path_factory.mktemp("small24")
+    simulate(load_config(band=24, n_dce=5, seed=2), d)
+    return d

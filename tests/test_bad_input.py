@@ -6,20 +6,11 @@ import pytest
 from astropy.io import fits
 
 from mips.cli import main
-from mipssim.config import load_config
-from mipssim.observe import simulate
 
 
-@pytest.fixture(scope="module")
-def clean_obs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("obs")
-    simulate(load_config(n_dce=12, seed=2), d)
-    return d
-
-
-def _copy(clean_obs, tmp_path):
+def _copy(obs70, tmp_path):
     dst = tmp_path / "obs"
-    shutil.copytree(clean_obs / "raw", dst / "raw")
+    shutil.copytree(obs70 / "raw", dst / "raw")
     return dst, sorted((dst / "raw").glob("*_raw.fits"))
 
 
@@ -51,8 +42,8 @@ def _nans(path):
     (_wrong_shape, "frame shape (16, 16)"),
     (_nans, "NaN"),
 ])
-def test_bad_file_fails_clearly(clean_obs, tmp_path, capsys, damage, problem):
-    obs, files = _copy(clean_obs, tmp_path)
+def test_bad_file_fails_clearly(obs70, tmp_path, capsys, damage, problem):
+    obs, files = _copy(obs70, tmp_path)
     damage(files[3])
     before = files[3].read_bytes()
     status = main(["reprocess", str(obs)])
@@ -63,8 +54,8 @@ def test_bad_file_fails_clearly(clean_obs, tmp_path, capsys, damage, problem):
     assert files[3].read_bytes() == before          # input untouched
 
 
-def test_keep_going_processes_the_rest_and_lists_failures(clean_obs, tmp_path, capsys):
-    obs, files = _copy(clean_obs, tmp_path)
+def test_keep_going_processes_the_rest_and_lists_failures(obs70, tmp_path, capsys):
+    obs, files = _copy(obs70, tmp_path)
     _drop_keyword(files[0])
     _truncate(files[7])
     status = main(["reprocess", str(obs), "--keep-going"])
@@ -75,8 +66,8 @@ def test_keep_going_processes_the_rest_and_lists_failures(clean_obs, tmp_path, c
     assert len(bcds) == 12 - 2 - 2    # 2 stim DCEs, 2 bad files (both sky DCEs)
 
 
-def test_existing_products_are_not_overwritten(clean_obs, tmp_path, capsys):
-    obs, _ = _copy(clean_obs, tmp_path)
+def test_existing_products_are_not_overwritten(obs70, tmp_path, capsys):
+    obs, _ = _copy(obs70, tmp_path)
     assert main(["reprocess", str(obs)]) == 0
     first = sorted((obs / "bcd").glob("*_bcd.fits"))[0]
     stamp = first.stat().st_mtime_ns
@@ -89,13 +80,6 @@ def test_existing_products_are_not_overwritten(clean_obs, tmp_path, capsys):
 def test_missing_folder(tmp_path, capsys):
     assert main(["reprocess", str(tmp_path / "nowhere")]) == 2
     assert "no *_raw.fits files" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def clean_obs24(tmp_path_factory):
-    d = tmp_path_factory.mktemp("obs24")
-    simulate(load_config(band=24, n_dce=5, seed=2), d)
-    return d
 
 
 def _drop_csm(path):
@@ -114,8 +98,8 @@ def _wrong_planes(path):
     (_wrong_planes, "expected (2, 128, 128) planes"),
     (_nans, "NaN"),
 ])
-def test_bad_24um_file_fails_clearly(clean_obs24, tmp_path, capsys, damage, problem):
-    obs, files = _copy(clean_obs24, tmp_path)
+def test_bad_24um_file_fails_clearly(obs24, tmp_path, capsys, damage, problem):
+    obs, files = _copy(obs24, tmp_path)
     damage(files[2])
     status = main(["reprocess", str(obs)])
     err = capsys.readouterr().err.strip().splitlines()
@@ -126,10 +110,10 @@ def test_bad_24um_file_fails_clearly(clean_obs24, tmp_path, capsys, damage, prob
     assert len(list((obs / "bcd").glob("*_bcd.fits"))) == 5 - 1 - 1    # DCENUM 0 dropped, 1 bad
 
 
-def test_parallel_folders_give_the_same_products(clean_obs, clean_obs24, tmp_path, capsys):
+def test_parallel_folders_give_the_same_products(obs70, obs24, tmp_path, capsys):
     import filecmp
-    serial = [_copy(o, tmp_path / f"s{i}")[0] for i, o in enumerate((clean_obs, clean_obs24))]
-    parallel = [_copy(o, tmp_path / f"p{i}")[0] for i, o in enumerate((clean_obs, clean_obs24))]
+    serial = [_copy(o, tmp_path / f"s{i}")[0] for i, o in enumerate((obs70, obs24))]
+    parallel = [_copy(o, tmp_path / f"p{i}")[0] for i, o in enumerate((obs70, obs24))]
     broken = tmp_path / "broken"
     (broken / "raw").mkdir(parents=True)
     assert main(["reprocess", *map(str, serial)]) == 0

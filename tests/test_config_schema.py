@@ -14,24 +14,9 @@ from astropy.io import fits
 from calibration.configuration import resolve
 from mips.cli import main
 from mipssim.config import SimConfig, load_config
-from mipssim.observe import simulate
 from reprocess.fitswrite import format_cards
 from reprocess.ge_pipeline import ReprocessConfig
 from reprocess.si_pipeline import SiConfig
-
-
-@pytest.fixture(scope="module")
-def obs70(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cfg70")
-    simulate(load_config(n_dce=12, seed=5), d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def obs24(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cfg24")
-    simulate(load_config(band=24, n_dce=3, seed=5), d)
-    return d
 
 
 def _copy(obs, tmp_path):

@@ -23,20 +23,6 @@ REPO = str(Path(__file__).resolve().parents[1])
 ENV = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-@pytest.fixture(scope="module")
-def obs70(tmp_path_factory):
-    d = tmp_path_factory.mktemp("full70")
-    simulate(load_config(n_dce=12, seed=3), d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def obs24(tmp_path_factory):
-    d = tmp_path_factory.mktemp("full24")
-    simulate(load_config(band=24, n_dce=4, seed=3), d)
-    return d
-
-
 def _copy(obs, dst):
     shutil.copytree(obs / "raw", dst / "raw")
     return dst, {p.name: p.read_bytes() for p in (dst / "raw").iterdir()}

@@ -23,20 +23,6 @@ from mipssim.observe import simulate
 TRIALS = 20
 
 
-@pytest.fixture(scope="module")
-def obs24(tmp_path_factory):
-    d = tmp_path_factory.mktemp("safe24")
-    simulate(load_config(band=24, n_dce=4, seed=7), d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def obs70(tmp_path_factory):
-    d = tmp_path_factory.mktemp("safe70")
-    simulate(load_config(n_dce=12, seed=7), d)
-    return d
-
-
 def _copy(obs, dst):
     shutil.copytree(obs / "raw", dst / "raw")
     return dst

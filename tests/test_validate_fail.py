@@ -24,7 +24,7 @@ from mips.validate import validate
 from mipssim.config import load_config
 from mipssim.observe import simulate
 
-from .validate_support import copy_reprocessed, raw_identity_cards, reprocessed
+from .validate_support import copy_reprocessed, reprocessed
 
 N_DCE = 48
 
@@ -178,8 +178,7 @@ def test_validate_24um_from_disk(tmp_path, capsys):
     simulate(load_config(**base, bright_source_jy=5.0), tmp_path / "with")
     simulate(load_config(**base), tmp_path / "without")
     from reprocess.pipeline import reprocess
-    with raw_identity_cards():
-        reprocess(tmp_path / "with")
+    reprocess(tmp_path / "with")
     capsys.readouterr()
     status = main(["validate", str(tmp_path / "with"), "--droop-reference", str(tmp_path / "without")])
     out = capsys.readouterr().out
