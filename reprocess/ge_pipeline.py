@@ -141,7 +141,7 @@ def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
 def _slopes(dces, prod, cfg, progress) -> list:
     """SLOPER on every DCE, batching DCEs that share their read timing and ramp layout."""
     slopes: list = [None] * len(dces)
-    layout = [(d.reads.shape[0], float(d.header["SAMPTIME"]), d.nramps) for d in dces]
+    layout = [(d.reads.shape[0], d.samptime, d.nramps) for d in dces]
     done = 0
     for key in sorted(set(layout)):
         members = [i for i, k in enumerate(layout) if k == key]
@@ -172,8 +172,7 @@ def _slope_time(dce, s) -> float:
     nreads = dce.reads.shape[0]
     used = np.clip(s.first_unusable[np.isfinite(s.slope)], 2, nreads)
     n_used = float(np.median(used)) if used.size else float(nreads)
-    dt = float(dce.header["SAMPTIME"])
-    return float(dce.header["MJD_OBS"]) + 0.5 * n_used * dt / 86400.0
+    return float(dce.header["MJD_OBS"]) + 0.5 * n_used * dce.samptime / 86400.0
 
 
 def _stim_response(dces, slopes, times, fatal, cfg, raw_dir):
@@ -181,7 +180,7 @@ def _stim_response(dces, slopes, times, fatal, cfg, raw_dir):
     positions, pixel_rad, offsets = _sky_positions(dces)
     match = same_sky(positions, cfg.stim_tolerance_pix * pixel_rad)
     hits = Hits.from_jumps([float(d.header["MJD_OBS"]) for d in dces],
-                           [float(d.header["SAMPTIME"]) / 86400.0 for d in dces],
+                           [d.samptime / 86400.0 for d in dces],
                            [s.jumps for s in slopes])
     try:
         stim = stim_minus_background(np.stack([np.where(fatal, np.nan, s.slope) for s in slopes]),

@@ -102,8 +102,7 @@ class RawDCE:
     @property
     def mjd_mid(self) -> float:
         """MJD at the middle of the DCE."""
-        nreads = int(self.header.get("NREADS", self.reads.shape[0]))
-        return float(self.header["MJD_OBS"]) + 0.5 * nreads * float(self.header["SAMPTIME"]) / 86400.0
+        return float(self.header["MJD_OBS"]) + 0.5 * self.nreads * self.samptime / 86400.0
 
     @property
     def nramps(self) -> int:
@@ -192,6 +191,15 @@ def _read_checked(path: Path, required, channels):
     return raw, header, data, cards, values, check_header(path, values, required, channels)
 
 
+def _checked_dce(path, raw, header, data, cards, values, band, nreads) -> RawDCE:
+    """The checks both readers end with (exposure, WCS, file name), then the :class:`RawDCE`."""
+    check_exptime(path, values, nreads)
+    check_wcs(path, values, band)
+    check_name(path, values)
+    return RawDCE(path=path, reads=data, header=header, card_images=cards,
+                  sha1=hashlib.sha1(raw).hexdigest())
+
+
 def read_raw_dce(path: str | os.PathLike, *, expected_shape: tuple[int, int] | None = None) -> RawDCE:
     """Read and check a raw Ge DCE; raise :class:`InputError` on anything unusable."""
     path = Path(path)
@@ -211,12 +219,8 @@ def read_raw_dce(path: str | os.PathLike, *, expected_shape: tuple[int, int] | N
     if nramps < 1 or nreads % nramps:
         raise InputError(path, f"NRAMPS={nramps} does not divide NREADS={nreads}")
     check_samptime(path, values, band)
-    check_exptime(path, values, nreads)
-    check_wcs(path, values, band)
-    check_name(path, values)
     check_ge_data(path, data, band)
-    return RawDCE(path=path, reads=data, header=header, card_images=cards,
-                  sha1=hashlib.sha1(raw).hexdigest())
+    return _checked_dce(path, raw, header, data, cards, values, band, nreads)
 
 
 def read_raw_si(path: str | os.PathLike) -> RawDCE:
@@ -236,12 +240,8 @@ def read_raw_si(path: str | os.PathLike) -> RawDCE:
     nreads = values["NREADS"]
     if nreads < 2:
         raise InputError(path, f"NREADS={nreads}: a slope needs at least 2 samples")
-    check_exptime(path, values, nreads)
-    check_wcs(path, values, band)
-    check_name(path, values)
     check_si_data(path, data, nreads)
-    return RawDCE(path=path, reads=data, header=header, card_images=cards,
-                  sha1=hashlib.sha1(raw).hexdigest())
+    return _checked_dce(path, raw, header, data, cards, values, band, nreads)
 
 
 def header_band(path: str | os.PathLike) -> int:

@@ -11,7 +11,7 @@ from .response import StimResponse
 
 FIRST_STIM_MODES = ("auto", "auto-drop", "drop", "keep")
 
-__all__ = ["FIRST_STIM_MODES", "first_flash", "drop_odd_flashes"]
+__all__ = ["FIRST_STIM_MODES", "first_flash", "rescale_first", "drop_odd_flashes"]
 
 
 def first_flash(stim: StimResponse, kept_idx: list, mode: str, nsigma: float) -> float:
@@ -36,12 +36,18 @@ def first_flash(stim: StimResponse, kept_idx: list, mode: str, nsigma: float) ->
     if mode == "auto-drop":
         _drop_first(stim, kept_idx, why + "; dropped")
         return 1.0
-    stim.value[0] = stim.value[0] / (1.0 + size)
-    stim.err[0] = np.hypot(stim.err[0] / (1.0 + size), scatter * stim.value[0])
+    rescale_first(stim, 1.0 + size, scatter)
     stim.report["first_stim"] = why + "; rescaled"
     stim.report["first_stim_scatter"] = scatter
     stim.report["rescaled"] = [(kept_idx[0], why)]
     return 1.0 + size
+
+
+def rescale_first(stim: StimResponse, factor: float, scatter: float) -> None:
+    """Divide the first flash by its measured anomaly ``factor``, adding the measurement's
+    relative ``scatter`` to its error (in place)."""
+    stim.value[0] = stim.value[0] / factor
+    stim.err[0] = np.hypot(stim.err[0] / factor, scatter * stim.value[0])
 
 
 def _drop_first(stim: StimResponse, kept_idx: list, why: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import FIRST_STIM_MODES, drop_odd_flashes, first_flash
+from .checks import FIRST_STIM_MODES, drop_odd_flashes, first_flash, rescale_first
 from .response import StimResponse, common_response
 from .sky_model import regress_backgrounds
 from .wander import Hits, fit_wander
@@ -102,8 +102,7 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
             remeasured = regress_backgrounds(stim, kept_idx, slopes, errs, times, match, sky,
                                               offsets, anomalous_first=factor != 1.0)
             if factor != 1.0 and 0 in remeasured:     # re-measured as it was: the anomaly back out
-                stim.value[0] /= factor
-                stim.err[0] = np.hypot(stim.err[0] / factor, report["first_stim_scatter"] * stim.value[0])
+                rescale_first(stim, factor, report["first_stim_scatter"])
         report["sky_model_flashes"] = len(remeasured)
     report["n_usable"] = int(len(stim.t))
     if not len(stim.t):
