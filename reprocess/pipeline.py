@@ -72,14 +72,10 @@ def _options_for(obs_dir, options: dict) -> dict:
 
 
 def _one(obs_dir, config_file, overwrite, keep_going, options, progress=None):
-    """One folder, locked from its first read to its commit; an error is returned, not raised."""
+    """One folder (:func:`reprocess` locks it); an error is returned, not raised."""
     try:
-        if not Path(obs_dir).is_dir():
-            raw_files(Path(obs_dir))           # "no raw files to reprocess" names it
-        with folder_lock(obs_dir):             # (also finishes a commit a killed run left)
-            return reprocess(obs_dir, config_file=config_file, keep_going=keep_going,
-                             overwrite=overwrite, progress=progress,
-                             **_options_for(obs_dir, options))
+        return reprocess(obs_dir, config_file=config_file, keep_going=keep_going,
+                         overwrite=overwrite, progress=progress, **_options_for(obs_dir, options))
     except (ValueError, OSError) as exc:        # InputError, FileExistsError, ... : reported per folder
         return exc
 
