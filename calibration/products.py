@@ -32,7 +32,7 @@ __all__ = ["CalProducts", "SiProducts", "default_products_path", "load_products"
            "load_si_products", "write_si_products"]
 
 _MAPS = ("dark", "illum", "enl_beta", "enl_zero", "pmask", "read_noise")
-_EXTNAMES = {"dark": "DARK", "illum": "ILLUM", "enl_beta": "ENL_BETA", "enl_zero": "ENL_ZERO",
+EXTNAMES = _EXTNAMES = {"dark": "DARK", "illum": "ILLUM", "enl_beta": "ENL_BETA", "enl_zero": "ENL_ZERO",
              "pmask": "PMASK", "read_noise": "READNOIS"}
 
 

@@ -4,7 +4,10 @@ The steps of the SSC's Ge SLOPER [GeRT /4], on plain arrays:
 
 1. saturation: reads at or above the products' level, and every later read of
    the same ramp, are not used (a saturated CTIA does not recover in-ramp, but
-   a reset restores it: the second ramp of a 160 um DCE stays usable);
+   a reset restores it: the second ramp of a 160 um DCE stays usable); nor is
+   the last read before the first saturated one, which is kept only because its
+   noise happened to hold it below the level (a truncation that biases the
+   slope low by a few hundredths of its error when kept);
 2. electronic nonlinearity: each read is linearised with the per-pixel law of
    :mod:`calibration.nonlinearity` around the reset level ``ENL_ZERO``; reads
    where the law cannot be inverted are dropped;
@@ -27,7 +30,7 @@ from calibration.bitmask import BMASK
 
 from .ramps import DEFAULT_THRESHOLD, fit_ramps
 
-__all__ = ["DCESlope", "slope_dce", "slope_dces"]
+__all__ = ["DCESlope", "saturated_reads", "slope_dce", "slope_dces"]
 
 
 @dataclass
@@ -50,7 +53,7 @@ def slope_dce(reads: np.ndarray, *, read_time: float, nramps: int, gain, read_no
     if nramps < 1 or nreads % nramps:
         raise ValueError(f"nramps={nramps} does not divide {nreads} reads")
     per = nreads // nramps
-    saturated = _within_ramps(np.maximum.accumulate, raw >= saturation_dn, nramps)
+    saturated = saturated_reads(raw, saturation_dn, nramps)
     signal = raw - enl_zero
     if apply_nonlinearity:
         lin = nonlinearity.inverse(signal, enl_beta)
@@ -91,6 +94,16 @@ def slope_dce(reads: np.ndarray, *, read_time: float, nramps: int, gain, read_no
     flags[first_unusable < nreads] |= BMASK["SHORT_RAMP"]
     return DCESlope(slope=slope, slope_err=err, jumps=jumps, first_unusable=first_unusable,
                     flags=flags)
+
+
+def saturated_reads(raw: np.ndarray, saturation_dn: float, nramps: int) -> np.ndarray:
+    """Reads not to use for saturation: at or after the first read at ``saturation_dn`` in
+    each ramp, and the read just before it (see the module notes)."""
+    over = _within_ramps(np.maximum.accumulate, np.asarray(raw) >= saturation_dn, nramps)
+    per = over.reshape((nramps, over.shape[0] // nramps) + over.shape[1:])
+    before = np.zeros_like(per)
+    before[:, :-1] = per[:, 1:]
+    return (per | before).reshape(over.shape)
 
 
 def _within_ramps(accumulate, a: np.ndarray, nramps: int) -> np.ndarray:

@@ -1,0 +1,121 @@
+"""A Ge (70, 160 um) product set from a dark AOR (with stim flashes) and a sky-flat AOR.
+
+The order follows what each step needs: read noise and reset level from the
+dark ramps; the nonlinearity from the flashes on the dark (they need the reset
+level); the permanent mask from read noise and stim response; then the
+ordinary pipeline (:func:`reprocess.ge_pipeline.reprocess_ge`) with these
+provisional products, ``DARK = 0``, ``ILLUM = 1`` and ``FLUXCONV = 1``, turns
+the dark AOR into the dark in MIPS units, and, with that dark, the sky-flat
+AOR into the illumination correction (:mod:`.ge_maps` explains each).
+``FLUXCONV`` needs standard stars and is left at 1 with no error here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from calibration.bitmask import PMASK_FATAL
+from calibration.instrument import band_spec
+from calibration.products import CalProducts
+
+from ..ge_pipeline import reprocess_ge
+from ..io import raw_files, read_all, read_raw_dce
+from .ge_maps import (MapEstimate, batch_mean, nonlinearity_beta, normalised_flat, permanent_mask,
+                      read_noise_and_zero)
+
+__all__ = ["derive_ge_products"]
+
+log = logging.getLogger(__name__)
+
+
+def derive_ge_products(dark_dir: str | Path, skyflat_dir: str | Path, *, band: int, calid: str,
+                       batch: int = 10, overwrite: bool = False) -> CalProducts:
+    """Derive a Ge product set (every map with its error) from calibration observations.
+
+    Parameters
+    ----------
+    dark_dir : path
+        Observation folder (``raw/``) of an AOR on the dark with stim flashes.
+    skyflat_dir : path
+        Observation folder of a dithered low-background field with stim flashes.
+    band : {70, 160}
+    calid : str
+        Id of the product set.
+    batch : int
+        DCEs (or ramps) per block of the batch-means errors (two stim cycles).
+    overwrite : bool
+        Replace the folders' existing ``bcd/`` (the intermediate BCDs are written there).
+
+    Returns
+    -------
+    CalProducts with ``FLUXCONV = 1`` (MIPS units) and ``errors`` for every map.
+    """
+    spec = band_spec(band)
+    dces = read_all(raw_files(Path(dark_dir)), read_raw_dce, keep_going=False, failures=[])
+    dark_cubes = [d.reads for d in dces if not d.stim]
+    flashes = [d.reads for d in dces if d.stim]
+    nramps = dces[0].nramps
+    rn, zero = read_noise_and_zero(dark_cubes, nramps=nramps, gain=spec.gain_e_per_dn, batch=batch)
+    beta = nonlinearity_beta(flashes, nramps=nramps, enl_zero=zero.value,
+                             saturation_dn=spec.saturation_dn)
+    pmask = permanent_mask(rn.value, _stim_step(flashes, dark_cubes),
+                           halves=(slice(0, 16), slice(16, 32)) if band == 70 else None)
+    log.info("band %d: %d dark DCEs, %d flashes; %d pixels masked", band, len(dark_cubes),
+             len(flashes), int(((pmask & PMASK_FATAL) != 0).sum()))
+    ones = np.ones(spec.shape)
+    prov = CalProducts(band=band, calid=calid, fluxconv=1.0, gain=spec.gain_e_per_dn,
+                       saturation_dn=spec.saturation_dn, dark=0 * ones, illum=ones,
+                       enl_beta=np.nan_to_num(beta.value), enl_zero=np.nan_to_num(zero.value),
+                       pmask=pmask, read_noise=np.nan_to_num(rn.value, nan=np.nanmedian(rn.value)))
+    dark, illum = _dark_and_illum(dark_dir, skyflat_dir, prov, batch, overwrite)
+    # the flashes' linearisation carries the nonlinearity's error into both, the same in
+    # every DCE: propagated by deriving them again with beta one sigma off, the sign
+    # alternating from pixel to pixel so that the normalisations do not cancel the shift
+    sign = np.indices(spec.shape).sum(axis=0) % 2 * 2 - 1
+    bumped = dataclasses.replace(prov, enl_beta=prov.enl_beta + sign * np.nan_to_num(beta.error))
+    dark_b, illum_b = _dark_and_illum(dark_dir, skyflat_dir, bumped, batch, True)
+    dark, illum = (_with_systematic(m, m_b.value - m.value) for m, m_b in
+                   ((dark, dark_b), (illum, illum_b)))
+    good = (pmask & PMASK_FATAL) == 0
+    maps = {"dark": dark, "illum": illum, "enl_beta": beta, "enl_zero": zero, "read_noise": rn}
+    values = {k: np.where(good, np.nan_to_num(m.value, nan=_fill[k]), _fill[k])
+              for k, m in maps.items()}
+    errors = {k: np.where(good, np.nan_to_num(m.error), 0.0) for k, m in maps.items()}
+    return dataclasses.replace(prov, **values, errors=errors,
+                               meta={"n_dark": len(dark_cubes), "n_flash": len(flashes)})
+
+
+# what a masked pixel's product holds (never used: fatal pmask pixels are NaN in every BCD)
+_fill = {"dark": 0.0, "illum": 1.0, "enl_beta": 0.0, "enl_zero": 0.0, "read_noise": 0.0}
+
+
+def _dark_and_illum(dark_dir, skyflat_dir, prov: CalProducts, batch: int, overwrite: bool):
+    """The dark (MIPS units) and the normalised illumination correction with provisional ``prov``."""
+    dark = batch_mean(_bcd_stack(dark_dir, prov, overwrite), batch=batch)
+    prov = dataclasses.replace(prov, dark=np.nan_to_num(dark.value))
+    good = (prov.pmask & PMASK_FATAL) == 0
+    return dark, normalised_flat(_bcd_stack(skyflat_dir, prov, overwrite), good, batch=batch)
+
+
+def _with_systematic(m: MapEstimate, shift: np.ndarray) -> MapEstimate:
+    """``m`` with ``shift`` added in quadrature to its error."""
+    return dataclasses.replace(m, error=np.hypot(m.error, shift))
+
+
+def _stim_step(flashes: list[np.ndarray], darks: list[np.ndarray], n: int = 10) -> np.ndarray:
+    """Median rise over the first ``n`` reads of the flashes minus that of the darks, DN."""
+    rise = lambda cubes: np.median([c[n].astype(float) - c[0] for c in cubes], axis=0)  # noqa: E731
+    return rise(flashes) - rise(darks)
+
+
+def _bcd_stack(obs_dir, products: CalProducts, overwrite: bool) -> np.ndarray:
+    """Reprocess ``obs_dir`` with ``products`` and return its BCDs in time order (N, NY, NX)."""
+    report = reprocess_ge(obs_dir, products=products, overwrite=overwrite)
+    if not report.n_bcd:
+        raise ValueError(f"{obs_dir}: no BCD made, nothing to derive from")
+    return np.array([fits.getdata(p).astype(float)
+                     for p in sorted(report.out_dir.glob("*_bcd.fits"))])

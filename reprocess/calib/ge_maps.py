@@ -1,0 +1,287 @@
+"""Ge (70, 160 um) calibration maps from calibration observations: read noise, reset level,
+nonlinearity, permanent mask, dark and illumination correction.
+
+Each derivation reads raw cubes or BCDs, never a simulator's truth, and
+returns a value map with a 1-sigma error map.  The physics and the choices:
+
+Read noise and reset level (dark ramps)
+    On the dark (scan mirror at its dark position) a ramp climbs only by the
+    dark current, so the first differences of its reads are the per-read
+    photon noise of the dark (``mean / gain`` DN^2) plus twice the read noise
+    variance.  Cosmic rays are clipped (5 sigma of the differences' MAD).  The
+    reset level (``ENL_ZERO``, the raw level of zero integrated charge) is the
+    ramp extrapolated back one read interval from its first reads (read ``k``
+    holds ``k`` intervals of charge, counting from 1); its scatter between
+    ramps is the reset (kTC) noise, and ramps with a hit among those first
+    reads are clipped.
+Electronic nonlinearity (stim flashes on the dark)
+    A stim flash drives each ramp from zero to saturation at a constant
+    photocurrent.  Under the law of :mod:`calibration.nonlinearity`
+    (``u = q - beta q^2 / Q``) the charge steps of a ramp linearised with a
+    trial ``beta'`` fall linearly with the charge, ``dq = b (1 - 2 (beta -
+    beta') q / Q)``, so a line through ``(q, dq)`` per ramp corrects ``beta'``
+    (iterated from 0).  Regressing on the measured charge, not the read index,
+    keeps ramps hit by a cosmic ray right: the hit's charge (one outlying
+    step, rejected) raises ``q`` for the rest of the ramp.  The hit's
+    responsivity step, and the relaxation of earlier steps, also bend a ramp;
+    they cancel on average over all ramps (steps up, relaxation down) in a
+    detector under steady bombardment, so hit ramps are kept: keeping only
+    unhit ones would select relaxing pixels and bias ``beta`` high.
+Dark and illumination correction (stim-calibrated BCDs)
+    Run through the ordinary pipeline with ``DARK = 0``, ``ILLUM = 1`` and
+    ``FLUXCONV = 1``, a dark DCE becomes the dark in MIPS units and a sky DCE
+    ``(G / S) * (flat / pattern) * sky``: normalised by its median over good
+    pixels and combined over a dithered low-background field, sources
+    rejected by clipping, it is the illumination correction ``IC = flat /
+    pattern`` [HB 4.1.4 /43].
+Errors
+    BCDs between the same two stim flashes share those flashes' noise, so
+    their errors are correlated in time.  Every error here is therefore the
+    scatter of *batch means* over consecutive blocks of DCEs several stim
+    cycles long, divided by the square root of the number of blocks: honest
+    whatever the correlation within a block, at the price of a noisier error
+    estimate (about ``1 / sqrt(2 n_blocks)``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibration.bitmask import PMASK, PMASK_FATAL
+from calibration import nonlinearity
+from calibration.nonlinearity import Q_FULL_DN
+
+from ..sloper import saturated_reads
+
+__all__ = ["MapEstimate", "batch_mean", "read_noise_and_zero", "nonlinearity_beta",
+           "permanent_mask", "normalised_flat"]
+
+
+@dataclass(frozen=True)
+class MapEstimate:
+    """A derived map and its 1-sigma error (same shape; NaN where not measured)."""
+
+    value: np.ndarray
+    error: np.ndarray
+    n_used: np.ndarray        # samples (ramps, DCEs) per pixel that entered the value
+
+
+def batch_mean(stack: np.ndarray, *, batch: int) -> MapEstimate:
+    """Mean over axis 0 of ``stack`` (NaN = missing) with a batch-means error.
+
+    ``stack`` is in time order; consecutive blocks of ``batch`` entries are
+    averaged and the error is the scatter of the block means over the root of
+    their number, so correlations shorter than a block are accounted for.
+    Pixels with fewer than 3 usable blocks get a NaN error.
+    """
+    stack = np.asarray(stack, dtype=float)
+    n = stack.shape[0]
+    nb = max(n // batch, 1)
+    blocks = stack[: nb * batch].reshape((nb, -1) + stack.shape[1:])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nanmean(blocks, axis=1)
+            value = np.nanmean(stack, axis=0)
+            k = np.isfinite(means).sum(axis=0)
+            err = np.nanstd(means, axis=0, ddof=1) / np.sqrt(k)
+    return MapEstimate(value=value, error=np.where(k >= 3, err, np.nan),
+                       n_used=np.isfinite(stack).sum(axis=0))
+
+
+def _mad_clip(d: np.ndarray, axis: int, nsigma: float = 5.0) -> np.ndarray:
+    """``d`` with values beyond ``nsigma`` robust sigmas of the median along ``axis`` set to NaN."""
+    med = np.nanmedian(d, axis=axis, keepdims=True)
+    sig = 1.4826 * np.nanmedian(np.abs(d - med), axis=axis, keepdims=True)
+    return np.where(np.abs(d - med) <= nsigma * np.maximum(sig, 1e-9), d, np.nan)
+
+
+def _ramps(cube: np.ndarray, nramps: int) -> np.ndarray:
+    """(nramps, reads per ramp, NY, NX) view of a raw cube."""
+    cube = np.asarray(cube, dtype=float)
+    return cube.reshape((nramps, cube.shape[0] // nramps) + cube.shape[1:])
+
+
+def read_noise_and_zero(cubes: list[np.ndarray], *, nramps: int, gain: float,
+                        n_zero_reads: int = 8, batch: int = 10) -> tuple[MapEstimate, MapEstimate]:
+    """Read noise (DN per read) and reset level ``ENL_ZERO`` (DN) from dark ramps.
+
+    Parameters
+    ----------
+    cubes : list of (NREADS, NY, NX) arrays
+        Raw dark DCEs (no sky, no stim), in time order.
+    nramps : int
+        Ramps per DCE (resets within a DCE).
+    gain : float
+        e-/DN, for the dark's own photon noise in the differences.
+    n_zero_reads : int
+        Reads at the start of a ramp used to extrapolate the reset level.
+    batch : int
+        Ramps per batch of :func:`batch_mean`.
+
+    Returns
+    -------
+    (read_noise, enl_zero) : MapEstimate, MapEstimate
+    """
+    var_per_ramp, zero_per_ramp = [], []
+    for cube in cubes:
+        for ramp in _ramps(cube, nramps):
+            d = _mad_clip(np.diff(ramp, axis=0), axis=0)
+            step = np.nanmean(d, axis=0)
+            # ddof=0: the differences telescope, so their mean is far better known than var/n
+            var_per_ramp.append(0.5 * (np.nanvar(d, axis=0) - np.maximum(step, 0) / gain))
+            k = np.arange(1, n_zero_reads + 1)[:, None, None]    # read k holds k intervals of charge
+            zero_per_ramp.append(np.nanmedian(ramp[:n_zero_reads] - step * k, axis=0))
+    var = batch_mean(np.array(var_per_ramp), batch=batch)
+    sigma = np.sqrt(np.clip(var.value, 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rn = MapEstimate(value=sigma, error=var.error / (2 * sigma), n_used=var.n_used)
+    zeros = _mad_clip(np.array(zero_per_ramp), axis=0)    # a hit among the first reads
+    zero = MapEstimate(value=np.nanmean(zeros, axis=0),
+                       error=np.nanstd(zeros, axis=0, ddof=1) / np.sqrt(np.isfinite(zeros).sum(0)),
+                       n_used=np.isfinite(zeros).sum(0))
+    return rn, zero
+
+
+def nonlinearity_beta(cubes: list[np.ndarray], *, nramps: int, enl_zero: np.ndarray,
+                      saturation_dn: float, min_reads: int = 12, jump_sigma: float = 5.0,
+                      iterations: int = 3) -> MapEstimate:
+    """Nonlinearity coefficient ``beta`` per pixel from ramps that climb towards saturation.
+
+    Parameters
+    ----------
+    cubes : list of (NREADS, NY, NX) arrays
+        Raw stim-flash DCEs taken on the dark, in time order.
+    nramps : int
+        Ramps per DCE.
+    enl_zero : (NY, NX) array
+        Reset level, DN (e.g. from :func:`read_noise_and_zero`).
+    saturation_dn : float
+        Raw level at and above which reads are not used.
+    min_reads : int
+        Fewest usable reads for a ramp to count.
+    jump_sigma : float
+        Differences this many robust sigmas off the fit are cosmic rays (rejected).
+    iterations : int
+        Linearise-and-refit passes (each divides the error of ``beta`` by ~``beta q / Q``).
+
+    Returns
+    -------
+    MapEstimate (dimensionless; error from the scatter over ramps)
+    """
+    ramps = [r - enl_zero for c in cubes for r in _ramps(c, nramps)]
+    usable = [~saturated_reads(c, saturation_dn, nramps).reshape(_ramps(c, nramps).shape)[i]
+              for c in cubes for i in range(nramps)]
+    beta = np.zeros((len(ramps),) + ramps[0].shape[1:])
+    for _ in range(iterations):
+        beta = beta + np.array([_beta_residual(u, ok, b, min_reads, jump_sigma)
+                                for u, ok, b in zip(ramps, usable, beta)])
+        beta = np.where(np.isfinite(beta), beta, 0.0) if _ < iterations - 1 else beta
+    n = np.isfinite(beta).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            value = np.nanmean(beta, axis=0)
+            err = np.nanstd(beta, axis=0, ddof=1) / np.sqrt(n)
+    return MapEstimate(value=value, error=np.where(n >= 3, err, np.nan), n_used=n)
+
+
+def _beta_residual(u: np.ndarray, usable: np.ndarray, beta: np.ndarray, min_reads: int,
+                   jump_sigma: float) -> np.ndarray:
+    """Correction to ``beta`` for one ramp: the curvature left after linearising with ``beta``.
+
+    Linearised with ``beta'``, a ramp's charge steps are ``dq_k = b (1 - 2 (beta - beta') q_k / Q)``
+    to first order, with ``q_k`` the charge at the step's middle (cosmic-ray charge included),
+    so a line through ``(q_k, dq_k)`` gives ``beta - beta' = -slope Q / (2 b)``.  The
+    difference holding a cosmic ray's charge is rejected; the ramp is kept (see module notes).
+    """
+    q = nonlinearity.inverse(np.where(usable, u, np.nan), beta)
+    dq = np.diff(q, axis=0)
+    mid = 0.5 * (q[1:] + q[:-1])
+    for _ in range(2):
+        a, c, resid = _line_fit(dq, mid)
+        robust = 1.4826 * np.nanmedian(np.abs(resid), axis=0)
+        with np.errstate(invalid="ignore"):
+            dq = np.where(np.abs(resid) <= jump_sigma * robust, dq, np.nan)
+            mid = np.where(np.isfinite(dq), mid, np.nan)
+    a, c, _ = _line_fit(dq, mid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = -c * Q_FULL_DN / (2 * a)
+        keep = (np.isfinite(dq).sum(axis=0) >= min_reads) & (a > 0)
+    return np.where(keep, corr, np.nan)
+
+
+def _line_fit(y: np.ndarray, x: np.ndarray):
+    """Ordinary least squares ``y = a + c x`` along axis 0 ignoring NaN; returns a, c, residuals."""
+    m = np.isfinite(y)
+    n = m.sum(axis=0)
+    xm = np.where(m, x, 0.0)
+    ym = np.where(m, y, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx, my = xm.sum(0) / n, ym.sum(0) / n
+        sxx = (np.where(m, (x - mx) ** 2, 0)).sum(0)
+        sxy = (np.where(m, (x - mx) * (y - my), 0)).sum(0)
+        c = sxy / sxx
+        a = my - c * mx
+    return a, c, np.where(m, y - a - c * x, np.nan)
+
+
+def permanent_mask(read_noise: np.ndarray, stim_response: np.ndarray, *,
+                   noisy_factor: float = 3.0, dead_fraction: float = 0.2,
+                   halves: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Permanent mask bits from the data: noisy, dead, and (70 um) a bad readout half.
+
+    Parameters
+    ----------
+    read_noise : (NY, NX) array
+        DN per read.
+    stim_response : (NY, NX) array
+        Stim-minus-dark response, DN/s (any common scale).
+    noisy_factor : float
+        Read noise above this multiple of the array median: ``NOISY``.
+    dead_fraction : float
+        Stim response below this fraction of the array median: ``BAD_PIXEL``.
+    halves : pair of column slices, optional
+        The two readout halves (70 um): a half whose median read noise exceeds
+        ``noisy_factor`` times the other's is ``BAD_HALF | BAD_PIXEL``
+        [HB 6.5 /68].
+    """
+    pmask = np.zeros(read_noise.shape, dtype=np.int32)
+    if halves is not None:
+        med = [np.nanmedian(read_noise[:, h]) for h in halves]
+        for h, mine, other in ((halves[0], med[0], med[1]), (halves[1], med[1], med[0])):
+            if mine > noisy_factor * other:
+                pmask[:, h] |= PMASK["BAD_HALF"] | PMASK["BAD_PIXEL"]
+    live = (pmask & PMASK_FATAL) == 0
+    rn_med = np.nanmedian(read_noise[live])
+    pmask[~(read_noise <= noisy_factor * rn_med)] |= PMASK["NOISY"]
+    stim_med = np.nanmedian(stim_response[live])
+    pmask[~(stim_response >= dead_fraction * stim_med)] |= PMASK["BAD_PIXEL"]
+    return pmask
+
+
+def normalised_flat(stack: np.ndarray, good: np.ndarray, *, batch: int,
+                    clip_sigma: float = 4.0) -> MapEstimate:
+    """Illumination correction from stim-calibrated sky BCDs (MIPS units, ``ILLUM = 1``).
+
+    Parameters
+    ----------
+    stack : (N, NY, NX) array
+        BCDs of a dithered low-background field in time order (NaN = unusable).
+    good : (NY, NX) bool
+        Pixels whose median defines the normalisation (median 1).
+    batch : int
+        DCEs per batch of :func:`batch_mean` (a few stim cycles).
+    clip_sigma : float
+        Per pixel, values beyond this many robust sigmas of the pixel's median
+        over the stack (sources passing over it, residual cosmic rays) are rejected.
+    """
+    stack = np.asarray(stack, dtype=float)
+    level = np.nanmedian(stack[:, good], axis=1)
+    rel = _mad_clip(stack / level[:, None, None], axis=0, nsigma=clip_sigma)
+    est = batch_mean(rel, batch=batch)
+    norm = np.nanmedian(est.value[good])
+    return MapEstimate(value=est.value / norm, error=est.error / norm, n_used=est.n_used)
