@@ -94,6 +94,14 @@ def _cmd_validate(args) -> int:
     return 0 if res["goals_met"] else 1     # errors (identity, missing files) exit 2 via main()
 
 
+def _cmd_calibrate(args) -> int:
+    from mips.calibrate import format_pulls, run_calibrate
+    summary = run_calibrate(args.band, args.out, seed=args.seed, config_file=args.config,
+                            overwrite=args.overwrite, progress=Progress("campaign"))
+    print(format_pulls(summary))
+    return 0
+
+
 def _refuse_to_overwrite(overwrite: bool, *paths) -> None:
     """FileExistsError naming the first of ``paths`` that exists, unless ``overwrite``."""
     for path in map(Path, paths):
@@ -158,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--overwrite", action="store_true",
                    help="replace existing --json / --plot files (default: refuse)")
     v.set_defaults(func=_cmd_validate)
+
+    c = sub.add_parser("calibrate", help="simulate a calibration campaign and derive a product "
+                                         "set from its raw data")
+    c.add_argument("--band", type=int, choices=(70, 160), required=True)
+    c.add_argument("--seed", type=int, default=1, help="random seed of the campaign (default 1)")
+    c.add_argument("--config", help="TOML file of simulator parameters for the campaign's AORs")
+    c.add_argument("--out", required=True, help="output folder (products, chains, campaign data)")
+    c.add_argument("--overwrite", action="store_true", help="replace an earlier campaign in --out")
+    c.set_defaults(func=_cmd_calibrate)
 
     d = sub.add_parser("demo", help="simulate, reprocess and validate a default observation "
                                     "(70 um unless --band)")

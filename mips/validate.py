@@ -76,6 +76,7 @@ import numpy as np
 from astropy.io import fits
 
 from calibration.bitmask import PMASK_FATAL
+from calibration.products import load_products
 from reprocess.bcd import GE_FATAL
 from reprocess.io import product_name
 
@@ -136,6 +137,10 @@ def _slope_spread_tol(r):
     return _stat_tol(0.03, _MAD_SE, r["n_ramps"])
 
 
+def _cal_mean_tol(r):
+    return float(np.hypot(0.002, 2 * r.get("fluxconv_rel_err", 0.0)))
+
+
 def _completeness_floor(r):
     n = r["jump_completeness"][-1]["n"]
     return 0.99 - K_SIGMA * np.sqrt(0.99 * 0.01 / max(n, 1))
@@ -162,10 +167,11 @@ GOALS: tuple[Goal, ...] = (
          "no pixel-level systematic error (flat, dark, nonlinearity) beyond what _bunc allows: "
          "std over pixels of sqrt(n) x mean pull <= 1.5 (1 ideally; the std's standard error "
          "is 1/sqrt(2 M) for M pixels)", ".3f", "n_bias_pixels"),
-    Goal("cal_error_mean", "calibration error, mean over DCEs", lambda r: -0.002, lambda r: 0.002,
+    Goal("cal_error_mean", "calibration error, mean over DCEs", lambda r: -_cal_mean_tol(r),
+         _cal_mean_tol,
          "photometric accuracy of the BCDs: |mean(median BCD/sky - 1)| <= 0.2 % (the noise part is "
-         "~0.03 % at 70 um, ~0.1 % at 160 um per DCE, averaged down by the DCE count)", "+.3%",
-         "n_bcd"),
+         "~0.03 % at 70 um, ~0.1 % at 160 um per DCE, averaged down by the DCE count), widened in "
+         "quadrature by twice the FLUXCONV error the products state (FLUXERR)", "+.3%", "n_bcd"),
     Goal("cal_error_rms", "calibration error, RMS over DCEs", None,
          lambda r: 0.003 if r["band"] == 24 else 0.005,
          "responsivity tracking (Ge) and per-DCE corrections (24 um): RMS <= 0.5 % (Ge), 0.3 % "
@@ -301,16 +307,21 @@ def _bad_bits(band: int) -> int:
 
 
 def score_bcds(obs: Path, truth: h5py.File, names: list[str], *, band: int,
-               expected: int) -> dict:
+               expected: int, map_errors: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """BCD-level figures of the DCEs ``names`` (those with a BCD on disk), see the module notes.
 
     ``expected`` is the number of BCDs the observation should have (the good
     fraction's denominator, with the pixels truth's pmask calls usable).
+    ``map_errors`` = ``(illum_rel_err, dark_term)``: the per-pixel errors of the
+    product maps, which ``_bunc`` carries but which are the same in every DCE
+    (relative ILLUM error; the dark's error in MJy/sr), from :func:`map_errors`.
     """
     usable = (truth["detector/pmask"][()] & PMASK_FATAL) == 0
     bad_bits = _bad_bits(band)
     pull_sum = np.zeros(usable.shape)
     pull_n = np.zeros(usable.shape, dtype=np.int64)
+    indep_var = np.zeros(usable.shape)       # sum over DCEs of (1 - r^2), r = shared part / bunc
+    shared = np.zeros(usable.shape)          # sum over DCEs of r
     pulls, t_s, cal, dce = [], [], [], []
     for name in names:
         bcd, unc, mask = _read_set(obs, name, _MASK_KIND[band])
@@ -321,13 +332,20 @@ def score_bcds(obs: Path, truth: h5py.File, names: list[str], *, band: int,
         pulls.append(pull[good])
         pull_sum += np.clip(pull, -PULL_CLIP, PULL_CLIP)
         pull_n += good
+        r = np.zeros(bcd.shape)
+        if map_errors is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = np.where(good, np.hypot(bcd * map_errors[0], map_errors[1]) / unc, 0.0)
+            r = np.clip(np.nan_to_num(r), 0.0, 1.0)
+        indep_var += np.where(good, 1.0 - r ** 2, 0.0)
+        shared += r
         cal.append(_median((bcd / sky - 1)[good]))
         t_s.append(float(truth["dce"][name].attrs["t_start_s"]))
         dce.append(name)
     pull = np.concatenate(pulls) if pulls else np.zeros(0)
     seen = pull_n > 0
     bias = np.full(usable.shape, np.nan)
-    bias[seen] = pull_sum[seen] / np.sqrt(pull_n[seen])
+    bias[seen] = pull_sum[seen] / np.sqrt(indep_var[seen] + shared[seen] ** 2)
     worst = np.unravel_index(np.nanargmax(np.abs(bias)), bias.shape) if seen.any() else None
     cal_a = np.array([c for c in cal if np.isfinite(c)])
     return {
@@ -374,14 +392,40 @@ def validate(obs_dir: str | Path) -> dict:
         scored = [n for n in names if n in stems]
         if not scored:
             raise FileNotFoundError(f"{obs / 'bcd'}: no BCDs to validate (run `mips reprocess` first)")
-        res = {"observation": str(obs), "band": band,
-               **score_bcds(obs, truth, scored, band=band, expected=len(expected))}
+        header = fits.getheader(obs / "bcd" / product_name(scored[0], "bcd"))
+        res = {"observation": str(obs), "band": band, **_fluxconv_error(header),
+               **score_bcds(obs, truth, scored, band=band, expected=len(expected),
+                            map_errors=map_errors(header, band))}
         if band == 24:
             from .validate_si import si_diagnostics
             res.update(si_diagnostics(obs, truth, res))
         else:
             res.update(_ramp_figures(obs, truth, names))
     return rejudge(res)
+
+
+def map_errors(header: fits.Header, band: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-pixel product errors that every BCD of an observation shares (Ge), from the BCD
+    header's ``CALFILE``: ``(ILLUM_ERR / ILLUM, FLUXCONV / ILLUM * DARK_ERR)``, or None when the
+    product set states no map errors (or the BCDs were made from products given in memory).
+    """
+    path = str(header.get("CALFILE", "")).strip()
+    if band == 24 or not path:
+        return None
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: calibration products named by the BCDs' CALFILE are missing")
+    prod = load_products(band, path)
+    if not {"illum", "dark"} & set(prod.errors):
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.asarray(prod.error("illum")) / prod.illum,
+                prod.fluxconv / prod.illum * np.asarray(prod.error("dark")))
+
+
+def _fluxconv_error(header: fits.Header) -> dict:
+    """The FLUXCONV's relative 1-sigma error the BCDs state (``FLUXERR``; 0 if none)."""
+    fc, err = header.get("FLUXCONV"), header.get("FLUXERR", 0.0)
+    return {"fluxconv_rel_err": float(err) / float(fc) if fc else 0.0}
 
 
 def rejudge(res: dict) -> dict:

@@ -40,6 +40,20 @@ def _value(v) -> str:
     return f"'{text:<8}'".ljust(20)
 
 
+def _long_string(key: str, text: str, comment: str) -> str:
+    """A string value longer than one card: the FITS long-string (``CONTINUE``) convention."""
+    chunks, rest = [], text
+    while rest:
+        n = 60
+        while len(rest[:n].replace("'", "''")) > 66:
+            n -= 1
+        chunks.append(rest[:n].replace("'", "''"))
+        rest = rest[n:]
+    cards = [f"{key:<8}= '{chunks[0]}&'"] + [f"CONTINUE  '{c}&'" for c in chunks[1:-1]]
+    cards.append(f"CONTINUE  '{chunks[-1]}'" + (f" / {comment}" if comment else ""))
+    return "".join(c[:80].ljust(80) for c in cards)
+
+
 def format_card(key: str, value=None, comment: str = "") -> str:
     """One 80-character header card (``HISTORY``/``COMMENT`` take their text as ``value``).
 
@@ -52,6 +66,8 @@ def format_card(key: str, value=None, comment: str = "") -> str:
         return "".join(f"{key:<8}{chunk}".ljust(80) for chunk in _commentary_chunks(str(value)))
     if len(key) > 8:
         raise ValueError(f"keyword {key!r} is longer than 8 characters")
+    if isinstance(value, str) and len(value.replace("'", "''")) > 68:
+        return _long_string(key, value, comment)
     card = f"{key:<8}= {_value(value)}"
     if comment:
         card += f" / {comment}"

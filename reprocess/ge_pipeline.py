@@ -125,8 +125,7 @@ def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
                                   else interpolate_response(stim, times[i]))
         image, unc = calibrate(s.slope, s.slope_err, resp, resp_err, dark=prod.dark,
                                illum=prod.illum, fluxconv=prod.fluxconv,
-                               dark_err=prod.error("dark"), illum_err=prod.error("illum"),
-                               fluxconv_err=prod.error("fluxconv"))
+                               dark_err=prod.error("dark"), illum_err=prod.error("illum"))
         image[fatal] = np.nan
         unc[fatal] = np.nan
         mask = s.flags | rflags | np.where(fatal, BMASK["PMASK"], 0)
@@ -261,7 +260,9 @@ def _write_bcd(dce, image, unc, mask, prod, cfg, stim, stage):
         "STIMKAPP": (stim.wander.kappa, "[1/d] smooth responsivity wander, rel. variance"),
         "STIMSTEP": (stim.wander.step_var, "rel. variance of a responsivity step per jump"),
         "FLUXCONV": (prod.fluxconv, "[MJy/sr per MIPS unit] flux conversion"),
+        "FLUXERR": (float(prod.error("fluxconv")), "[MJy/sr per MIPS unit] its 1 sigma (systematic)"),
         "CALID": (prod.calid, "calibration product set"),
+        "CALFILE": (str(prod.meta.get("path", "")), "its file ('' if given in memory)"),
         "CREATOR": (software(), "software that made this file"),
         "STIMCAL": (cfg.stim_mode, "responsivity: interp(olated stim) or constant"),
         "JUMPTHR": (cfg.jump_threshold, "[sigma] jump threshold"),

@@ -49,6 +49,10 @@ def test_card_values_parse_back(v):
         assert card.value == v
 
 
-def test_too_long_string_fails_clearly():
-    with pytest.raises(ValueError, match="too long"):
-        format_card("KEY", "x" * 40 + "'" * 20)
+@pytest.mark.parametrize("text", ["x" * 40 + "'" * 20, "/a/long/path/" * 12, "q'" * 70])
+def test_long_string_continues_on_further_cards(text):
+    """Values beyond one card use the FITS long-string convention, which astropy reads back."""
+    cards = format_card("KEY", text, "a comment")
+    assert len(cards) % 80 == 0 and len(cards) > 80
+    header = fits.Header.fromstring(cards + "END".ljust(80))
+    assert header["KEY"] == text

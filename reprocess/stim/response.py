@@ -143,18 +143,20 @@ def constant_response(stim: StimResponse):
 
 
 def calibrate(slope, slope_err, response, response_err, *, dark, illum, fluxconv,
-              dark_err=0.0, illum_err=0.0, fluxconv_err=0.0):
+              dark_err=0.0, illum_err=0.0):
     """Surface brightness (MJy/sr) and its 1-sigma error from a slope and the responsivity.
 
     ``slope`` and ``response`` in DN/s, ``dark`` in MIPS units, ``illum``
     dimensionless, ``fluxconv`` in MJy/sr per MIPS unit; the ``*_err`` are the
-    products' 1-sigma uncertainties (0 where a product set gives none).
+    maps' 1-sigma uncertainties (0 where a product set gives none).  The
+    error of ``fluxconv`` is not included: it is one number for every pixel
+    of every BCD, a systematic the header records apart (``FLUXERR``).
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         mips = slope / response - dark
         scale = fluxconv / illum
         var = ((slope_err / response) ** 2 + (slope * response_err / response ** 2) ** 2
                + np.square(dark_err))
-        rel_var = np.square(np.divide(illum_err, illum)) + (fluxconv_err / fluxconv) ** 2
+        rel_var = np.square(np.divide(illum_err, illum))
         image = scale * mips
         return image, np.sqrt(scale ** 2 * var + image ** 2 * rel_var)

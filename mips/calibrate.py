@@ -1,0 +1,123 @@
+"""``mips calibrate``: simulate a calibration campaign and derive a product set from it.
+
+The simulator makes the campaign's raw data (:mod:`mipssim.campaign`); the
+reprocessor derives the products from that raw data alone
+(:mod:`reprocess.calib`); the campaign's truth is read only afterwards, to
+score each derived map by its pulls ``(derived - true) / error``.  This is the
+only module that sees both, which is why it lives in ``mips/``.
+
+Output folder: ``mips<band>_cal.fits`` (the product set, with ``<EXT>_ERR``
+maps and ``FLUXCONV_ERR``), ``chains.h5`` (emcee chains of the scalars),
+``campaign/`` (the raw data, intermediate BCDs and ``campaign_truth.h5``) and
+``calibration.json`` (the pulls).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from calibration.bitmask import PMASK_FATAL
+from calibration.folders import write_atomic
+from calibration.products import EXTNAMES, CalProducts, write_products
+from reprocess.calib.ge import derive_ge_products
+
+__all__ = ["run_calibrate", "map_pulls", "format_pulls"]
+
+_SCORED = ("dark", "illum", "enl_beta", "enl_zero", "read_noise")
+
+
+def run_calibrate(band: int, out: str | Path, *, seed: int = 1, config_file=None,
+                  overwrite: bool = False, progress=None) -> dict:
+    """Simulate the ``band`` campaign into ``out/campaign``, derive and write the products.
+
+    Returns the summary written to ``out/calibration.json`` (pulls per map, scalars).
+    """
+    from mipssim.campaign.ge import simulate_ge_campaign
+
+    out = Path(out)
+    products_path = out / f"mips{band}_cal.fits"
+    if products_path.exists() and not overwrite:
+        raise FileExistsError(f"{products_path}: exists (use --overwrite to replace it)")
+    out.mkdir(parents=True, exist_ok=True)
+    camp = simulate_ge_campaign(band, out / "campaign", seed=seed, config_file=config_file,
+                                overwrite=overwrite, progress=progress)
+    calid = f"MIPS{band}-CAMPAIGN-s{seed}"
+    prod = derive_ge_products(camp.dark, camp.skyflat, band=band, calid=calid, overwrite=overwrite)
+    prod = _with_fluxconv(prod, band, seed=seed, workdir=out / "campaign" / "stars",
+                          chains=out / "chains.h5", overwrite=overwrite)
+    command = f"mips calibrate --band {band} --seed {seed}" + (
+        f" --config {config_file}" if config_file else "")
+    write_products(prod, products_path, provenance=f"Derived from a simulated calibration campaign by "
+                                                    f"'{command}' (reprocess.calib).")
+    summary = {"band": band, "seed": seed, "calid": calid, "products": str(products_path),
+               "pulls": map_pulls(prod, camp.truth),
+               "fluxconv": {"value": prod.fluxconv, "error": prod.error("fluxconv"),
+                            "true": _true_scalar(camp.truth, "FLUXCONV")}}
+    write_atomic(out / "calibration.json", json.dumps(summary, indent=1).encode())
+    return summary
+
+
+def _with_fluxconv(prod: CalProducts, band: int, *, seed: int, workdir: Path, chains: Path,
+                   overwrite: bool) -> CalProducts:
+    """``prod`` with FLUXCONV (and its error) from simulated standard stars."""
+    from mips.calib_stars import fluxconv_campaign
+
+    post, _ = fluxconv_campaign(band, seed=seed, workdir=workdir, products=prod, chains=chains)
+    errors = dict(prod.errors, fluxconv=post.sigma("fluxconv"))
+    return dataclasses.replace(prod, fluxconv=post.median("fluxconv"), errors=errors)
+
+
+def _true_scalar(truth_path: Path, key: str) -> float:
+    with h5py.File(truth_path, "r") as f:
+        return float(f["calibration"].attrs[key])
+
+
+def map_pulls(prod: CalProducts, truth_path: str | Path) -> dict:
+    """Pulls ``(derived - true) / error`` of each map over pixels good in both masks.
+
+    ``ILLUM`` is compared after renormalising the true map over the same pixels
+    (a product set fixes only its shape).  Returns ``{map: {"median", "spread",
+    "n", "rel_error"}}`` with the spread as 1.4826 x MAD, plus the fatal-mask
+    agreement under ``"pmask"``.
+    """
+    with h5py.File(truth_path, "r") as f:
+        truth = {k: f["calibration"][EXTNAMES[k]][()] for k in (*_SCORED, "pmask")}
+    good = ((truth["pmask"] & PMASK_FATAL) == 0) & ((prod.pmask & PMASK_FATAL) == 0)
+    out = {}
+    for k in _SCORED:
+        true = truth[k] / np.median(truth[k][good]) if k == "illum" else truth[k]
+        err = prod.error(k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = ((getattr(prod, k) - true) / err)[good]
+            rel = np.median((err / np.abs(true))[good])
+        p = p[np.isfinite(p)]
+        med = float(np.median(p))
+        out[k] = {"median": med, "spread": float(1.4826 * np.median(np.abs(p - med))),
+                  "n": int(p.size), "rel_error": float(rel)}
+    fatal_t, fatal_d = (truth["pmask"] & PMASK_FATAL) != 0, (prod.pmask & PMASK_FATAL) != 0
+    out["pmask"] = {"fatal_true": int(fatal_t.sum()), "fatal_derived": int(fatal_d.sum()),
+                    "agree": int((fatal_t == fatal_d).sum()), "pixels": int(fatal_t.size)}
+    return out
+
+
+def format_pulls(summary: dict) -> str:
+    """The summary as a small report: one line per map with its goal, then FLUXCONV."""
+    lines = [f"Calibration products {summary['calid']} -> {summary['products']}",
+             "  map         pull median (goal |x|<=0.1)   spread (goal 0.9-1.1)   n     median rel. error"]
+    for k in _SCORED:
+        p = summary["pulls"][k]
+        ok = abs(p["median"]) <= 0.1 and 0.9 <= p["spread"] <= 1.1
+        lines.append(f"  {EXTNAMES[k]:10s}  {p['median']:+.3f}                       {p['spread']:.3f}"
+                     f"                   {p['n']:4d}  {p['rel_error']:.2e}  {'met' if ok else 'MISSED'}")
+    m = summary["pulls"]["pmask"]
+    lines.append(f"  PMASK       fatal pixels: derived {m['fatal_derived']}, true {m['fatal_true']}; "
+                 f"agree on {m['agree']} of {m['pixels']}")
+    fc = summary["fluxconv"]
+    if fc["error"]:
+        lines.append(f"  FLUXCONV    {fc['value']:.5g} +- {fc['error']:.2g} ({100 * fc['error'] / fc['value']:.2f}%);"
+                     f" true {fc['true']:.5g}: off by {(fc['value'] - fc['true']) / fc['error']:+.2f} sigma")
+    return "\n".join(lines)
