@@ -79,8 +79,9 @@ def _true_scalar(truth_path: Path, key: str) -> float:
 def map_pulls(prod: CalProducts, truth_path: str | Path) -> dict:
     """Pulls ``(derived - true) / error`` of each map over pixels good in both masks.
 
-    ``ILLUM`` is compared after renormalising the true map over the same pixels
-    (a product set fixes only its shape).  Returns ``{map: {"median", "spread",
+    ``ILLUM`` is compared after scaling the true map by the median ratio of the
+    derived to the true map (a product set fixes only its shape; FLUXCONV
+    carries the scale).  Returns ``{map: {"median", "spread",
     "n", "rel_error"}}`` with the spread as 1.4826 x MAD, plus the fatal-mask
     agreement under ``"pmask"``.
     """
@@ -89,7 +90,9 @@ def map_pulls(prod: CalProducts, truth_path: str | Path) -> dict:
     good = ((truth["pmask"] & PMASK_FATAL) == 0) & ((prod.pmask & PMASK_FATAL) == 0)
     out = {}
     for k in _SCORED:
-        true = truth[k] / np.median(truth[k][good]) if k == "illum" else truth[k]
+        true = truth[k]
+        if k == "illum":     # only the shape is defined: scale the truth to the derived map
+            true = true * np.median((prod.illum / true)[good])
         err = prod.error(k)
         with np.errstate(invalid="ignore", divide="ignore"):
             p = ((getattr(prod, k) - true) / err)[good]

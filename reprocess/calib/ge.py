@@ -59,7 +59,7 @@ def derive_ge_products(dark_dir: str | Path, skyflat_dir: str | Path, *, band: i
     dark_cubes = [d.reads for d in dces if not d.stim]
     flashes = [d.reads for d in dces if d.stim]
     nramps = dces[0].nramps
-    rn, zero = read_noise_and_zero(dark_cubes, nramps=nramps, gain=spec.gain_e_per_dn, batch=batch)
+    rn, zero = read_noise_and_zero(dark_cubes, nramps=nramps, gain=spec.gain_e_per_dn)
     beta = nonlinearity_beta(flashes, nramps=nramps, enl_zero=zero.value,
                              saturation_dn=spec.saturation_dn)
     pmask = permanent_mask(rn.value, _stim_step(flashes, dark_cubes),
@@ -73,13 +73,15 @@ def derive_ge_products(dark_dir: str | Path, skyflat_dir: str | Path, *, band: i
                        pmask=pmask, read_noise=np.nan_to_num(rn.value, nan=np.nanmedian(rn.value)))
     dark, illum = _dark_and_illum(dark_dir, skyflat_dir, prov, batch, overwrite)
     # the flashes' linearisation carries the nonlinearity's error into both, the same in
-    # every DCE: propagated by deriving them again with beta one sigma off, the sign
+    # every DCE: propagated by central differences, beta one sigma up and down, the sign
     # alternating from pixel to pixel so that the normalisations do not cancel the shift
     sign = np.indices(spec.shape).sum(axis=0) % 2 * 2 - 1
-    bumped = dataclasses.replace(prov, enl_beta=prov.enl_beta + sign * np.nan_to_num(beta.error))
-    dark_b, illum_b = _dark_and_illum(dark_dir, skyflat_dir, bumped, batch, True)
-    dark, illum = (_with_systematic(m, m_b.value - m.value) for m, m_b in
-                   ((dark, dark_b), (illum, illum_b)))
+    step = sign * np.nan_to_num(beta.error)
+    (dark_u, illum_u), (dark_d, illum_d) = (
+        _dark_and_illum(dark_dir, skyflat_dir, dataclasses.replace(prov, enl_beta=prov.enl_beta + s),
+                        batch, True) for s in (step, -step))
+    dark = _with_systematic(dark, 0.5 * (dark_u.value - dark_d.value))
+    illum = _with_systematic(illum, 0.5 * (illum_u.value - illum_d.value))
     good = (pmask & PMASK_FATAL) == 0
     maps = {"dark": dark, "illum": illum, "enl_beta": beta, "enl_zero": zero, "read_noise": rn}
     values = {k: np.where(good, np.nan_to_num(m.value, nan=_fill[k]), _fill[k])

@@ -44,6 +44,7 @@ Errors
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,7 +81,6 @@ def batch_mean(stack: np.ndarray, *, batch: int) -> MapEstimate:
     nb = max(n // batch, 1)
     blocks = stack[: nb * batch].reshape((nb, -1) + stack.shape[1:])
     with np.errstate(invalid="ignore", divide="ignore"):
-        import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             means = np.nanmean(blocks, axis=1)
@@ -93,9 +93,12 @@ def batch_mean(stack: np.ndarray, *, batch: int) -> MapEstimate:
 
 def _mad_clip(d: np.ndarray, axis: int, nsigma: float = 5.0) -> np.ndarray:
     """``d`` with values beyond ``nsigma`` robust sigmas of the median along ``axis`` set to NaN."""
-    med = np.nanmedian(d, axis=axis, keepdims=True)
-    sig = 1.4826 * np.nanmedian(np.abs(d - med), axis=axis, keepdims=True)
-    return np.where(np.abs(d - med) <= nsigma * np.maximum(sig, 1e-9), d, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN pixels (masked) stay NaN
+        med = np.nanmedian(d, axis=axis, keepdims=True)
+        sig = 1.4826 * np.nanmedian(np.abs(d - med), axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(d - med) <= nsigma * np.maximum(sig, 1e-9), d, np.nan)
 
 
 def _ramps(cube: np.ndarray, nramps: int) -> np.ndarray:
@@ -105,7 +108,7 @@ def _ramps(cube: np.ndarray, nramps: int) -> np.ndarray:
 
 
 def read_noise_and_zero(cubes: list[np.ndarray], *, nramps: int, gain: float,
-                        n_zero_reads: int = 8, batch: int = 10) -> tuple[MapEstimate, MapEstimate]:
+                        n_zero_reads: int = 8) -> tuple[MapEstimate, MapEstimate]:
     """Read noise (DN per read) and reset level ``ENL_ZERO`` (DN) from dark ramps.
 
     Parameters
@@ -118,8 +121,9 @@ def read_noise_and_zero(cubes: list[np.ndarray], *, nramps: int, gain: float,
         e-/DN, for the dark's own photon noise in the differences.
     n_zero_reads : int
         Reads at the start of a ramp used to extrapolate the reset level.
-    batch : int
-        Ramps per batch of :func:`batch_mean`.
+
+    Ramps are independent for both (no flash is involved), so the errors are
+    the plain scatter over ramps.
 
     Returns
     -------
@@ -134,7 +138,7 @@ def read_noise_and_zero(cubes: list[np.ndarray], *, nramps: int, gain: float,
             var_per_ramp.append(0.5 * (np.nanvar(d, axis=0) - np.maximum(step, 0) / gain))
             k = np.arange(1, n_zero_reads + 1)[:, None, None]    # read k holds k intervals of charge
             zero_per_ramp.append(np.nanmedian(ramp[:n_zero_reads] - step * k, axis=0))
-    var = batch_mean(np.array(var_per_ramp), batch=batch)
+    var = batch_mean(np.array(var_per_ramp), batch=1)
     sigma = np.sqrt(np.clip(var.value, 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         rn = MapEstimate(value=sigma, error=var.error / (2 * sigma), n_used=var.n_used)
@@ -181,7 +185,6 @@ def nonlinearity_beta(cubes: list[np.ndarray], *, nramps: int, enl_zero: np.ndar
         beta = np.where(np.isfinite(beta), beta, 0.0) if _ < iterations - 1 else beta
     n = np.isfinite(beta).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             value = np.nanmean(beta, axis=0)
