@@ -59,7 +59,8 @@ def test_nonlinearity_beta_recovers_the_law_through_cosmic_rays():
         q = np.cumsum(dq, axis=0)
         raw = zero + rng.normal(0, 30, shape) + nonlinearity.forward(q, beta)
         cubes.append(np.rint(raw + rng.normal(0, 20, raw.shape)).clip(0, 65535))
-    est = nonlinearity_beta(cubes, nramps=1, enl_zero=zero, saturation_dn=62500.0)
+    est = nonlinearity_beta(cubes, 11.0 * np.arange(len(cubes)), nramps=1, read_time=0.131,
+                            enl_zero=zero, saturation_dn=62500.0)
     p = ((est.value - beta) / est.error).ravel()
     assert abs(np.median(p)) < 0.3
     assert 0.8 < 1.4826 * np.median(np.abs(p - np.median(p))) < 1.25

@@ -60,8 +60,10 @@ def derive_ge_products(dark_dir: str | Path, skyflat_dir: str | Path, *, band: i
     flashes = [d.reads for d in dces if d.stim]
     nramps = dces[0].nramps
     rn, zero = read_noise_and_zero(dark_cubes, nramps=nramps, gain=spec.gain_e_per_dn)
-    beta = nonlinearity_beta(flashes, nramps=nramps, enl_zero=zero.value,
-                             saturation_dn=spec.saturation_dn)
+    t0 = dces[0].mjd_mid
+    flash_t = np.array([(d.mjd_mid - t0) * 86400.0 for d in dces if d.stim])
+    beta = nonlinearity_beta(flashes, flash_t, nramps=nramps, read_time=dces[0].samptime,
+                             enl_zero=zero.value, saturation_dn=spec.saturation_dn)
     pmask = permanent_mask(rn.value, _stim_step(flashes, dark_cubes),
                            halves=(slice(0, 16), slice(16, 32)) if band == 70 else None)
     log.info("band %d: %d dark DCEs, %d flashes; %d pixels masked", band, len(dark_cubes),

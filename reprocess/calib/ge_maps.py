@@ -26,7 +26,10 @@ Electronic nonlinearity (stim flashes on the dark)
     responsivity step, and the relaxation of earlier steps, also bend a ramp;
     they cancel on average over all ramps (steps up, relaxation down) in a
     detector under steady bombardment, so hit ramps are kept: keeping only
-    unhit ones would select relaxing pixels and bias ``beta`` high.
+    unhit ones would select relaxing pixels and bias ``beta`` high.  The part
+    of the responsivity change common to the array (drift, and the build-up
+    of cosmic-ray responsivity after an anneal) is measured from flash to
+    flash and taken out of each ramp's curvature.
 Dark and illumination correction (stim-calibrated BCDs)
     Run through the ordinary pipeline with ``DARK = 0``, ``ILLUM = 1`` and
     ``FLUXCONV = 1``, a dark DCE becomes the dark in MIPS units and a sky DCE
@@ -48,6 +51,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from calibration.bitmask import PMASK, PMASK_FATAL
 from calibration import nonlinearity
@@ -149,8 +153,9 @@ def read_noise_and_zero(cubes: list[np.ndarray], *, nramps: int, gain: float,
     return rn, zero
 
 
-def nonlinearity_beta(cubes: list[np.ndarray], *, nramps: int, enl_zero: np.ndarray,
-                      saturation_dn: float, min_reads: int = 12, jump_sigma: float = 5.0,
+def nonlinearity_beta(cubes: list[np.ndarray], times_s: np.ndarray, *, nramps: int,
+                      read_time: float, enl_zero: np.ndarray, saturation_dn: float,
+                      min_reads: int = 12, jump_sigma: float = 5.0,
                       iterations: int = 3) -> MapEstimate:
     """Nonlinearity coefficient ``beta`` per pixel from ramps that climb towards saturation.
 
@@ -158,8 +163,12 @@ def nonlinearity_beta(cubes: list[np.ndarray], *, nramps: int, enl_zero: np.ndar
     ----------
     cubes : list of (NREADS, NY, NX) arrays
         Raw stim-flash DCEs taken on the dark, in time order.
+    times_s : (N,) array
+        Start time of each DCE, s (any origin).
     nramps : int
         Ramps per DCE.
+    read_time : float
+        Time between reads, s.
     enl_zero : (NY, NX) array
         Reset level, DN (e.g. from :func:`read_noise_and_zero`).
     saturation_dn : float
@@ -174,15 +183,33 @@ def nonlinearity_beta(cubes: list[np.ndarray], *, nramps: int, enl_zero: np.ndar
     Returns
     -------
     MapEstimate (dimensionless; error from the scatter over ramps)
+
+    Notes
+    -----
+    A responsivity that changes while a ramp climbs bends it as the
+    nonlinearity does.  Its part common to the array (drift; the build-up of
+    cosmic-ray responsivity after an anneal) is seen from flash to flash: the
+    rate of change of the array-median photocurrent, a robust (Theil-Sen) slope
+    over the neighbouring flashes, is taken out of each ramp's curvature.
     """
+    if len(cubes) < 3:
+        raise ValueError(f"{len(cubes)} stim flashes on the dark: the nonlinearity needs at least 3")
+    per = cubes[0].shape[0] // nramps
     ramps = [r - enl_zero for c in cubes for r in _ramps(c, nramps)]
     usable = [~saturated_reads(c, saturation_dn, nramps).reshape(_ramps(c, nramps).shape)[i]
               for c in cubes for i in range(nramps)]
+    t = (np.asarray(times_s, dtype=float)[:, None] + read_time * per * np.arange(nramps)).ravel()
     beta = np.zeros((len(ramps),) + ramps[0].shape[1:])
-    for _ in range(iterations):
-        beta = beta + np.array([_beta_residual(u, ok, b, min_reads, jump_sigma)
-                                for u, ok, b in zip(ramps, usable, beta)])
-        beta = np.where(np.isfinite(beta), beta, 0.0) if _ < iterations - 1 else beta
+    drift = np.zeros(len(ramps))         # fractional photocurrent change per read, common
+    for it in range(iterations):
+        fits_ = [_beta_residual(u, ok, b, d, min_reads, jump_sigma)
+                 for u, ok, b, d in zip(ramps, usable, beta, drift)]
+        beta = beta + np.array([f[0] for f in fits_])
+        if it == 0:
+            level = np.array([np.nanmedian(f[1]) for f in fits_])
+            drift = _common_rate(t, level) * read_time
+        if it < iterations - 1:
+            beta = np.where(np.isfinite(beta), beta, 0.0)
     n = np.isfinite(beta).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         with warnings.catch_warnings():
@@ -192,29 +219,44 @@ def nonlinearity_beta(cubes: list[np.ndarray], *, nramps: int, enl_zero: np.ndar
     return MapEstimate(value=value, error=np.where(n >= 3, err, np.nan), n_used=n)
 
 
-def _beta_residual(u: np.ndarray, usable: np.ndarray, beta: np.ndarray, min_reads: int,
-                   jump_sigma: float) -> np.ndarray:
-    """Correction to ``beta`` for one ramp: the curvature left after linearising with ``beta``.
+def _common_rate(t: np.ndarray, level: np.ndarray, half_window: int = 3) -> np.ndarray:
+    """d ln(level) / dt at each time: Theil-Sen slope over the ``2 half_window + 1`` nearest points
+    (robust to one anomalous flash such as the first of an AOR)."""
+    y = np.log(level)
+    out = np.zeros(len(t))
+    for j in range(len(t)):
+        lo, hi = max(0, j - half_window), min(len(t), j + half_window + 1)
+        out[j] = stats.theilslopes(y[lo:hi], t[lo:hi])[0] if hi - lo >= 3 else 0.0
+    return out
+
+
+def _beta_residual(u: np.ndarray, usable: np.ndarray, beta: np.ndarray, drift: float,
+                   min_reads: int, jump_sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Correction to ``beta`` for one ramp, and its charge step per read ``b`` (DN).
 
     Linearised with ``beta'``, a ramp's charge steps are ``dq_k = b (1 - 2 (beta - beta') q_k / Q)``
     to first order, with ``q_k`` the charge at the step's middle (cosmic-ray charge included),
-    so a line through ``(q_k, dq_k)`` gives ``beta - beta' = -slope Q / (2 b)``.  The
-    difference holding a cosmic ray's charge is rejected; the ramp is kept (see module notes).
+    so a line through ``(q_k, dq_k)`` gives ``beta - beta' = -slope Q / (2 b)``, once the slope
+    ``drift`` (fractional change of the photocurrent per read) that a changing responsivity
+    adds is taken out.  The difference holding a cosmic ray's charge is rejected; the ramp is
+    kept (see module notes).
     """
     q = nonlinearity.inverse(np.where(usable, u, np.nan), beta)
     dq = np.diff(q, axis=0)
     mid = 0.5 * (q[1:] + q[:-1])
     for _ in range(2):
         a, c, resid = _line_fit(dq, mid)
-        robust = 1.4826 * np.nanmedian(np.abs(resid), axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            robust = 1.4826 * np.nanmedian(np.abs(resid), axis=0)
         with np.errstate(invalid="ignore"):
             dq = np.where(np.abs(resid) <= jump_sigma * robust, dq, np.nan)
             mid = np.where(np.isfinite(dq), mid, np.nan)
     a, c, _ = _line_fit(dq, mid)
     with np.errstate(invalid="ignore", divide="ignore"):
-        corr = -c * Q_FULL_DN / (2 * a)
+        corr = -(c - drift) * Q_FULL_DN / (2 * a)
         keep = (np.isfinite(dq).sum(axis=0) >= min_reads) & (a > 0)
-    return np.where(keep, corr, np.nan)
+    return np.where(keep, corr, np.nan), np.where(keep, a, np.nan)
 
 
 def _line_fit(y: np.ndarray, x: np.ndarray):
