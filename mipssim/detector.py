@@ -49,6 +49,13 @@ class GeDetector:
         """Pixels without fatal pmask bits."""
         return (self.pmask & PMASK_FATAL) == 0
 
+    @property
+    def responds(self) -> np.ndarray:
+        """1 where a pixel collects photocurrent, 0 for dead pixels (``BAD_PIXEL`` outside a bad
+        readout half, which is noisy rather than dead): a calibration campaign finds them."""
+        dead = ((self.pmask & PMASK["BAD_PIXEL"]) != 0) & ((self.pmask & PMASK["BAD_HALF"]) == 0)
+        return np.where(dead, 0.0, 1.0)
+
 
 def _smooth_field(rng, shape, scale_pix, amplitude):
     """Zero-mean smooth random field with RMS ``amplitude``."""

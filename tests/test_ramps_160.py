@@ -21,18 +21,19 @@ KW = dict(read_time=DT, gain=GAIN, read_noise=RN, saturation_dn=SAT, enl_beta=0.
 
 
 def test_saturation_in_the_first_ramp_keeps_the_second():
-    """A hit saturates ramp 1 at read 25: the slope fuses reads 0-24 and the whole of ramp 2."""
+    """A hit saturates ramp 1 at read 25: the slope fuses reads 0-23 (the read before the first
+    saturated one is not used either) and the whole of ramp 2."""
     rng = np.random.default_rng(4)
     rates = np.full(64, 800.0)
     cube = np.concatenate([make_ramps(rates, nreads=40, read_time=DT, gain=GAIN, read_noise=RN, rng=rng)
                            for _ in range(2)]) + 3000.0
     cube[25:40] += SAT                                    # saturated from read 25 to the reset
     fit = slope_dce(cube, nramps=2, **KW)
-    first, second = slope_dce(cube[:25], nramps=1, **KW), slope_dce(cube[40:], nramps=1, **KW)
+    first, second = slope_dce(cube[:24], nramps=1, **KW), slope_dce(cube[40:], nramps=1, **KW)
     w1, w2 = first.slope_err ** -2, second.slope_err ** -2
     np.testing.assert_allclose(fit.slope, (w1 * first.slope + w2 * second.slope) / (w1 + w2), rtol=1e-12)
     np.testing.assert_allclose(fit.slope_err, (w1 + w2) ** -0.5, rtol=1e-12)
-    assert np.all(fit.first_unusable == 25)
+    assert np.all(fit.first_unusable == 24)
     assert np.all(fit.flags & BMASK["SATURATED"]) and np.all(fit.flags & BMASK["SHORT_RAMP"])
     assert not np.any(fit.flags & BMASK["NO_SLOPE"])
 

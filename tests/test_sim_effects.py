@@ -9,6 +9,7 @@ from astropy.wcs import WCS
 
 from calibration.instrument import band_spec
 from mips.cli import main
+from mipssim.detector import default_detector
 from mipssim.config import load_config
 from mipssim.observe import simulate
 from mipssim.scene import make_scene
@@ -66,7 +67,7 @@ def test_first_stim_flash_is_brighter_and_recorded(tmp_path):
     with h5py.File(tmp_path / "a" / "truth.h5") as ta, h5py.File(tmp_path / "b" / "truth.h5") as tb:
         diff = ta["dce"][first]["slope_dn_s"][()] - tb["dce"][first]["slope_dn_s"][()]
         extra = (0.05 * band_spec(160).stim_dn_s * ta["detector/stim_pattern"][()]
-                 * ta["dce"][first]["responsivity"][()])
+                 * ta["dce"][first]["responsivity"][()] * default_detector(160).responds)
         np.testing.assert_allclose(diff, extra, rtol=1e-9)
         for n in fa:
             if n != first:

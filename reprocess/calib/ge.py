@@ -102,7 +102,8 @@ def _dark_and_illum(dark_dir, skyflat_dir, prov: CalProducts, batch: int, overwr
     dark = batch_mean(_bcd_stack(dark_dir, prov, overwrite), batch=batch)
     prov = dataclasses.replace(prov, dark=np.nan_to_num(dark.value))
     good = (prov.pmask & PMASK_FATAL) == 0
-    return dark, normalised_flat(_bcd_stack(skyflat_dir, prov, overwrite), good, batch=batch)
+    return dark, normalised_flat(_bcd_stack(skyflat_dir, prov, overwrite), good, batch=batch,
+                                 dark_err=np.nan_to_num(dark.error))
 
 
 def _with_systematic(m: MapEstimate, shift: np.ndarray) -> MapEstimate:

@@ -308,7 +308,7 @@ def permanent_mask(read_noise: np.ndarray, stim_response: np.ndarray, *,
     return pmask
 
 
-def normalised_flat(stack: np.ndarray, good: np.ndarray, *, batch: int,
+def normalised_flat(stack: np.ndarray, good: np.ndarray, *, batch: int, dark_err=0.0,
                     clip_sigma: float = 4.0) -> MapEstimate:
     """Illumination correction from stim-calibrated sky BCDs (MIPS units, ``ILLUM = 1``).
 
@@ -320,6 +320,9 @@ def normalised_flat(stack: np.ndarray, good: np.ndarray, *, batch: int,
         Pixels whose median defines the normalisation (median 1).
     batch : int
         DCEs per batch of :func:`batch_mean` (a few stim cycles).
+    dark_err : float or (NY, NX) array
+        Error of the dark subtracted from the BCDs (MIPS units): the same in
+        every DCE, so it adds ``dark_err / level`` to the flat's error.
     clip_sigma : float
         Per pixel, values beyond this many robust sigmas of the pixel's median
         over the stack (sources passing over it, residual cosmic rays) are rejected.
@@ -329,4 +332,5 @@ def normalised_flat(stack: np.ndarray, good: np.ndarray, *, batch: int,
     rel = _mad_clip(stack / level[:, None, None], axis=0, nsigma=clip_sigma)
     est = batch_mean(rel, batch=batch)
     norm = np.nanmedian(est.value[good])
-    return MapEstimate(value=est.value / norm, error=est.error / norm, n_used=est.n_used)
+    err = np.hypot(est.error, np.asarray(dark_err) * np.nanmean(1.0 / level))
+    return MapEstimate(value=est.value / norm, error=err / norm, n_used=est.n_used)
