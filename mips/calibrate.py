@@ -121,6 +121,7 @@ def format_pulls(summary: dict) -> str:
                  f"agree on {m['agree']} of {m['pixels']}")
     fc = summary["fluxconv"]
     if fc["error"]:
-        lines.append(f"  FLUXCONV    {fc['value']:.5g} +- {fc['error']:.2g} ({100 * fc['error'] / fc['value']:.2f}%);"
+        rel = 100 * fc["error"] / fc["value"]
+        lines.append(f"  FLUXCONV    {fc['value']:.5g} +- {fc['error']:.2g} ({rel:.2f}%);"
                      f" true {fc['true']:.5g}: off by {(fc['value'] - fc['true']) / fc['error']:+.2f} sigma")
     return "\n".join(lines)

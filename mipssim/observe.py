@@ -178,7 +178,8 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
             current = current + dark_dn_s
         if factors[plan.index]:
             current = current + factors[plan.index] * stim_dn_s
-        ramp = simulate_ramps(current * detector.responds, t_reads_s=t_reads, ramp_starts=starts, detector=detector,
+        ramp = simulate_ramps(current * detector.responds, t_reads_s=t_reads, ramp_starts=starts,
+                              detector=detector,
                               cfg=cfg, drift=drift, cr_state=cr_state,
                               streams=dce_streams(cfg.seed, plan.index), steps=steps)
         mjd = cfg.mjd_start + plan.t_start_s / 86400.0
