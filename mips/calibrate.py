@@ -31,10 +31,13 @@ _SCORED = ("dark", "illum", "enl_beta", "enl_zero", "read_noise")
 
 
 def run_calibrate(band: int, out: str | Path, *, seed: int = 1, config_file=None,
-                  overwrite: bool = False, progress=None) -> dict:
+                  n_dark: int = 120, n_flat: int = 240, overwrite: bool = False,
+                  progress=None) -> dict:
     """Simulate the ``band`` campaign into ``out/campaign``, derive and write the products.
 
-    Returns the summary written to ``out/calibration.json`` (pulls per map, scalars).
+    ``n_dark`` and ``n_flat`` are the DCEs of the dark and sky-flat AORs (stim
+    DCEs included).  Returns the summary written to ``out/calibration.json``
+    (pulls per map, scalars).
     """
     from mipssim.campaign.ge import simulate_ge_campaign
 
@@ -44,12 +47,12 @@ def run_calibrate(band: int, out: str | Path, *, seed: int = 1, config_file=None
         raise FileExistsError(f"{products_path}: exists (use --overwrite to replace it)")
     out.mkdir(parents=True, exist_ok=True)
     camp = simulate_ge_campaign(band, out / "campaign", seed=seed, config_file=config_file,
-                                overwrite=overwrite, progress=progress)
+                                n_dark=n_dark, n_flat=n_flat, overwrite=overwrite, progress=progress)
     calid = f"MIPS{band}-CAMPAIGN-s{seed}"
     prod = derive_ge_products(camp.dark, camp.skyflat, band=band, calid=calid, overwrite=overwrite)
     prod = _with_fluxconv(prod, band, seed=seed, workdir=out / "campaign" / "stars",
                           chains=out / "chains.h5", overwrite=overwrite)
-    command = f"mips calibrate --band {band} --seed {seed}" + (
+    command = f"mips calibrate --band {band} --seed {seed} --n-dark {n_dark} --n-flat {n_flat}" + (
         f" --config {config_file}" if config_file else "")
     write_products(prod, products_path, provenance=f"Derived from a simulated calibration campaign by "
                                                     f"'{command}' (reprocess.calib).")

@@ -97,7 +97,8 @@ def _cmd_validate(args) -> int:
 def _cmd_calibrate(args) -> int:
     from mips.calibrate import format_pulls, run_calibrate
     summary = run_calibrate(args.band, args.out, seed=args.seed, config_file=args.config,
-                            overwrite=args.overwrite, progress=Progress("campaign"))
+                            n_dark=args.n_dark, n_flat=args.n_flat, overwrite=args.overwrite,
+                            progress=Progress("campaign"))
     print(format_pulls(summary))
     return 0
 
@@ -172,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--band", type=int, choices=(70, 160), required=True)
     c.add_argument("--seed", type=int, default=1, help="random seed of the campaign (default 1)")
     c.add_argument("--config", help="TOML file of simulator parameters for the campaign's AORs")
+    c.add_argument("--n-dark", type=int, default=120,
+                   help="DCEs of the dark AOR, stim flashes included (default 120)")
+    c.add_argument("--n-flat", type=int, default=240,
+                   help="DCEs of the sky-flat AOR, stim flashes included (default 240)")
     c.add_argument("--out", required=True, help="output folder (products, chains, campaign data)")
     c.add_argument("--overwrite", action="store_true", help="replace an earlier campaign in --out")
     c.set_defaults(func=_cmd_calibrate)
