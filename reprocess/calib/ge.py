@@ -88,7 +88,11 @@ def derive_ge_products(dark_dir: str | Path, skyflat_dir: str | Path, *, band: i
     maps = {"dark": dark, "illum": illum, "enl_beta": beta, "enl_zero": zero, "read_noise": rn}
     values = {k: np.where(good, np.nan_to_num(m.value, nan=_fill[k]), _fill[k])
               for k, m in maps.items()}
-    errors = {k: np.where(good, np.nan_to_num(m.error), 0.0) for k, m in maps.items()}
+    for name, m in maps.items():
+        if np.isnan(m.error[good]).any():
+            raise ValueError(f"{dark_dir}, {skyflat_dir}: too few DCEs to estimate the error of "
+                             f"{name} in {int(np.isnan(m.error[good]).sum())} good pixels")
+    errors = {k: np.where(good, m.error, 0.0) for k, m in maps.items()}
     return dataclasses.replace(prov, **values, errors=errors,
                                meta={"n_dark": len(dark_cubes), "n_flash": len(flashes)})
 

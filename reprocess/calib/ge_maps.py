@@ -77,11 +77,14 @@ def batch_mean(stack: np.ndarray, *, batch: int) -> MapEstimate:
 
     ``stack`` is in time order; consecutive blocks of ``batch`` entries are
     averaged and the error is the scatter of the block means over the root of
-    their number, so correlations shorter than a block are accounted for.
-    Pixels with fewer than 3 usable blocks get a NaN error.
+    their number, so correlations shorter than a block are accounted for.  A
+    short stack is cut into at least 5 blocks (shorter ones, which then miss
+    part of the correlation); pixels with fewer than 3 usable blocks get a NaN
+    error.
     """
     stack = np.asarray(stack, dtype=float)
     n = stack.shape[0]
+    batch = max(1, min(batch, n // 5))
     nb = max(n // batch, 1)
     blocks = stack[: nb * batch].reshape((nb, -1) + stack.shape[1:])
     with np.errstate(invalid="ignore", divide="ignore"):
