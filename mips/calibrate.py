@@ -69,7 +69,8 @@ def _with_fluxconv(prod: CalProducts, band: int, *, seed: int, workdir: Path, ch
     """``prod`` with FLUXCONV (and its error) from simulated standard stars."""
     from mips.calib_stars import fluxconv_campaign
 
-    post, _ = fluxconv_campaign(band, seed=seed, workdir=workdir, products=prod, chains=chains)
+    post, _ = fluxconv_campaign(band, seed=seed, workdir=workdir, products=prod, chains=chains,
+                                overwrite=overwrite)
     errors = dict(prod.errors, fluxconv=post.sigma("fluxconv"))
     return dataclasses.replace(prod, fluxconv=post.median("fluxconv"), errors=errors)
 

@@ -38,6 +38,8 @@ class SimConfig:
     # --- scene (surface brightness in MJy/sr, fluxes in Jy at this band)
     n_sources: int = 6
     bright_source_jy: float | None = None   # an extra source of this flux at the target (e.g. droop tests)
+    source_temperature_k: float | None = None  # every source at this blackbody temperature (a
+    #                                            standard star: 3000); None draws one per source
     flux_min_jy: float = 0.05
     flux_max_jy: float = 2.0
     zodi_mjysr: float = 5.0            # UNCONFIRMED (smooth, ecliptic-dependent)
@@ -120,6 +122,7 @@ class SimConfig:
                 raise ConfigError(key, f"must be >= {lowest}")
         check_ranges(self, positive=(
             "flux_min_jy", "flux_max_jy", "blob_fwhm_arcsec", "bright_source_jy", "gain_e_per_dn",
+            "source_temperature_k",
             "drift_min_period_s", "drift_max_period_s", "cr_amp_median_dn", "cr_resp_tau_s",
             "read2_scale_rows", "latent_tau_s", "first_frame_factors", "jailbar_factors"),
             nonnegative=(

@@ -102,6 +102,8 @@ def make_scene(cfg, rng: np.random.Generator) -> Scene:
         coords = SkyCoord(np.r_[center.ra.deg, coords.ra.deg[1:]] * u.deg,
                           np.r_[center.dec.deg, coords.dec.deg[1:]] * u.deg)
     temps = rng.choice(np.array(PSF_TEMPERATURES_K, dtype=float), n)
+    if cfg.source_temperature_k:        # drawn anyway: the rest of the scene is unchanged
+        temps = np.full(n, float(cfg.source_temperature_k))
     if cfg.bright_source_jy:            # drawn without the generator: the rest of the scene is unchanged
         extra = center.spherical_offsets_by(40 * u.arcsec, 40 * u.arcsec)
         coords = SkyCoord(np.r_[coords.ra.deg if n else [], extra.ra.deg] * u.deg,

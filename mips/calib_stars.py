@@ -1,0 +1,76 @@
+"""FLUXCONV of a Ge product set from simulated standard stars (simulate, reprocess, measure, fit).
+
+Uses the simulator (:mod:`mipssim.campaign.stars`) for the observations and
+the reprocessor (:mod:`reprocess.calib.fluxconv`) for everything after; only
+the stars' known fluxes and positions pass from one to the other, as from a
+standard-star catalogue.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.table import QTable
+from astropy.wcs import WCS, FITSFixedWarning
+
+from calibration.products import CalProducts
+from mipssim.campaign.stars import simulate_standard_stars
+from reprocess.bcd import GE_FATAL
+from reprocess.calib.fluxconv import fluxconv_posterior, measure_star
+from reprocess.calib.posterior import Posterior
+from reprocess.ge_pipeline import reprocess_ge
+
+__all__ = ["fluxconv_campaign", "measure_folder"]
+
+
+def fluxconv_campaign(band: int, *, seed: int, workdir: str | Path, products: CalProducts,
+                      fluxes_jy=None, n_dce: int = 36, chains=None, true_fluxconv=None,
+                      overwrite: bool = False) -> tuple[Posterior, QTable]:
+    """Posterior of FLUXCONV for ``products`` (whose own FLUXCONV is ignored) from standard stars.
+
+    Returns the posterior (parameters ``fluxconv``, ``log_jitter``) and the
+    table of per-BCD measurements.
+    """
+    stars = simulate_standard_stars(band, workdir, seed=seed + 1000, fluxes_jy=fluxes_jy,
+                                    n_dce=n_dce, true_fluxconv=true_fluxconv, overwrite=overwrite)
+    unit = dataclasses.replace(products, fluxconv=1.0,
+                               errors={k: v for k, v in products.errors.items() if k != "fluxconv"})
+    tables = []
+    for star in stars:
+        reprocess_ge(star.folder, products=unit, overwrite=overwrite)
+        t = measure_folder(star.folder / "bcd", star.ra_deg, star.dec_deg, band=band)
+        t["flux"] = np.full(len(t), star.flux_jy) * u.Jy
+        tables.append(t)
+    table = QTable(np.concatenate([t.as_array() for t in tables])) if tables else QTable()
+    for col in ("flux", "value", "error"):
+        table[col] = table[col] * u.Jy if not hasattr(table[col], "unit") or table[col].unit is None \
+            else table[col]
+    post = fluxconv_posterior(table, seed=seed, chains=chains)
+    return post, table
+
+
+def measure_folder(bcd_dir: Path, ra_deg: float, dec_deg: float, *, band: int) -> QTable:
+    """Measure the star at (ra, dec) on every BCD of ``bcd_dir`` (FLUXCONV = 1 BCDs)."""
+    rows = []
+    star = SkyCoord(ra_deg * u.deg, dec_deg * u.deg)
+    for path in sorted(Path(bcd_dir).glob("*_bcd.fits")):
+        image = fits.getdata(path).astype(float)
+        header = fits.getheader(path)
+        error = fits.getdata(str(path).replace("_bcd.fits", "_bunc.fits")).astype(float)
+        mask = fits.getdata(str(path).replace("_bcd.fits", "_bmask.fits"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            x, y = WCS(header).world_to_pixel(star)
+        m = measure_star(image, error, (mask & GE_FATAL) == 0, float(x), float(y), band=band)
+        if m is not None:
+            rows.append((path.name, m.value, m.error, m.aperture_correction, m.x, m.y))
+    names = ("bcd", "value", "error", "aperture_correction", "x", "y")
+    table = QTable(rows=rows, names=names) if rows else QTable(names=names)
+    table["value"].unit = u.Jy
+    table["error"].unit = u.Jy
+    return table
