@@ -21,7 +21,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from calibration.products import CalProducts
 from mipssim.campaign.stars import simulate_standard_stars
 from reprocess.bcd import GE_FATAL
-from reprocess.calib.fluxconv import fluxconv_posterior, measure_star
+from reprocess.calib.fluxconv import flat_field_error, fluxconv_posterior, measure_star
 from reprocess.calib.posterior import Posterior
 from reprocess.ge_pipeline import reprocess_ge
 
@@ -29,33 +29,41 @@ __all__ = ["fluxconv_campaign", "measure_folder"]
 
 
 def fluxconv_campaign(band: int, *, seed: int, workdir: str | Path, products: CalProducts,
-                      fluxes_jy=None, n_dce: int = 36, chains=None, true_fluxconv=None,
-                      overwrite: bool = False) -> tuple[Posterior, QTable]:
+                      fluxes_jy=None, n_dce: int = 36, block: int = 10, chains=None,
+                      true_fluxconv=None, overwrite: bool = False
+                      ) -> tuple[Posterior, QTable, float]:
     """Posterior of FLUXCONV for ``products`` (whose own FLUXCONV is ignored) from standard stars.
 
-    Returns the posterior (parameters ``fluxconv``, ``log_jitter``) and the
-    table of per-BCD measurements.
+    Returns the posterior (parameters ``fluxconv``, ``log_jitter``), the table
+    of per-BCD measurements (``block``: ``block`` consecutive BCDs of one star,
+    which share stim flashes), and the relative error the product set's flat
+    field adds (to be added in quadrature to the posterior's width).
     """
     stars = simulate_standard_stars(band, workdir, seed=seed + 1000, fluxes_jy=fluxes_jy,
                                     n_dce=n_dce, true_fluxconv=true_fluxconv, overwrite=overwrite)
     unit = dataclasses.replace(products, fluxconv=1.0,
                                errors={k: v for k, v in products.errors.items() if k != "fluxconv"})
-    tables = []
-    for star in stars:
+    rows, influences = [], []
+    for k, star in enumerate(stars):
         reprocess_ge(star.folder, products=unit, overwrite=overwrite)
-        t = measure_folder(star.folder / "bcd", star.ra_deg, star.dec_deg, band=band)
-        t["flux"] = np.full(len(t), star.flux_jy) * u.Jy
-        tables.append(t)
-    table = QTable(np.concatenate([t.as_array() for t in tables])) if tables else QTable()
+        for i, (name, m) in enumerate(measure_folder(star.folder / "bcd", star.ra_deg, star.dec_deg,
+                                                     band=band)):
+            rows.append((k, f"{k}-{i // block}", name, star.flux_jy, m.value, m.error,
+                         m.aperture_correction, m.x, m.y))
+            influences.append(m.influence)
+    table = QTable(rows=rows, names=("star", "block", "bcd", "flux", "value", "error",
+                                     "aperture_correction", "x", "y"))
     for col in ("flux", "value", "error"):
-        table[col] = table[col] * u.Jy if not hasattr(table[col], "unit") or table[col].unit is None \
-            else table[col]
+        table[col].unit = u.Jy
     post = fluxconv_posterior(table, seed=seed, chains=chains)
-    return post, table
+    with np.errstate(invalid="ignore", divide="ignore"):
+        flat = flat_field_error(influences, np.asarray(products.error("illum")) / products.illum)
+    return post, table, flat
 
 
-def measure_folder(bcd_dir: Path, ra_deg: float, dec_deg: float, *, band: int) -> QTable:
-    """Measure the star at (ra, dec) on every BCD of ``bcd_dir`` (FLUXCONV = 1 BCDs)."""
+def measure_folder(bcd_dir: Path, ra_deg: float, dec_deg: float, *, band: int) -> list:
+    """``(BCD name, StarMeasurement)`` of the star at (ra, dec) on every BCD of ``bcd_dir`` (in
+    time order, FLUXCONV = 1 BCDs), where it can be measured."""
     rows = []
     star = SkyCoord(ra_deg * u.deg, dec_deg * u.deg)
     for path in sorted(Path(bcd_dir).glob("*_bcd.fits")):
@@ -68,9 +76,5 @@ def measure_folder(bcd_dir: Path, ra_deg: float, dec_deg: float, *, band: int) -
             x, y = WCS(header).world_to_pixel(star)
         m = measure_star(image, error, (mask & GE_FATAL) == 0, float(x), float(y), band=band)
         if m is not None:
-            rows.append((path.name, m.value, m.error, m.aperture_correction, m.x, m.y))
-    names = ("bcd", "value", "error", "aperture_correction", "x", "y")
-    table = QTable(rows=rows, names=names) if rows else QTable(names=names)
-    table["value"].unit = u.Jy
-    table["error"].unit = u.Jy
-    return table
+            rows.append((path.name, m))
+    return rows

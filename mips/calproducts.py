@@ -1,13 +1,14 @@
-"""Derive the shipped Ge calibration products from the simulator's detector.
+"""Product sets made wrong on purpose, and the 24 um products from the simulator's detector.
 
-``python -m mips.calproducts`` rewrites ``data/cal/mips{70,160}_cal.fits``.
-This stands in for a calibration campaign: the products are the detector's
-true maps, so reprocessing errors measured against truth are the pipeline's
-own.  (Deriving them from simulated calibration observations -- darks, stim
-sequences, sky flats -- is future work; see README.)  Lives in ``mips/``
-because it uses both the simulator and the calibration package.
 :func:`perturbed_products` makes a set wrong on purpose (a per-pixel flat
 error, a flux-conversion error) to show that validation catches it.
+
+The 70 and 160 um products in ``data/cal`` come from simulated calibration
+campaigns (``mips calibrate``; ``data/cal/PROVENANCE.md``).  The 24 um set is
+still the simulator's true detector (``python -m mips.calproducts`` rewrites
+``data/cal/mips24_cal.fits``): deriving it from a 24 um campaign is open work
+(issue 11).  Lives in ``mips/`` because it uses both the simulator and the
+calibration package.
 """
 from __future__ import annotations
 
@@ -16,26 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.products import CalProducts, SiProducts, write_products, write_si_products
+from calibration.products import CalProducts, SiProducts, write_si_products
 from mipssim.config import load_config
-from mipssim.detector import default_detector
 from mipssim.si_as import default_si_detector, read2_deficit
 
 CAL_VERSION = 1
-
-
-def products_from_detector(band: int) -> CalProducts:
-    """The product set that exactly describes the simulator's default ``band`` detector."""
-    det = default_detector(band)
-    spec = det.spec
-    ic = det.flat / det.stim_pattern
-    norm = float(np.median(ic[det.good]))
-    return CalProducts(
-        band=band, calid=f"MIPS{band}-SIM-CAL-v{CAL_VERSION}",
-        fluxconv=spec.stim_dn_s / (spec.dn_s_per_mjysr * norm),
-        gain=spec.gain_e_per_dn, saturation_dn=spec.saturation_dn,
-        dark=det.dark_mips, illum=ic / norm, enl_beta=det.enl_beta, enl_zero=det.enl_zero,
-        pmask=det.pmask, read_noise=det.read_noise)
 
 
 def perturbed_products(prod: CalProducts, *, illum_rms: float = 0.0, fluxconv_factor: float = 1.0,
@@ -85,12 +71,6 @@ def si_products_from_detector() -> SiProducts:
 def main() -> None:
     out = Path(__file__).resolve().parent.parent / "data" / "cal"
     out.mkdir(parents=True, exist_ok=True)
-    for band in (70, 160):
-        prod = products_from_detector(band)
-        write_products(prod, out / f"mips{band}_cal.fits",
-                       provenance="Derived by mips.calproducts from mipssim.detector."
-                                  "default_detector (the simulator's true detector).")
-        print(f"wrote {out / f'mips{band}_cal.fits'} ({prod.calid}, FLUXCONV={prod.fluxconv:.3f})")
     si = si_products_from_detector()
     write_si_products(si, out / "mips24_cal.fits",
                       provenance="Derived by mips.calproducts from mipssim.si_as.default_si_detector "

@@ -2,9 +2,9 @@
 
 A :class:`GeDetector` is the *truth* the simulator uses.  It is generated
 deterministically from a fixed seed per band, so every run sees the same
-detector.  The shipped calibration products (``data/cal``) are derived from it
-by ``python -m mips.calproducts``, as a calibration campaign would measure
-them; the reprocessor only ever sees those products.
+detector.  The shipped calibration products (``data/cal``) are derived from a
+simulated calibration campaign of it (``mips calibrate``, :mod:`.campaign`);
+the reprocessor only ever sees those products.
 
 Signal model (DN/s at the detector, before nonlinearity)::
 

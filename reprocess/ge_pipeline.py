@@ -151,7 +151,8 @@ def _slopes(dces, prod, cfg, progress) -> list:
                                saturation_dn=prod.saturation_dn, enl_beta=prod.enl_beta,
                                enl_zero=prod.enl_zero, apply_nonlinearity=cfg.nonlinearity,
                                threshold=cfg.jump_threshold,
-                               min_segment_reads=cfg.min_segment_reads, batch=_BATCH)
+                               min_segment_reads=cfg.min_segment_reads,
+                               enl_beta_err=prod.error("enl_beta"), batch=_BATCH)
             for i, f in zip(batch, fits_):
                 slopes[i] = f
             done += len(batch)

@@ -46,8 +46,15 @@ class DCESlope:
 
 def slope_dce(reads: np.ndarray, *, read_time: float, nramps: int, gain, read_noise,
               saturation_dn: float, enl_beta, enl_zero, apply_nonlinearity: bool = True,
-              threshold: float = DEFAULT_THRESHOLD, min_segment_reads: int = 4) -> DCESlope:
-    """Slope of a raw DCE cube ``reads`` (NREADS, NY, NX) in DN; see the module notes."""
+              threshold: float = DEFAULT_THRESHOLD, min_segment_reads: int = 4,
+              enl_beta_err=0.0) -> DCESlope:
+    """Slope of a raw DCE cube ``reads`` (NREADS, NY, NX) in DN; see the module notes.
+
+    ``enl_beta_err`` (the nonlinearity coefficient's 1-sigma error, a map or 0)
+    adds its effect on the slope to the error: linearised with ``beta + d``,
+    reads gain ``d q^2 / Q``, which tilts a ramp climbing to ``q_end`` by
+    ``slope * q_end / Q * d``.
+    """
     raw = np.asarray(reads, dtype=float)
     nreads = raw.shape[0]
     if nramps < 1 or nreads % nramps:
@@ -86,6 +93,9 @@ def slope_dce(reads: np.ndarray, *, read_time: float, nramps: int, gain, read_no
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = np.where(dens > 0, nums / dens, np.nan)
         err = np.where(dens > 0, 1.0 / np.sqrt(dens), np.nan)
+    if apply_nonlinearity and np.any(enl_beta_err):
+        q_end = np.nanmax(np.where(usable, lin, np.nan), axis=0, initial=0.0)
+        err = np.hypot(err, slope * q_end / nonlinearity.Q_FULL_DN * enl_beta_err)
     flags = np.zeros(raw.shape[1:], dtype=np.int32)
     flags[saturated.any(0)] |= BMASK["SATURATED"]
     flags[jumps.any(0)] |= BMASK["JUMP"]

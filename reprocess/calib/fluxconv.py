@@ -15,15 +15,18 @@ Geometry comes from photutils (exact aperture overlaps); the PRF from
 :mod:`calibration.psf`, the one the simulator renders with -- a real PSF's
 mismatch with its model is not represented.
 
-The BCDs at one array position share the flat-field error of the pixels
-under the aperture, so the ratios ``F f_i / m_i`` are combined per position
-first; the posterior of ``FLUXCONV`` and of an extra fractional scatter
-``jitter`` between positions (flat-field errors, pointing) is sampled with
-emcee (:mod:`.posterior`): ``ratio_g ~ N(FLUXCONV, sigma_g^2 + (jitter
-FLUXCONV)^2)``, flat priors on ``FLUXCONV > 0`` and on ``log jitter`` in
-[-12, -1.5].
+The BCDs between the same stim flashes share those flashes' noise, so the
+ratios ``F f_i / m_i`` are combined per block of consecutive BCDs first; the
+posterior of ``FLUXCONV`` and of an extra fractional scatter ``jitter``
+between blocks is sampled with emcee (:mod:`.posterior`): ``ratio_b ~
+N(FLUXCONV, sigma_b^2 + (jitter FLUXCONV)^2)``, flat priors on ``FLUXCONV >
+0`` and on ``log jitter`` in [-12, -1.5].  The flat field's per-pixel errors
+are the same in every BCD and do not average down over blocks: their effect
+on the mean (:func:`flat_field_error`) is added to the posterior's width.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from astropy import units as u
@@ -35,19 +38,29 @@ from calibration.psf import load_prf
 
 from .posterior import Posterior, sample_posterior
 
-__all__ = ["APERTURES_PIX", "StarMeasurement", "measure_star", "fit_prf", "fluxconv_posterior"]
+__all__ = ["APERTURES_PIX", "StarMeasurement", "measure_star", "fit_prf", "fluxconv_posterior",
+           "flat_field_error"]
 
 # aperture radius, annulus inner and outer radii, detector pixels (UNCONFIRMED choice)
 APERTURES_PIX = {24: (3.0, 8.0, 13.0), 70: (1.6, 3.0, 5.0), 160: (1.2, 2.5, 4.0)}
 STAR_TEMPERATURE_K = 3000.0
 
 
+@dataclass(frozen=True)
 class StarMeasurement:
-    """One BCD's measurement of a star: ``value`` = m / f (Jy per FLUXCONV unit), 1-sigma ``error``."""
+    """One BCD's measurement of a star.
 
-    def __init__(self, value: float, error: float, aperture_correction: float, x: float, y: float):
-        self.value, self.error = value, error
-        self.aperture_correction, self.x, self.y = aperture_correction, x, y
+    ``value`` = m / f (Jy per FLUXCONV unit) and its 1-sigma ``error``;
+    ``influence`` (NY, NX): d value / value per unit relative change of each
+    pixel's data, i.e. how a flat-field error in a pixel moves this measurement.
+    """
+
+    value: float
+    error: float
+    aperture_correction: float
+    x: float
+    y: float
+    influence: np.ndarray
 
 
 def _weights(shape, x: float, y: float, radii) -> tuple[np.ndarray, np.ndarray]:
@@ -103,9 +116,11 @@ def measure_star(image: np.ndarray, error: np.ndarray, good: np.ndarray, x: floa
     yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
     model = prf(yy - y, xx - x)
     frac, _ = _estimate(model, 0 * model, w_ap, w_ann)
-    value, var = _estimate(np.where(good, image, 0.0), np.where(good, error ** 2, 0.0), w_ap, w_ann)
+    data = np.where(good, image, 0.0)
+    value, var = _estimate(data, np.where(good, error ** 2, 0.0), w_ap, w_ann)
+    coeff = w_ap - w_ap.sum() / w_ann.sum() * w_ann
     scale = spec.pixel_sr * 1e6 / frac
-    return StarMeasurement(value * scale, np.sqrt(var) * scale, frac, x, y)
+    return StarMeasurement(value * scale, np.sqrt(var) * scale, frac, x, y, coeff * data / value)
 
 
 def fit_prf(image: np.ndarray, error: np.ndarray, good: np.ndarray, x: float, y: float, *,
@@ -129,30 +144,33 @@ def fit_prf(image: np.ndarray, error: np.ndarray, good: np.ndarray, x: float, y:
     design = np.c_[prf / (spec.pixel_sr * 1e6), np.ones(use.sum())] * w[:, None]
     coef, *_ = np.linalg.lstsq(design, image[use] * w, rcond=None)
     cov = np.linalg.inv(design.T @ design)
-    return StarMeasurement(float(coef[0]), float(np.sqrt(cov[0, 0])), float(prf.sum()), x, y)
+    influence = np.zeros(image.shape)
+    influence[use] = (cov @ design.T)[0] * w * image[use] / coef[0]
+    return StarMeasurement(float(coef[0]), float(np.sqrt(cov[0, 0])), float(prf.sum()), x, y,
+                           influence)
 
 
 def fluxconv_posterior(measurements: QTable, *, seed: int, chains=None,
-                       group: str = "fluxconv", position_pix: float = 0.25) -> Posterior:
+                       group: str = "fluxconv") -> Posterior:
     """Posterior of ``fluxconv`` (and ``log_jitter``) from star measurements.
 
     ``measurements`` has columns ``flux`` (the star's known flux), ``value`` and
     ``error`` (the BCD measurements m / f and their errors), all in Jy (per
-    FLUXCONV unit for the last two), and the star's pixel position ``x``, ``y``.
-
-    Measurements at the same position on the array (within ``position_pix``)
-    share the flat-field error of the pixels under the aperture, which no
-    per-BCD error can average down; so each position's ratios ``F / m`` are
-    first combined (weighted mean), and the fit runs over positions, whose
-    scatter beyond their errors the ``jitter`` absorbs.
+    FLUXCONV unit for the last two), and ``block``: BCDs of one block (one AOR's
+    BCDs between the same few stim flashes) share the flashes' noise, which no
+    per-BCD error can average down.  So each block's ratios ``F / m`` are first
+    combined (weighted mean), and the fit runs over blocks, whose scatter beyond
+    their errors the ``jitter`` absorbs.
     """
     f = np.asarray(measurements["flux"].to_value(u.Jy), dtype=float)
     v = np.asarray(measurements["value"].to_value(u.Jy), dtype=float)
     e = np.asarray(measurements["error"].to_value(u.Jy), dtype=float)
-    ratio, ratio_err = _by_position(f / v, f / v * e / v, np.asarray(measurements["x"], dtype=float),
-                                    np.asarray(measurements["y"], dtype=float), position_pix)
+    _, block = np.unique(np.asarray(measurements["block"]), return_inverse=True)
+    w = (v / (f * e)) ** 2
+    sw = np.bincount(block.ravel(), w)
+    ratio, ratio_err = np.bincount(block.ravel(), w * f / v) / sw, 1.0 / np.sqrt(sw)
     if len(ratio) < 3:
-        raise ValueError(f"star measurements at {len(ratio)} array positions: FLUXCONV needs 3")
+        raise ValueError(f"star measurements in {len(ratio)} blocks: FLUXCONV needs 3")
     guess = float(np.median(ratio))
 
     def log_prob(p):
@@ -168,10 +186,9 @@ def fluxconv_posterior(measurements: QTable, *, seed: int, chains=None,
                             group=group)
 
 
-def _by_position(r: np.ndarray, err: np.ndarray, x: np.ndarray, y: np.ndarray, tol: float):
-    """Inverse-variance means of ``r`` over measurements within ``tol`` pixels of each other."""
-    keys = np.round(np.c_[x, y] / tol).astype(int)
-    _, group = np.unique(keys, axis=0, return_inverse=True)
-    w = 1.0 / err ** 2
-    sw = np.bincount(group.ravel(), w)
-    return np.bincount(group.ravel(), w * r) / sw, 1.0 / np.sqrt(sw)
+def flat_field_error(influences: list[np.ndarray], illum_rel_err: np.ndarray) -> float:
+    """Relative error of the mean of measurements with these ``influence`` maps caused by
+    independent per-pixel flat-field errors ``illum_rel_err`` (the same in every BCD, so it
+    does not average down over BCDs, only over the pixels the star covered)."""
+    mean = np.mean(influences, axis=0)
+    return float(np.sqrt(np.sum((mean * np.nan_to_num(illum_rel_err)) ** 2)))
