@@ -38,8 +38,12 @@ Figures of every band
 Ge ramp figures (``bcd/ramps.h5``)
 ----------------------------------
 * slope pulls ``(slope - truth) / slope_err`` over every ramp of a pixel
-  without fatal truth-pmask bits: median, robust spread, standard deviation
-  and chi^2/dof within |pull| < 5, fraction beyond 5;
+  without fatal truth-pmask bits that used all its reads (truth records the
+  slope over the whole DCE; a ramp cut short by saturation, such as a stim
+  flash's, measured only its first part, over which responsivity steps and
+  drift make the true slope differ by more than its small error): median,
+  robust spread, standard deviation and chi^2/dof within |pull| < 5, fraction
+  beyond 5;
 * jumps: completeness in bins of amplitude over the noise of one read
   difference ``sigma_d = sqrt(2 rn^2 + slope dt / gain)``; false positives per
   usable difference against what the threshold predicts.
@@ -458,7 +462,10 @@ def _ramp_figures(obs: Path, truth: h5py.File, names: list[str]) -> dict:
         for name in names:
             t, r = truth["dce"][name], ramps["dce"][name]
             slope, err, true = r["slope_dn_s"][()], r["slope_err_dn_s"][()], t["slope_dn_s"][()]
-            ok = good & np.isfinite(slope)
+            # the truth is the slope over the whole DCE: a ramp cut short by saturation measured
+            # only its first part, where responsivity steps and drift make it differ
+            whole = r["first_unusable_read"][()] >= r["jumps"].shape[0]
+            ok = good & np.isfinite(slope) & whole
             pulls.append(((slope - true) / err)[ok])
             rows, n_fp, n_d = _score_jumps(t, r, rn, good)
             jump_rows.append(rows)

@@ -62,14 +62,10 @@ def _missed(res) -> set:
     return {c["figure"] for c in res["checks"] if c["met"] is False}
 
 
-def test_honest_run_meets_every_goal_but_the_per_pixel_bias(honest):
-    assert _missed(validate(honest)) <= {"pixel_bias_spread"}
-
-
-@pytest.mark.xfail(reason="issue 9 open: the per-pixel bias spread sits near its 1.5 goal by "
-                          "construction (BCDs between two flashes share the flashes' noise and the "
-                          "wander between them); 1.46-1.58 at 70 um over seeds", strict=False)
 def test_honest_run_meets_every_goal(honest, capsys):
+    """With the shipped products, derived from a calibration campaign with their errors: the
+    per-pixel bias is judged against the maps' errors (about 1.46-1.58 without them, BCDs
+    between two flashes sharing the flashes' noise)."""
     status, out, _ = _run_validate(honest, capsys)
     assert "MISSED" not in out
     assert status == 0
