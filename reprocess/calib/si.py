@@ -180,37 +180,57 @@ def read2_error_map(post: Posterior, shape, n_draws: int = 400) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- read noise
-def read_noise_map(darks: SiRates, *, gain: float, n_planes: int):
+def read_noise_map(darks: SiRates, *, gain: float, n_planes: int, clip_sigma: float = 5.0):
     """Per-pixel read noise (DN) and its 1-sigma error from the scatter of dark slopes.
 
-    DCEs are grouped by (nreads, dark plane); each group's per-pixel mean is
-    removed (cosmic rays clipped), the pooled residual variance less the
-    dark's Poisson term is divided by the SUR read-noise factor
-    ``12 / (n (n^2 - 1) dt^2)``.  Error: ``rn / sqrt(2 nu)``, ``nu`` the dof.
+    DCEs are grouped by (nreads, dark plane).  Cosmic rays are clipped against
+    a per-pixel robust sigma pooled over all groups (residuals from the group
+    medians scaled by each group's read-noise factor ``12 / (n (n^2 - 1) dt^2)``:
+    a small group alone cannot clip reliably) at ``clip_sigma`` (the variance
+    is corrected for the Gaussian truncation).  Then each group's per-pixel
+    mean is removed and the pooled residual variance, less the dark's
+    Poisson term, is divided by that factor.  The Poisson term must be that
+    of the charge: give rates with the read-2 bias and droop removed
+    (:func:`corrected_rates`).  Error: from ``var(SS_g) = 2 nu_g sigma_g^4``
+    per group, the Poisson part of ``sigma_g`` included.
     """
     dt = darks.read_time
     plane = np.minimum(darks.dcenum, n_planes - 1)
-    num = np.zeros(darks.rate.shape[1:])
-    dof = np.zeros(darks.rate.shape[1:])
+    groups = []
     for n in np.unique(darks.nreads):
         for p in np.unique(plane):
             sel = (darks.nreads == n) & (plane == p)
-            if sel.sum() < 3:
-                continue
-            x = darks.rate[sel]
-            ok = _clip_mask(x)
-            cnt = ok.sum(0)
-            mean = np.where(ok, x, 0).sum(0) / cnt
-            ss = np.where(ok, (x - mean) ** 2, 0).sum(0)
-            poisson = si_as.sur_variance(mean, nreads=int(n), read_time=dt, gain=gain,
-                                         read_noise=0.0)
-            factor = 12.0 / (n * (n * n - 1) * dt * dt)
-            num += (ss - (cnt - 1) * poisson) / factor
-            dof += cnt - 1
-    if not dof.max():
+            if sel.sum() >= 3:
+                groups.append((int(n), sel, 12.0 / (n * (n * n - 1) * dt * dt)))
+    if not groups:
         raise ValueError("read_noise_map: no group of >= 3 dark DCEs sharing nreads and DCENUM plane")
-    rn = np.sqrt(np.maximum(num / np.maximum(dof, 1), 0.0))
-    return rn, rn / np.sqrt(2.0 * np.maximum(dof, 1))
+    scaled = np.concatenate([(darks.rate[sel] - np.median(darks.rate[sel], axis=0)) / np.sqrt(f)
+                             for _, sel, f in groups])
+    sigma = _robust_sigma(scaled, axis=0)[0]
+    num = np.zeros(darks.rate.shape[1:])
+    dof = np.zeros(darks.rate.shape[1:])
+    terms = []                 # (dof, Poisson variance / factor) per group, for the error
+    for n, sel, factor in groups:
+        x = darks.rate[sel]
+        ok = np.abs(x - np.median(x, axis=0)) <= clip_sigma * sigma * np.sqrt(factor)
+        cnt = ok.sum(0)
+        mean = np.where(ok, x, 0).sum(0) / np.maximum(cnt, 1)
+        ss = np.where(ok, (x - mean) ** 2, 0).sum(0)
+        poisson = si_as.sur_variance(mean, nreads=n, read_time=dt, gain=gain, read_noise=0.0)
+        num += (ss - np.maximum(cnt - 1, 0) * poisson) / factor
+        dof += np.maximum(cnt - 1, 0)
+        terms.append((np.maximum(cnt - 1, 0), poisson / factor))
+    dof1 = np.maximum(dof, 1)
+    rn2 = np.maximum(num / dof1, 0.0) / _truncated_variance(clip_sigma)
+    var_rn2 = sum(2.0 * nu * (rn2 + pf) ** 2 for nu, pf in terms) / dof1 ** 2
+    rn = np.sqrt(rn2)
+    return rn, np.sqrt(var_rn2) / (2.0 * np.maximum(rn, 1e-6))
+
+
+def _truncated_variance(c: float) -> float:
+    """Variance of a unit Gaussian truncated at +-c."""
+    from scipy.stats import norm
+    return float(1.0 - 2.0 * c * norm.pdf(c) / (2.0 * norm.cdf(c) - 1.0))
 
 
 # ----------------------------------------------------------------------------- droop
@@ -410,20 +430,38 @@ def _outliers_ok(norm: np.ndarray, use: np.ndarray) -> np.ndarray:
     return np.abs(norm - med) <= CLIP_SIGMA * np.maximum(np.nan_to_num(sig, nan=np.inf), 1e-6)
 
 
-def gain_and_spot_flats(flats: np.ndarray, errs: np.ndarray, good: np.ndarray):
+def gain_and_spot_flats(flats: np.ndarray, errs: np.ndarray, good: np.ndarray, *,
+                        spot_sigma: float = 3.0, spot_margin_px: int = 3):
     """Flats of all positions on the gain-flat convention, and the gain flat.
 
-    The gain flat is the per-pixel median over positions; each position's flat
-    is scaled so its ratio to the gain flat has median 1 over good pixels, then
-    all so that the gain flat has median 1.  Returns (flats, errors, gain flat).
+    The spots only darken, and their faint wings overlap from one mirror
+    position to the next, so a plain pixel median over positions would be
+    biased low near them, and with it the gain flat's median (the flats'
+    common scale, which FLUXCONV assumes).  Instead: positions are put on a
+    common scale by the median ratio to the first (spots fall on both sides
+    of the ratio); a spot of a position is where its flat lies ``spot_sigma``
+    errors below the pixel median over positions, dilated by
+    ``spot_margin_px``; the gain flat is the mean over the unspotted
+    positions; each position is rescaled so its unspotted ratio to the gain
+    flat has median 1, and all so that the gain flat has median 1 over good
+    pixels.  Returns (flats, errors, gain flat).
     """
-    gainflat = np.median(flats, axis=0)
-    scale = np.array([np.median((f / gainflat)[good]) for f in flats])
-    flats = flats / scale[:, None, None]
-    errs = errs / scale[:, None, None]
-    gainflat = np.median(flats, axis=0)
-    norm = np.median(gainflat[good])
-    return flats / norm, errs / norm, gainflat / norm
+    flats = flats / np.array([np.median((f / flats[0])[good]) for f in flats])[:, None, None]
+    med = np.median(flats, axis=0)
+    spotted = np.stack([ndimage.binary_dilation(f < med - spot_sigma * e, iterations=spot_margin_px)
+                        for f, e in zip(flats, errs)])
+    clean = ~spotted
+
+    def gain(fl):
+        n = clean.sum(0)
+        return np.where(n > 0, np.where(clean, fl, 0).sum(0) / np.maximum(n, 1), np.median(fl, 0))
+
+    g = gain(flats)
+    scale = np.array([np.median((f / g)[good & c]) for f, c in zip(flats, clean)])
+    flats, errs = flats / scale[:, None, None], errs / scale[:, None, None]
+    g = gain(flats)
+    norm = np.median(g[good])
+    return flats / norm, errs / norm, g / norm
 
 
 def permanent_mask(gainflat: np.ndarray, read_noise: np.ndarray, *, dead_fraction: float = 0.5,

@@ -73,10 +73,6 @@ def derive_si_products(*, dark_long: list[Path], dark_short: list[Path], flats: 
     amp, scale = p_r2.median("amplitude"), p_r2.median("scale")
     read2 = si.read2_law(shape, amp, scale)
     read2_err = si.read2_error_map(p_r2, shape)
-    # read noise from all darks
-    both = si.SiRates(np.concatenate([long.rate, short.rate]), np.r_[long.nreads, short.nreads],
-                      np.r_[long.dcenum, short.dcenum], np.r_[long.csm, short.csm], long.read_time)
-    rn, rn_err = si.read_noise_map(both, gain=base.gain, n_planes=cfg.n_dark_planes)
     # droop
     pairs = []
     for f in droop:
@@ -84,6 +80,11 @@ def derive_si_products(*, dark_long: list[Path], dark_short: list[Path], flats: 
         pairs += si.droop_pairs(stack, every, first_dcenum=last, margin_px=cfg.droop_margin_px)
     p_dr = si.fit_droop(pairs, seed=seed + 1, chains=chains, nsteps=cfg.nsteps)
     c, c_err, cr = p_dr.median("droop"), p_dr.sigma("droop"), p_dr.median("row_droop")
+    # read noise from all darks, read-2 and droop removed (the Poisson term needs the charge rate)
+    both = si.SiRates(np.concatenate([si.corrected_rates(x, read2, c, cr) for x in (long, short)]),
+                      np.r_[long.nreads, short.nreads], np.r_[long.dcenum, short.dcenum],
+                      np.r_[long.csm, short.csm], long.read_time)
+    rn, rn_err = si.read_noise_map(both, gain=base.gain, n_planes=cfg.n_dark_planes)
     # darks per DCENUM
     dark, dark_err = si.dark_planes(long, read2=read2, read2_err=read2_err, droop=c, droop_err=c_err,
                                     row_droop=cr, read_noise=rn, gain=base.gain,
