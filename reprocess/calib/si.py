@@ -92,12 +92,13 @@ class SiRates:
     dcenum: np.ndarray
     csm: np.ndarray
     read_time: float
+    pointing: np.ndarray | None = None   # (N, 2) CRVAL1, CRVAL2 (deg)
 
     def select(self, keep) -> "SiRates":
         """The DCEs where ``keep`` (bool array) is true."""
         keep = np.asarray(keep, dtype=bool)
         return SiRates(self.rate[keep], self.nreads[keep], self.dcenum[keep], self.csm[keep],
-                       self.read_time)
+                       self.read_time, None if self.pointing is None else self.pointing[keep])
 
     def w1_rate(self) -> np.ndarray:
         """``w_1(n) / dt`` per DCE: slope bias (DN/s) per DN of read-2 deficit is minus this."""
@@ -112,7 +113,9 @@ def si_rates(dces: list[RawDCE]) -> SiRates:
                    nreads=np.array([d.nreads for d in dces]),
                    dcenum=np.array([int(d.header["DCENUM"]) for d in dces]),
                    csm=np.array([float(d.header["CSM_PRED"]) for d in dces]),
-                   read_time=float(dces[0].samptime))
+                   read_time=float(dces[0].samptime),
+                   pointing=np.array([[float(d.header.get("CRVAL1", np.nan)),
+                                       float(d.header.get("CRVAL2", np.nan))] for d in dces]))
 
 
 def _robust_sigma(x, axis=None):
@@ -166,7 +169,7 @@ def fit_read2(profile, err, k, *, seed: int, chains=None, nsteps: int = 2000) ->
 
     a0 = max(float(profile[0] / k), 1.0)
     return sample_posterior(log_prob, [a0, 10.0], [0.05 * a0, 1.0], names=("amplitude", "scale"),
-                            seed=seed, vectorize=True, chains=chains, group="read2", nsteps=nsteps)
+                            seed=seed, vectorize=True, chains=chains, group="read2", nsteps=nsteps, burn=nsteps // 4)
 
 
 def read2_error_map(post: Posterior, shape, n_draws: int = 400) -> np.ndarray:
@@ -277,7 +280,7 @@ def fit_droop(pairs: list[tuple], *, seed: int, chains=None, nsteps: int = 2000)
         return np.where(ok, -0.5 * np.sum(((d - model) / e) ** 2, axis=1), -np.inf)
 
     return sample_posterior(log_prob, [0.2, 0.02], [0.01, 0.002], names=("droop", "row_droop"),
-                            seed=seed, vectorize=True, chains=chains, group="droop", nsteps=nsteps)
+                            seed=seed, vectorize=True, chains=chains, group="droop", nsteps=nsteps, burn=nsteps // 4)
 
 
 def droop_pairs(stack: SiRates, good: np.ndarray, *, first_dcenum: int, margin_px: int = 12):
@@ -343,25 +346,39 @@ def photocurrent(stack: SiRates, dark: np.ndarray, *, read2: np.ndarray, droop: 
 
 
 # ----------------------------------------------------------------------------- first frames
-def first_frame_samples(photo: np.ndarray, dcenum: np.ndarray, good: np.ndarray, n_first: int):
-    """Per DCENUM ``d < n_first``: median over pixels of photo_d / mean(photo of DCENUM >= n_first).
+def first_frame_samples(photo: np.ndarray, dcenum: np.ndarray, good: np.ndarray, n_first: int, *,
+                        pointing: np.ndarray | None = None, tolerance_arcsec: float = 2.0,
+                        detect_sigma: float = 4.0, margin_px: int = 4):
+    """Per DCENUM ``d < n_first``: median over pixels of photo_d / photo of later DCEs.
 
-    Returns (ratios, errors), each ``(n_first,)``; the error is the median's
-    ``1.2533 sigma / sqrt(npix)`` with sigma robust.
+    The reference is the mean of the DCEs with DCENUM >= ``n_first`` at the
+    same pointing as DCE ``d`` (``pointing`` (N, 2) RA, Dec in deg, within
+    ``tolerance_arcsec``; all of them when None), so faint field sources
+    cancel: at other pointings their light, diluted below any detection,
+    would bias the ratio at the 1e-4 level.  Residual source pixels (pointing
+    jitter; either sign of the smoothed ratio beyond ``detect_sigma`` robust
+    sigmas, dilated by ``margin_px``) are left out.  Returns (ratios, errors),
+    each ``(n_first,)``, NaN where there is no DCE or reference; the error is
+    the median's ``1.2533 sigma / sqrt(npix)`` with sigma robust.
     """
-    ref_sel = dcenum >= n_first
-    if ref_sel.sum() < 2:
-        raise ValueError("first_frame_samples: needs >= 2 DCEs past the first frames")
-    ref_stack = photo[ref_sel]
-    ok = _clip_mask(ref_stack)
-    ref = np.where(ok, ref_stack, 0).sum(0) / ok.sum(0)
     ratios, errs = np.full(n_first, np.nan), np.full(n_first, np.nan)
     for d in range(n_first):
         sel = np.flatnonzero(dcenum == d)
         if not len(sel):
             continue
-        r = (photo[sel[0]] / np.where(ref > 0, ref, np.nan))[good & (ref > 0)]
-        r = r[np.isfinite(r)]
+        ref_sel = dcenum >= n_first
+        if pointing is not None:
+            dra = (pointing[:, 0] - pointing[sel[0], 0]) * np.cos(np.radians(pointing[sel[0], 1]))
+            ref_sel &= np.hypot(dra, pointing[:, 1] - pointing[sel[0], 1]) * 3600 <= tolerance_arcsec
+        if not ref_sel.any():
+            continue
+        ref = photo[ref_sel].mean(0)
+        ratio = photo[sel[0]] / np.where(ref > 0, ref, np.nan)
+        use = good & (ref > 0) & np.isfinite(ratio)
+        resid = np.where(use, ratio - np.median(ratio[use]), 0.0)
+        sm = ndimage.gaussian_filter(resid, 1.5)
+        src = np.abs(sm) > detect_sigma * _robust_sigma(sm[use])
+        r = ratio[use & ~ndimage.binary_dilation(src, iterations=margin_px)]
         ratios[d] = np.median(r)
         errs[d] = 1.2533 * _robust_sigma(r) / np.sqrt(r.size)
     return ratios, errs
@@ -387,7 +404,7 @@ def fit_first_frame(ratios: np.ndarray, errors: np.ndarray, *, seed: int, chains
     scale = 1.0 / np.sqrt(np.sum(w, 0))
     return sample_posterior(log_prob, start, scale, names=tuple(f"f{d}" for d in range(n)),
                             seed=seed, vectorize=True, chains=chains, group="first_frame",
-                            nsteps=nsteps)
+                            nsteps=nsteps, burn=nsteps // 4)
 
 
 # ----------------------------------------------------------------------------- flats

@@ -96,7 +96,8 @@ def derive_si_products(*, dark_long: list[Path], dark_short: list[Path], flats: 
         if len(set(stack.csm)) != 1:
             raise ValueError(f"{f}: a flat AOR must stay at one scan-mirror position")
         photo = si.photocurrent(stack, dark, read2=read2, droop=c, row_droop=cr)
-        r, e = si.first_frame_samples(photo, stack.dcenum, every, cfg.n_first)
+        r, e = si.first_frame_samples(photo, stack.dcenum, every, cfg.n_first,
+                                      pointing=stack.pointing)
         ratios.append(r)
         ratio_errs.append(e)
         late = stack.dcenum >= cfg.n_first
