@@ -110,7 +110,7 @@ def test_chains_written(small_campaign):
 
 def test_deterministic(tmp_path):
     """The same seed gives bit-identical products (a tiny campaign)."""
-    tiny = SiCampaignPlan(n_dark_aors=3, n_dark3_aors=1, n_dark3_dce=6, n_flat_dce=6,
+    tiny = SiCampaignPlan(n_dark_aors=3, n_dark3_aors=1, n_dark3_dce=6, n_flat_dce=12,
                           n_droop_dce=8, flat_csm_pix=(0.0,))
     cfg = SiDeriveConfig(nsteps=300)
     a, b = (calibrate_si(seed=5, workdir=tmp_path / f"c{i}", chains=tmp_path / f"ch{i}.h5",

@@ -128,6 +128,10 @@ def campaign_configs(*, seed: int, plan: SiCampaignPlan | None = None, config_fi
     each AOR what it is (exposure time, sky, dithers, pointing).
     """
     plan = plan or SiCampaignPlan()
+    if plan.n_flat_dce < 3 + len(plan.flat_dx_pix):
+        raise ValueError(f"n_flat_dce = {plan.n_flat_dce}: a flat AOR needs >= "
+                         f"{3 + len(plan.flat_dx_pix)} DCEs to return to its first pointing "
+                         f"(the first-frame factors' reference)")
     base = {**(overrides or {}), "band": 24}
     aorkey = iter(range(_AORKEY_BASE, _AORKEY_BASE + 100000))
 

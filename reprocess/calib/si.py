@@ -145,7 +145,10 @@ def read2_profile(short: SiRates, long: SiRates, good: np.ndarray):
             raise ValueError("read2_profile: a stack must have one nreads")
         ok = _clip_mask(s.rate) & good
         r = np.where(ok, s.rate, 0.0).sum(-1) / ok.sum(-1)                 # (N, NY) row means
-        return r.mean(0), r.std(0, ddof=1) / np.sqrt(r.shape[0])
+        # the rows share one pixel noise: pool their scatter (a few DCEs alone would give
+        # noisy per-row errors, and a posterior too narrow half the time)
+        se = np.sqrt(np.mean(r.var(0, ddof=1)) / r.shape[0])
+        return r.mean(0), np.full(r.shape[1], se)
     ms, es = rows(short)
     ml, el = rows(long)
     k = long.w1_rate()[0] - short.w1_rate()[0]
@@ -393,6 +396,10 @@ def fit_first_frame(ratios: np.ndarray, errors: np.ndarray, *, seed: int, chains
     r, e = np.asarray(ratios), np.asarray(errors)
     n = r.shape[1]
     w = np.where(np.isfinite(r), 1.0 / e ** 2, 0.0)
+    if not np.all(w.sum(0) > 0):
+        missing = [d for d in range(n) if not w[:, d].sum() > 0]
+        raise ValueError(f"fit_first_frame: no sample of DCENUM {missing} (a flat AOR needs a later "
+                         f"DCE at the pointing of its first ones)")
     r = np.nan_to_num(r)
 
     def log_prob(p):
