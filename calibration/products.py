@@ -162,6 +162,13 @@ class SiProducts:
     pmask: np.ndarray
     saturation_dn: float = 36000.0
     meta: dict = field(default_factory=dict)
+    # 1-sigma: maps by attribute name ("dark", "flats", "read2", "read_noise", "first_frame");
+    # scalars "droop", "row_droop" and the read-2 law "read2_amplitude", "read2_scale_rows"
+    errors: dict = field(default_factory=dict)
+
+    def error(self, name: str):
+        """1-sigma uncertainty of product ``name`` (0 where the set gives none)."""
+        return self.errors.get(name, 0.0)
 
     def flat_for(self, csm: float, tolerance_arcsec: float = 1.0):
         """(flat, exact): the plane nearest scan-mirror position ``csm``, and whether it is within tolerance."""
@@ -174,6 +181,9 @@ class SiProducts:
 
 _SI_MAPS = {"dark": "DARK", "flats": "FLATS", "read2": "READ2", "read_noise": "READNOIS",
             "pmask": "PMASK", "csm_arcsec": "CSMPOS", "first_frame": "FIRSTFRM"}
+# optional scalars of a derived 24 um set (meta and errors keys -> cards; DROOP, RDROOP are fields)
+_SI_SCALARS = {"fluxconv": "FLUXCONV", "droop": "DROOP", "row_droop": "RDROOP", "read2_amplitude": "READ2AMP",
+               "read2_scale_rows": "READ2SCL"}
 
 
 def write_si_products(prod: SiProducts, path: str | os.PathLike, *, provenance: str = "") -> None:
@@ -186,8 +196,27 @@ def write_si_products(prod: SiProducts, path: str | os.PathLike, *, provenance: 
     hdr["DROOP"] = (prod.droop, "array droop coefficient")
     hdr["RDROOP"] = (prod.row_droop, "row droop coefficient")
     hdr["SATLEVEL"] = (prod.saturation_dn, "[DN] full well above the reset level")
-    _write_mef(path, hdr, {ext: _as_stored(k, getattr(prod, k)) for k, ext in _SI_MAPS.items()},
-               provenance)
+    for k in ("read2_amplitude", "read2_scale_rows"):
+        if k in prod.meta:
+            hdr[_SI_SCALARS[k]] = (float(prod.meta[k]), "read-2 law a(y) = READ2AMP exp(-y/READ2SCL)")
+    for k, key in _SI_SCALARS.items():
+        if k in prod.errors:
+            hdr[f"HIERARCH {key}_ERR"] = (float(prod.errors[k]), "1 sigma")
+    maps = {ext: _as_stored(k, getattr(prod, k)) for k, ext in _SI_MAPS.items()}
+    maps.update({f"{_SI_MAPS[k]}_ERR": _as_stored(k, v) for k, v in prod.errors.items()
+                 if k in _SI_MAPS})
+    _write_mef(path, hdr, maps, provenance)
+
+
+def _si_extras(hdul) -> tuple[dict, dict]:
+    """(meta, errors) of a 24 um set: read-2 law cards, ``<EXTNAME>_ERR`` maps, ``<KEY>_ERR`` cards."""
+    h = hdul[0].header
+    meta = {k: float(h[key]) for k, key in _SI_SCALARS.items()
+            if k.startswith("read2") and key in h}
+    errors = {k: np.array(hdul[f"{ext}_ERR"].data, dtype=float)
+              for k, ext in _SI_MAPS.items() if f"{ext}_ERR" in hdul}
+    errors.update({k: float(h[f"{key}_ERR"]) for k, key in _SI_SCALARS.items() if f"{key}_ERR" in h})
+    return meta, errors
 
 
 def load_si_products(path: str | os.PathLike | None = None) -> SiProducts:
@@ -197,10 +226,11 @@ def load_si_products(path: str | os.PathLike | None = None) -> SiProducts:
         with fits.open(path) as hdul:
             h = hdul[0].header
             maps = {attr: np.array(hdul[ext].data) for attr, ext in _SI_MAPS.items()}
+            meta, errors = _si_extras(hdul)
             return SiProducts(calid=str(h["CALID"]), fluxconv=float(h["FLUXCONV"]),
                               gain=float(h["GAIN"]), droop=float(h["DROOP"]),
                               row_droop=float(h["RDROOP"]), saturation_dn=float(h["SATLEVEL"]),
-                              meta={"path": str(path)}, **maps)
+                              meta={"path": str(path), **meta}, errors=errors, **maps)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: calibration products not found") from None
     except KeyError as exc:

@@ -231,6 +231,7 @@ def _si_signal(cfg, det, plan, sky):
           if cfg.include_first_frame else 1.0)
     spots = det.spot_map(plan.csm_arcsec, include=cfg.include_spots)
     photo = ff * det.spec.dn_s_per_mjysr * det.gainflat * spots * sky
+    photo = np.where(det.pmask != 0, 0.0, photo)    # bad (dead) pixels collect no photocurrent
     dark = (det.dark(plan.dcenum, cfg.jailbar_factors, include_jailbar=cfg.include_jailbar)
             if cfg.include_dark else 0.0)
     return ff, photo, dark
