@@ -26,6 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--band", type=int, choices=(70, 160), default=70)
     ap.add_argument("--seeds", type=int, default=50, help="number of campaigns (seeds 1..N)")
+    ap.add_argument("--block", type=int, default=10, help="consecutive BCDs combined before the fit")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     prod = true_products(args.band)
@@ -33,7 +34,8 @@ def main() -> None:
     t0 = time.perf_counter()
     for seed in range(1, args.seeds + 1):
         with tempfile.TemporaryDirectory() as tmp:
-            post, _, _ = fluxconv_campaign(args.band, seed=seed, workdir=tmp, products=prod)
+            post, _, _ = fluxconv_campaign(args.band, seed=seed, workdir=tmp, products=prod,
+                                           block=args.block)
         lo68, hi68 = post.interval("fluxconv", 0.68)
         lo95, hi95 = post.interval("fluxconv", 0.95)
         in68.append(lo68 <= prod.fluxconv <= hi68)

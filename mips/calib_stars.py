@@ -24,8 +24,14 @@ from reprocess.bcd import GE_FATAL
 from reprocess.calib.fluxconv import flat_field_error, fluxconv_posterior, measure_star
 from reprocess.calib.posterior import Posterior
 from reprocess.ge_pipeline import reprocess_ge
+from reprocess.si_pipeline import reprocess_si
+
+from .validate_si import SI_BAD
 
 __all__ = ["fluxconv_campaign", "measure_folder"]
+
+# BCD mask file and the bits that make a pixel unusable, per band
+_MASK = {24: ("_bbmsk.fits", SI_BAD), 70: ("_bmask.fits", GE_FATAL), 160: ("_bmask.fits", GE_FATAL)}
 
 
 def fluxconv_campaign(band: int, *, seed: int, workdir: str | Path, products: CalProducts,
@@ -43,9 +49,10 @@ def fluxconv_campaign(band: int, *, seed: int, workdir: str | Path, products: Ca
                                     n_dce=n_dce, true_fluxconv=true_fluxconv, overwrite=overwrite)
     unit = dataclasses.replace(products, fluxconv=1.0,
                                errors={k: v for k, v in products.errors.items() if k != "fluxconv"})
+    reprocess = reprocess_si if band == 24 else reprocess_ge
     rows, influences = [], []
     for k, star in enumerate(stars):
-        reprocess_ge(star.folder, products=unit, overwrite=overwrite)
+        reprocess(star.folder, products=unit, overwrite=overwrite)
         for i, (name, m) in enumerate(measure_folder(star.folder / "bcd", star.ra_deg, star.dec_deg,
                                                      band=band)):
             rows.append((k, f"{k}-{i // block}", name, star.flux_jy, m.value, m.error,
@@ -57,7 +64,11 @@ def fluxconv_campaign(band: int, *, seed: int, workdir: str | Path, products: Ca
         table[col].unit = u.Jy
     post = fluxconv_posterior(table, seed=seed, chains=chains)
     with np.errstate(invalid="ignore", divide="ignore"):
-        flat = flat_field_error(influences, np.asarray(products.error("illum")) / products.illum)
+        if band == 24:      # the flats' mean relative error over the scan-mirror positions
+            rel = np.mean(np.asarray(products.error("flats")) / products.flats, axis=0)
+        else:
+            rel = np.asarray(products.error("illum")) / products.illum
+        flat = flat_field_error(influences, rel)
     return post, table, flat
 
 
@@ -70,11 +81,11 @@ def measure_folder(bcd_dir: Path, ra_deg: float, dec_deg: float, *, band: int) -
         image = fits.getdata(path).astype(float)
         header = fits.getheader(path)
         error = fits.getdata(str(path).replace("_bcd.fits", "_bunc.fits")).astype(float)
-        mask = fits.getdata(str(path).replace("_bcd.fits", "_bmask.fits"))
+        mask = fits.getdata(str(path).replace("_bcd.fits", _MASK[band][0]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
             x, y = WCS(header).world_to_pixel(star)
-        m = measure_star(image, error, (mask & GE_FATAL) == 0, float(x), float(y), band=band)
+        m = measure_star(image, error, (mask & _MASK[band][1]) == 0, float(x), float(y), band=band)
         if m is not None:
             rows.append((path.name, m))
     return rows

@@ -39,13 +39,16 @@ def run_calibrate(band: int, out: str | Path, *, seed: int = 1, config_file=None
     DCEs included).  Returns the summary written to ``out/calibration.json``
     (pulls per map, scalars).
     """
-    from mipssim.campaign.ge import simulate_ge_campaign
-
     out = Path(out)
     products_path = out / f"mips{band}_cal.fits"
     if products_path.exists() and not overwrite:
         raise FileExistsError(f"{products_path}: exists (use --overwrite to replace it)")
     out.mkdir(parents=True, exist_ok=True)
+    if band == 24:
+        return _run_calibrate_si(out, products_path, seed=seed, overwrite=overwrite,
+                                 progress=progress)
+    from mipssim.campaign.ge import simulate_ge_campaign
+
     camp = simulate_ge_campaign(band, out / "campaign", seed=seed, config_file=config_file,
                                 n_dark=n_dark, n_flat=n_flat, overwrite=overwrite, progress=progress)
     calid = f"MIPS{band}-CAMPAIGN-s{seed}"
@@ -64,8 +67,29 @@ def run_calibrate(band: int, out: str | Path, *, seed: int = 1, config_file=None
     return summary
 
 
-def _with_fluxconv(prod: CalProducts, band: int, *, seed: int, workdir: Path, chains: Path,
-                   overwrite: bool) -> CalProducts:
+def _run_calibrate_si(out: Path, products_path: Path, *, seed: int, overwrite: bool,
+                      progress) -> dict:
+    """The 24 um branch of :func:`run_calibrate` (:mod:`mips.calib_si`)."""
+    from calibration.instrument import band_spec
+    from calibration.products import write_si_products
+    from mips.calib_si import calibrate_si, si_pulls
+
+    prod = calibrate_si(seed=seed, workdir=out / "campaign", chains=out / "chains.h5",
+                        overwrite=overwrite, progress=progress)
+    truth = Path(prod.meta["truth"])
+    prod = _with_fluxconv(prod, 24, seed=seed, workdir=out / "campaign" / "stars",
+                          chains=out / "chains.h5", overwrite=overwrite)
+    write_si_products(prod, products_path, provenance=f"Derived from a simulated calibration campaign "
+                                                      f"by 'mips calibrate --band 24 --seed {seed}'.")
+    summary = {"band": 24, "seed": seed, "calid": prod.calid, "products": str(products_path),
+               "pulls": si_pulls(prod, truth),
+               "fluxconv": {"value": prod.fluxconv, "error": prod.error("fluxconv"),
+                            "true": 1.0 / band_spec(24).dn_s_per_mjysr}}
+    write_atomic(out / "calibration.json", json.dumps(summary, indent=1, default=float).encode())
+    return summary
+
+
+def _with_fluxconv(prod, band: int, *, seed: int, workdir: Path, chains: Path, overwrite: bool):
     """``prod`` with FLUXCONV (and its error) from simulated standard stars."""
     from mips.calib_stars import fluxconv_campaign
 
@@ -122,6 +146,10 @@ def pull_goals(n: int) -> tuple[float, float]:
 
 def format_pulls(summary: dict) -> str:
     """The summary as a small report: one line per map with its goal, then FLUXCONV."""
+    if summary["band"] == 24:
+        from mips.calib_si import format_si_pulls
+        return "\n".join([f"Calibration products {summary['calid']} -> {summary['products']}",
+                          format_si_pulls(summary["pulls"]), _format_fluxconv(summary["fluxconv"])])
     lines = [f"Calibration products {summary['calid']} -> {summary['products']}",
              "  map         pull median   goal      spread   goal          pixels  median rel. error"]
     for k in _SCORED:
@@ -134,9 +162,11 @@ def format_pulls(summary: dict) -> str:
     m = summary["pulls"]["pmask"]
     lines.append(f"  PMASK       fatal pixels: derived {m['fatal_derived']}, true {m['fatal_true']}; "
                  f"agree on {m['agree']} of {m['pixels']}")
-    fc = summary["fluxconv"]
-    if fc["error"]:
-        rel = 100 * fc["error"] / fc["value"]
-        lines.append(f"  FLUXCONV    {fc['value']:.5g} +- {fc['error']:.2g} ({rel:.2f}%);"
-                     f" true {fc['true']:.5g}: off by {(fc['value'] - fc['true']) / fc['error']:+.2f} sigma")
+    lines.append(_format_fluxconv(summary["fluxconv"]))
     return "\n".join(lines)
+
+
+def _format_fluxconv(fc: dict) -> str:
+    rel = 100 * fc["error"] / fc["value"]
+    return (f"  FLUXCONV    {fc['value']:.5g} +- {fc['error']:.2g} ({rel:.2f}%); true {fc['true']:.5g}: "
+            f"off by {(fc['value'] - fc['true']) / fc['error']:+.2f} sigma")

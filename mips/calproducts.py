@@ -1,27 +1,17 @@
-"""Product sets made wrong on purpose, and the 24 um products from the simulator's detector.
+"""Product sets made wrong on purpose, to show what validation catches.
 
-:func:`perturbed_products` makes a set wrong on purpose (a per-pixel flat
-error, a flux-conversion error) to show that validation catches it.
-
-The 70 and 160 um products in ``data/cal`` come from simulated calibration
-campaigns (``mips calibrate``; ``data/cal/PROVENANCE.md``).  The 24 um set is
-still the simulator's true detector (``python -m mips.calproducts`` rewrites
-``data/cal/mips24_cal.fits``): deriving it from a 24 um campaign is open work
-(issue 11).  Lives in ``mips/`` because it uses both the simulator and the
-calibration package.
+The shipped products in ``data/cal`` come from simulated calibration
+campaigns (``mips calibrate``; ``data/cal/PROVENANCE.md``), never from the
+simulator's truth.
 """
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
-from calibration.products import CalProducts, SiProducts, write_si_products
-from mipssim.config import load_config
-from mipssim.si_as import default_si_detector, read2_deficit
+from calibration.products import CalProducts
 
-CAL_VERSION = 1
 
 
 def perturbed_products(prod: CalProducts, *, illum_rms: float = 0.0, fluxconv_factor: float = 1.0,
@@ -50,33 +40,3 @@ def perturbed_products(prod: CalProducts, *, illum_rms: float = 0.0, fluxconv_fa
         [f"FLUXCONVx{fluxconv_factor:g}"] if fluxconv_factor != 1.0 else [])
     return dataclasses.replace(prod, calid="+".join([prod.calid, *tags]), illum=illum.astype(np.float32),
                                fluxconv=prod.fluxconv * fluxconv_factor, meta=dict(prod.meta))
-
-
-def si_products_from_detector() -> SiProducts:
-    """The 24 um product set of the simulator's default detector and photometry dithers."""
-    cfg = load_config(band=24)
-    det = default_si_detector(cfg)
-    spec = det.spec
-    csm = np.unique([d[1] * spec.pixel_arcsec for d in cfg.dither_pix])
-    darks = np.stack([det.dark(n, cfg.jailbar_factors) for n in range(len(cfg.jailbar_factors))])
-    flats = np.stack([det.gainflat * det.spot_map(c) for c in csm])
-    return SiProducts(
-        calid=f"MIPS24-SIM-CAL-v{CAL_VERSION}", fluxconv=1.0 / spec.dn_s_per_mjysr,
-        gain=spec.gain_e_per_dn, droop=cfg.droop_coeff, row_droop=cfg.row_droop_coeff,
-        first_frame=np.asarray(cfg.first_frame_factors, dtype=float), csm_arcsec=csm, dark=darks,
-        flats=flats, read2=read2_deficit(spec.shape, cfg.read2_dn, cfg.read2_scale_rows),
-        read_noise=det.read_noise, pmask=det.pmask, saturation_dn=spec.saturation_dn)
-
-
-def main() -> None:
-    out = Path(__file__).resolve().parent.parent / "data" / "cal"
-    out.mkdir(parents=True, exist_ok=True)
-    si = si_products_from_detector()
-    write_si_products(si, out / "mips24_cal.fits",
-                      provenance="Derived by mips.calproducts from mipssim.si_as.default_si_detector "
-                                 "and the default 24 um photometry dithers.")
-    print(f"wrote {out / 'mips24_cal.fits'} ({si.calid})")
-
-
-if __name__ == "__main__":
-    main()

@@ -170,13 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("calibrate", help="simulate a calibration campaign and derive a product "
                                          "set from its raw data")
-    c.add_argument("--band", type=int, choices=(70, 160), required=True)
+    c.add_argument("--band", type=int, choices=(24, 70, 160), required=True)
     c.add_argument("--seed", type=int, default=1, help="random seed of the campaign (default 1)")
     c.add_argument("--config", help="TOML file of simulator parameters for the campaign's AORs")
     c.add_argument("--n-dark", type=int, default=120,
-                   help="DCEs of the dark AOR, stim flashes included (default 120)")
+                   help="70/160 um: DCEs of the dark AOR, stim flashes included (default 120)")
     c.add_argument("--n-flat", type=int, default=240,
-                   help="DCEs of the sky-flat AOR, stim flashes included (default 240)")
+                   help="70/160 um: DCEs of the sky-flat AOR, stim flashes included (default 240)")
     c.add_argument("--out", required=True, help="output folder (products, chains, campaign data)")
     c.add_argument("--overwrite", action="store_true", help="replace an earlier campaign in --out")
     c.set_defaults(func=_cmd_calibrate)

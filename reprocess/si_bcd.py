@@ -81,18 +81,31 @@ def calibrate_si(slope_dn_sample: np.ndarray, diff_dn: np.ndarray, *, nreads: in
                    / read_time ** 2,
                    si_as.sur_variance(rate, nreads=nreads, read_time=read_time, gain=products.gain,
                                       read_noise=products.read_noise))
+    flat_rel_var = 0.0
     if "dark" not in off:
         rate = rate - products.dark_for(dcenum)
+        var = var + np.square(_plane(products.error("dark"), min(int(dcenum), len(products.dark) - 1)))
     scale = np.full(rate.shape, products.fluxconv)
     if "first_frame" not in off:
         scale /= si_as.first_frame_factor(dcenum, products.first_frame)
     if "flat" not in off:
         flat, exact = products.flat_for(csm_arcsec)
         scale = scale / flat
+        plane = int(np.argmin(np.abs(products.csm_arcsec - csm_arcsec)))
+        flat_rel_var = np.square(_plane(products.error("flats"), plane) / flat)
         if not exact:
             mask |= BBMSK["FLAT_NEAREST"]
+    image = scale * rate
+    # the maps' errors (products derived from data) are in; FLUXCONV's is a header systematic
+    unc = np.sqrt(scale ** 2 * var + image ** 2 * flat_rel_var)
     bad = products.pmask != 0                      # permanently bad: no value, as the contract says
-    return (np.where(bad, np.nan, scale * rate), np.where(bad, np.nan, scale * np.sqrt(var)), mask)
+    return np.where(bad, np.nan, image), np.where(bad, np.nan, unc), mask
+
+
+def _plane(error, index: int):
+    """Plane ``index`` of a product's error cube, or the scalar 0 a product set without errors gives."""
+    error = np.asarray(error, dtype=float)
+    return error[index] if error.ndim == 3 else error
 
 
 class LatentTracker:

@@ -80,6 +80,7 @@ def reprocess_si(obs_dir: str | os.PathLike, *, config: SiConfig | None = None,
             mask[latent] |= BBMSK["LATENT"]
             cards = bcd_header(dce, {
                 "FLUXCONV": (prod.fluxconv, "[MJy/sr per DN/s] flux conversion"),
+                "FLUXERR": (float(prod.error("fluxconv")), "[MJy/sr per DN/s] its 1 sigma (systematic)"),
                 "CALID": (prod.calid, "calibration product set"),
                 "CREATOR": (software(), "software that made this file"),
                 "CORROFF": (",".join(cfg.off) or "none", "corrections switched off")})

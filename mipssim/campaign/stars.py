@@ -25,10 +25,10 @@ from ..observe import simulate
 
 __all__ = ["StandardStar", "DEFAULT_STARS_JY", "simulate_standard_stars"]
 
-DEFAULT_STARS_JY = {70: (0.5, 1.0, 2.0), 160: (1.0, 2.0, 4.0)}   # UNCONFIRMED choice of standards
+DEFAULT_STARS_JY = {24: (0.025, 0.05, 0.1), 70: (0.5, 1.0, 2.0), 160: (1.0, 2.0, 4.0)}   # UNCONFIRMED
 # dithers (array pixels) that keep the star on the array: at 160 um along its 20-pixel length and
 # across its blank middle row (the photometry default steps off the 3-row array)
-DITHERS_PIX = {70: None, 160: [[0.0, 0.0], [3.0, 0.5], [-3.0, -0.5], [6.0, -0.5], [-6.0, 0.5]]}
+DITHERS_PIX = {24: None, 70: None, 160: [[0.0, 0.0], [3.0, 0.5], [-3.0, -0.5], [6.0, -0.5], [-6.0, 0.5]]}
 _AORKEY0 = 91000000
 
 
@@ -49,7 +49,7 @@ def simulate_standard_stars(band: int, out: str | Path, *, seed: int, fluxes_jy=
 
     Parameters
     ----------
-    band : {70, 160}
+    band : {24, 70, 160}
     out : path
         Folder of the star AORs (created).
     seed : int
@@ -72,7 +72,8 @@ def simulate_standard_stars(band: int, out: str | Path, *, seed: int, fluxes_jy=
     for k, flux in enumerate(fluxes_jy or DEFAULT_STARS_JY[band]):
         cfg = load_config(band=band, seed=seed + k, n_dce=n_dce, aorkey=_AORKEY0 + 100 * band + k,
                           n_sources=1, flux_min_jy=flux, flux_max_jy=flux, source_temperature_k=3000.0,
-                          zodi_mjysr=5.0, cirrus_mjysr=1.0, cirrus_contrast=0.0, blob_peak_mjysr=0.0,
+                          zodi_mjysr=40.0 if band == 24 else 5.0, cirrus_mjysr=1.0,
+                          cirrus_contrast=0.0, blob_peak_mjysr=0.0,
                           dither_pix=DITHERS_PIX[band])
         folder = simulate(cfg, out / f"star{k}", overwrite=overwrite)
         stars.append(StandardStar(folder=folder, ra_deg=cfg.ra_deg, dec_deg=cfg.dec_deg,
