@@ -26,7 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--band", type=int, choices=(70, 160), default=70)
     ap.add_argument("--seeds", type=int, default=50, help="number of campaigns (seeds 1..N)")
-    ap.add_argument("--block", type=int, default=10, help="consecutive BCDs combined before the fit")
+    ap.add_argument("--block", type=int, default=5, help="consecutive BCDs combined before the fit")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     prod = true_products(args.band)

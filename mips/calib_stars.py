@@ -35,14 +35,16 @@ _MASK = {24: ("_bbmsk.fits", SI_BAD), 70: ("_bmask.fits", GE_FATAL), 160: ("_bma
 
 
 def fluxconv_campaign(band: int, *, seed: int, workdir: str | Path, products: CalProducts,
-                      fluxes_jy=None, n_dce: int = 36, block: int = 10, chains=None,
+                      fluxes_jy=None, n_dce: int = 36, block: int = 5, chains=None,
                       true_fluxconv=None, overwrite: bool = False
                       ) -> tuple[Posterior, QTable, float]:
     """Posterior of FLUXCONV for ``products`` (whose own FLUXCONV is ignored) from standard stars.
 
     Returns the posterior (parameters ``fluxconv``, ``log_jitter``), the table
     of per-BCD measurements (``block``: ``block`` consecutive BCDs of one star,
-    which share stim flashes), and the relative error the product set's flat
+    which share stim flashes: 5, one stim cycle, gave the right coverage over
+    30 seeds where 10, 15 and 30 gave too little, ``benchmarks/fluxconv_coverage.py
+    --block``), and the relative error the product set's flat
     field adds (to be added in quadrature to the posterior's width).
     """
     stars = simulate_standard_stars(band, workdir, seed=seed + 1000, fluxes_jy=fluxes_jy,
