@@ -14,7 +14,9 @@ The primary header carries ``BAND``, ``CALID``, ``FLUXCONV`` (MJy/sr per
 MIPS unit), ``GAIN`` (e-/DN) and ``SATLEVEL`` (DN).  A product set derived
 from calibration data also carries 1-sigma uncertainties: a ``<EXTNAME>_ERR``
 extension per map and a ``<KEY>_ERR`` card per scalar (optional; absent means
-"not known", read as 0).  Reprocessing sees only
+"not known", read as 0), and ``ILLUM_ENL_ERR``, the part of ILLUM's error that
+ENL_BETA's error causes (it cancels when BCDs are made with the same ENL_BETA,
+so ``ILLUM_ERR`` leaves it out; against the truth the two add in quadrature).  Reprocessing sees only
 these products, never the simulator's truth: a product set may be made wrong
 on purpose to test what an error in it does.
 """
@@ -93,10 +95,18 @@ def load_products(band: int, path: str | os.PathLike | None = None) -> CalProduc
     return prod
 
 
+# error maps that are not a map's own: the part of ILLUM's error that ENL_BETA's error causes (reached
+# through the stim flashes' linearisation); reprocessing with the same ENL_BETA cancels it, so it is
+# kept apart from ILLUM_ERR (what _bunc needs); against the truth the two add in quadrature
+_ERROR_ONLY = {"illum_enl": "ILLUM_ENL_ERR"}
+
+
 def _errors(hdul) -> dict:
     """The optional uncertainties of a Ge product set: ``<EXTNAME>_ERR`` maps, ``FLUXCONV_ERR``."""
     errors = {k: np.array(hdul[f"{ext}_ERR"].data, dtype=float)
               for k, ext in _EXTNAMES.items() if f"{ext}_ERR" in hdul}
+    errors.update({k: np.array(hdul[ext].data, dtype=float)
+                   for k, ext in _ERROR_ONLY.items() if ext in hdul})
     if "FLUXCONV_ERR" in hdul[0].header:
         errors["fluxconv"] = float(hdul[0].header["FLUXCONV_ERR"])
     return errors
@@ -134,6 +144,8 @@ def write_products(prod: CalProducts, path: str | os.PathLike, *, provenance: st
     maps = {_EXTNAMES[k]: _as_stored(k, getattr(prod, k)) for k in _MAPS}
     maps.update({f"{_EXTNAMES[k]}_ERR": _as_stored(k, v) for k, v in prod.errors.items()
                  if k in _EXTNAMES})
+    maps.update({ext: _as_stored(k, prod.errors[k]) for k, ext in _ERROR_ONLY.items()
+                 if k in prod.errors})
     _write_mef(path, hdr, maps, provenance)
 
 

@@ -120,9 +120,10 @@ def map_pulls(prod: CalProducts, truth_path: str | Path) -> dict:
     out = {}
     for k in _SCORED:
         true = truth[k]
+        err = prod.error(k)
         if k == "illum":     # only the shape is defined: scale the truth to the derived map
             true = true * np.median((prod.illum / true)[good])
-        err = prod.error(k)
+            err = np.hypot(err, prod.error("illum_enl"))     # against the truth both parts count
         with np.errstate(invalid="ignore", divide="ignore"):
             p = ((getattr(prod, k) - true) / err)[good]
             rel = np.median((err / np.abs(true))[good])

@@ -22,7 +22,8 @@ between blocks is sampled with emcee (:mod:`.posterior`): ``ratio_b ~
 N(FLUXCONV, sigma_b^2 + (jitter FLUXCONV)^2)``, flat priors on ``FLUXCONV >
 0`` and on ``log jitter`` in [-12, -1.5].  The flat field's per-pixel errors
 are the same in every BCD and do not average down over blocks: their effect
-on the mean (:func:`flat_field_error`) is added to the posterior's width.
+on the mean (:func:`persistent_error`) is added to the posterior's width, and so
+is the nonlinearity coefficient's: a star's pixels climb higher than the sky's.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from calibration.psf import load_prf
 from .posterior import Posterior, sample_posterior
 
 __all__ = ["APERTURES_PIX", "StarMeasurement", "measure_star", "fit_prf", "fluxconv_posterior",
-           "flat_field_error"]
+           "persistent_error"]
 
 # aperture radius, annulus inner and outer radii, detector pixels (UNCONFIRMED choice)
 APERTURES_PIX = {24: (3.0, 8.0, 13.0), 70: (1.6, 3.0, 5.0), 160: (1.2, 2.5, 4.0)}
@@ -186,9 +187,10 @@ def fluxconv_posterior(measurements: QTable, *, seed: int, chains=None,
                             group=group)
 
 
-def flat_field_error(influences: list[np.ndarray], illum_rel_err: np.ndarray) -> float:
+def persistent_error(influences: list[np.ndarray], pixel_err: np.ndarray) -> float:
     """Relative error of the mean of measurements with these ``influence`` maps caused by
-    independent per-pixel flat-field errors ``illum_rel_err`` (the same in every BCD, so it
-    does not average down over BCDs, only over the pixels the star covered)."""
+    independent per-pixel errors ``pixel_err`` that are the same in every BCD (a flat field's,
+    a nonlinearity coefficient's): they do not average down over BCDs, only over the pixels
+    the star covered."""
     mean = np.mean(influences, axis=0)
-    return float(np.sqrt(np.sum((mean * np.nan_to_num(illum_rel_err)) ** 2)))
+    return float(np.sqrt(np.sum((mean * np.nan_to_num(pixel_err)) ** 2)))

@@ -76,14 +76,16 @@ def derive_ge_products(dark_dir: str | Path, skyflat_dir: str | Path, *, band: i
     dark, illum = _dark_and_illum(dark_dir, skyflat_dir, prov, batch, overwrite)
     # the flashes' linearisation carries the nonlinearity's error into both, the same in
     # every DCE: propagated by central differences, beta one sigma up and down, the sign
-    # alternating from pixel to pixel so that the normalisations do not cancel the shift
+    # alternating from pixel to pixel so that the normalisations do not cancel the shift.
+    # In ILLUM it cancels when BCDs are made with the same beta (their flashes share it),
+    # so it is kept apart (ILLUM_ENL_ERR); the dark's part is small and stays in its error
     sign = np.indices(spec.shape).sum(axis=0) % 2 * 2 - 1
     step = sign * np.nan_to_num(beta.error)
     (dark_u, illum_u), (dark_d, illum_d) = (
         _dark_and_illum(dark_dir, skyflat_dir, dataclasses.replace(prov, enl_beta=prov.enl_beta + s),
                         batch, True) for s in (step, -step))
     dark = _with_systematic(dark, 0.5 * (dark_u.value - dark_d.value))
-    illum = _with_systematic(illum, 0.5 * (illum_u.value - illum_d.value))
+    illum_enl = np.abs(0.5 * (illum_u.value - illum_d.value))   # cancels in BCDs: kept apart
     good = (pmask & PMASK_FATAL) == 0
     maps = {"dark": dark, "illum": illum, "enl_beta": beta, "enl_zero": zero, "read_noise": rn}
     values = {k: np.where(good, np.nan_to_num(m.value, nan=_fill[k]), _fill[k])
@@ -93,6 +95,7 @@ def derive_ge_products(dark_dir: str | Path, skyflat_dir: str | Path, *, band: i
             raise ValueError(f"{dark_dir}, {skyflat_dir}: too few DCEs to estimate the error of "
                              f"{name} in {int(np.isnan(m.error[good]).sum())} good pixels")
     errors = {k: np.where(good, m.error, 0.0) for k, m in maps.items()}
+    errors["illum_enl"] = np.where(good, np.nan_to_num(illum_enl), 0.0)
     return dataclasses.replace(prov, **values, errors=errors,
                                meta={"n_dark": len(dark_cubes), "n_flash": len(flashes)})
 
