@@ -56,48 +56,63 @@ def derive_ge_products(dark_dir: str | Path, skyflat_dir: str | Path, *, band: i
     """
     spec = band_spec(band)
     dces = read_all(raw_files(Path(dark_dir)), read_raw_dce, keep_going=False, failures=[])
+    rn, zero, beta, pmask = _ramp_maps(dces, band)
+    ones = np.ones(spec.shape)
+    prov = CalProducts(band=band, calid=calid, fluxconv=1.0, gain=spec.gain_e_per_dn,
+                       saturation_dn=spec.saturation_dn, dark=0 * ones, illum=ones,
+                       enl_beta=np.nan_to_num(beta.value), enl_zero=np.nan_to_num(zero.value),
+                       pmask=pmask, read_noise=np.nan_to_num(rn.value, nan=np.nanmedian(rn.value)))
+    dark, illum, illum_enl = _dark_and_illum_with_nonlinearity(dark_dir, skyflat_dir, prov,
+                                                               beta.error, batch, overwrite)
+    good = (pmask & PMASK_FATAL) == 0
+    maps = {"dark": dark, "illum": illum, "enl_beta": beta, "enl_zero": zero, "read_noise": rn}
+    for name, m in maps.items():
+        if np.isnan(m.error[good]).any():
+            raise ValueError(f"{dark_dir}, {skyflat_dir}: too few DCEs to estimate the error of "
+                             f"{name} in {int(np.isnan(m.error[good]).sum())} good pixels")
+    values = {k: np.where(good, np.nan_to_num(m.value, nan=_fill[k]), _fill[k])
+              for k, m in maps.items()}
+    errors = {k: np.where(good, m.error, 0.0) for k, m in maps.items()}
+    errors["illum_enl"] = np.where(good, np.nan_to_num(illum_enl), 0.0)
+    return dataclasses.replace(prov, **values, errors=errors,
+                               meta={"n_dce_dark": len(dces), "n_flash": int(sum(d.stim for d in dces))})
+
+
+def _ramp_maps(dces, band: int):
+    """Read noise, reset level, nonlinearity and permanent mask from the dark AOR's raw ramps."""
+    spec = band_spec(band)
     dark_cubes = [d.reads for d in dces if not d.stim]
     flashes = [d.reads for d in dces if d.stim]
     nramps = dces[0].nramps
     rn, zero = read_noise_and_zero(dark_cubes, nramps=nramps, gain=spec.gain_e_per_dn)
-    t0 = dces[0].mjd_mid
-    flash_t = np.array([(d.mjd_mid - t0) * 86400.0 for d in dces if d.stim])
+    flash_t = np.array([(d.mjd_mid - dces[0].mjd_mid) * 86400.0 for d in dces if d.stim])
     beta = nonlinearity_beta(flashes, flash_t, nramps=nramps, read_time=dces[0].samptime,
                              enl_zero=zero.value, saturation_dn=spec.saturation_dn)
     pmask = permanent_mask(rn.value, _stim_step(flashes, dark_cubes),
                            halves=(slice(0, 16), slice(16, 32)) if band == 70 else None)
     log.info("band %d: %d dark DCEs, %d flashes; %d pixels masked", band, len(dark_cubes),
              len(flashes), int(((pmask & PMASK_FATAL) != 0).sum()))
-    ones = np.ones(spec.shape)
-    prov = CalProducts(band=band, calid=calid, fluxconv=1.0, gain=spec.gain_e_per_dn,
-                       saturation_dn=spec.saturation_dn, dark=0 * ones, illum=ones,
-                       enl_beta=np.nan_to_num(beta.value), enl_zero=np.nan_to_num(zero.value),
-                       pmask=pmask, read_noise=np.nan_to_num(rn.value, nan=np.nanmedian(rn.value)))
+    return rn, zero, beta, pmask
+
+
+def _dark_and_illum_with_nonlinearity(dark_dir, skyflat_dir, prov: CalProducts, beta_err,
+                                      batch: int, overwrite: bool):
+    """Dark and ILLUM, and the part of ILLUM's error that the nonlinearity's error causes.
+
+    The flashes' linearisation carries the nonlinearity's error into both, the same in every
+    DCE: propagated by central differences, beta one sigma up and down, the sign alternating
+    from pixel to pixel so that the normalisations do not cancel the shift.  In ILLUM it
+    cancels when BCDs are made with the same beta (their flashes share it), so it is returned
+    apart (``ILLUM_ENL_ERR``); the dark's part is small and goes into its error.
+    """
     dark, illum = _dark_and_illum(dark_dir, skyflat_dir, prov, batch, overwrite)
-    # the flashes' linearisation carries the nonlinearity's error into both, the same in
-    # every DCE: propagated by central differences, beta one sigma up and down, the sign
-    # alternating from pixel to pixel so that the normalisations do not cancel the shift.
-    # In ILLUM it cancels when BCDs are made with the same beta (their flashes share it),
-    # so it is kept apart (ILLUM_ENL_ERR); the dark's part is small and stays in its error
-    sign = np.indices(spec.shape).sum(axis=0) % 2 * 2 - 1
-    step = sign * np.nan_to_num(beta.error)
+    sign = np.indices(prov.illum.shape).sum(axis=0) % 2 * 2 - 1
+    step = sign * np.nan_to_num(beta_err)
     (dark_u, illum_u), (dark_d, illum_d) = (
         _dark_and_illum(dark_dir, skyflat_dir, dataclasses.replace(prov, enl_beta=prov.enl_beta + s),
                         batch, True) for s in (step, -step))
     dark = _with_systematic(dark, 0.5 * (dark_u.value - dark_d.value))
-    illum_enl = np.abs(0.5 * (illum_u.value - illum_d.value))   # cancels in BCDs: kept apart
-    good = (pmask & PMASK_FATAL) == 0
-    maps = {"dark": dark, "illum": illum, "enl_beta": beta, "enl_zero": zero, "read_noise": rn}
-    values = {k: np.where(good, np.nan_to_num(m.value, nan=_fill[k]), _fill[k])
-              for k, m in maps.items()}
-    for name, m in maps.items():
-        if np.isnan(m.error[good]).any():
-            raise ValueError(f"{dark_dir}, {skyflat_dir}: too few DCEs to estimate the error of "
-                             f"{name} in {int(np.isnan(m.error[good]).sum())} good pixels")
-    errors = {k: np.where(good, m.error, 0.0) for k, m in maps.items()}
-    errors["illum_enl"] = np.where(good, np.nan_to_num(illum_enl), 0.0)
-    return dataclasses.replace(prov, **values, errors=errors,
-                               meta={"n_dark": len(dark_cubes), "n_flash": len(flashes)})
+    return dark, illum, np.abs(0.5 * (illum_u.value - illum_d.value))
 
 
 # what a masked pixel's product holds (never used: fatal pmask pixels are NaN in every BCD)
