@@ -28,6 +28,7 @@ from reprocess.calib.ge import derive_ge_products
 __all__ = ["run_calibrate", "map_pulls", "format_pulls"]
 
 _SCORED = ("dark", "illum", "enl_beta", "enl_zero", "read_noise")
+_MIN_DARK, _MIN_FLAT = 18, 12     # 3 flashes at the default stim cycle of 6; 10 sky DCEs
 
 
 def run_calibrate(band: int, out: str | Path, *, seed: int = 1, config_file=None,
@@ -40,6 +41,10 @@ def run_calibrate(band: int, out: str | Path, *, seed: int = 1, config_file=None
     (pulls per map, scalars).
     """
     out = Path(out)
+    if band != 24 and (n_dark < _MIN_DARK or n_flat < _MIN_FLAT):
+        raise ValueError(f"--n-dark {n_dark} / --n-flat {n_flat}: the campaign needs at least "
+                         f"{_MIN_DARK} dark DCEs (3 stim flashes for the nonlinearity) and "
+                         f"{_MIN_FLAT} sky-flat DCEs")
     products_path = out / f"mips{band}_cal.fits"
     if products_path.exists() and not overwrite:
         raise FileExistsError(f"{products_path}: exists (use --overwrite to replace it)")

@@ -110,3 +110,11 @@ def test_campaign_maps_have_honest_pulls(tmp_path):
         p = pulls[name]          # ~500 pixels: median +-0.055, spread +-0.04 (1 sigma)
         assert abs(p["median"]) < 0.25, (name, p)
         assert 0.85 < p["spread"] < 1.2, (name, p)
+
+
+def test_calibrate_refuses_a_campaign_too_small_to_derive_from(tmp_path, capsys):
+    from mips.cli import main
+    assert main(["calibrate", "--band", "70", "--n-dark", "5", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--n-dark 5" in err[0] and "3 stim flashes" in err[0]
+    assert not (tmp_path / "c").exists()

@@ -56,7 +56,10 @@ def derive_ge_products(dark_dir: str | Path, skyflat_dir: str | Path, *, band: i
     """
     spec = band_spec(band)
     dces = read_all(raw_files(Path(dark_dir)), read_raw_dce, keep_going=False, failures=[])
-    rn, zero, beta, pmask = _ramp_maps(dces, band)
+    try:
+        rn, zero, beta, pmask = _ramp_maps(dces, band)
+    except ValueError as exc:
+        raise ValueError(f"{dark_dir}: {exc}") from None
     ones = np.ones(spec.shape)
     prov = CalProducts(band=band, calid=calid, fluxconv=1.0, gain=spec.gain_e_per_dn,
                        saturation_dn=spec.saturation_dn, dark=0 * ones, illum=ones,
