@@ -14,6 +14,40 @@ two 5 MIPS-s ramps by a mid-exposure reset [HB 2.4.3 /14]: 80 reads make two
 ramps of 40 (:func:`ge_ramps_per_dce`).  Archive headers carry no keyword for
 this, so the simulator and the reprocessor both take it from this rule.
 
+Ge levels
+---------
+The Ge arrays' flux calibration fixes only the ratio of the stim to the sky
+responsivity: ``FLUXCONV = stim_dn_s / dn_s_per_mjysr`` (MJy/sr per MIPS unit).
+The archive's BCDs use 702 at 70 um and 44.7 at 160 um [mips-facts 5.1].  At
+70 um the flight stim level is measured (10000 DN/s array average, "about as
+intended" [IOC-247/248H]), so the sky responsivity is 10000 / 702 = 14.2 DN/s
+per MJy/sr, 3.1x below the pre-launch 44.8 [CNT]; the Handbook's "saturation
+levels at 70 microns are higher than expected pre-launch" [HB 4.1.4 /43]
+agrees in direction.  At 160 um the flight stim at its nominal DAC read 2x its
+expected level [IOC-248H]; we read that as the array's responsivity being 2x
+the pre-launch 68 DN/s per MJy/sr (the stim is a calibrated lamp, the array is
+what changed), so 136, and the stim then follows from FLUXCONV: 6079 DN/s.
+The nominal DAC's 35000 DN/s would saturate a 5 MIPS-s ramp in under 2 s, so
+flight photometry must have flashed at a lower setting: its level is
+UNCONFIRMED.  Gain (7.1 e-/DN), dark and the 16-bit rail are the sources'.
+
+Ge noise
+--------
+Flight darks show 18-36 DN/s of slope noise per 10 MIPS-s DCE at 70 um
+(1340-2660 e- at 7.1 e-/DN [IOC-911]) and 35.6 +- 20.9 DN/s for two 5 MIPS-s
+ramps at 160 um [IOC-912K], while the dark's own shot noise is ~1 DN/s and a
+per-read noise of tens of DN gives a few DN/s.  The excess is modelled as
+white noise in the photocurrent -- independent increments of the integrated
+charge, density ``excess_noise_dn2_s`` -- which is what generation-
+recombination noise and a stream of cosmic-ray hits too small to detect both
+are.  (The sources give only the total per DCE, not its spectrum: a
+correlated (1/f) excess is not modelled.)  Over a ramp of duration ``T`` it adds
+``sqrt(D / T)`` to the slope noise: 6500 DN^2/s gives 25 DN/s at 70 um
+(T = 79 x 0.131 s) and 13000 DN^2/s gives 35.7 DN/s for two 5 MIPS-s ramps at
+160 um.  Independent increments keep GLS on the differences at the Cramer-Rao
+bound, provided the fit's noise model includes the density
+(:func:`reprocess.ramps.fit_ramps` ``excess_noise``).
+
 Units
 -----
 Raw data are DN.  Slopes are DN/s.  The stim-calibrated Ge unit is "MIPS70" /
@@ -98,6 +132,11 @@ class BandSpec:
         Array-median stim-flash slope at nominal responsivity, DN/s.
     dark_mips : float
         Array-median dark current in calibrated (stim) units.
+    excess_noise_dn2_s : float
+        Array-median density of the Ge arrays' excess current noise, DN^2/s: white
+        noise in the photocurrent (independent increments of the integrated
+        charge, a random walk), the part of the flight dark noise that read
+        noise and shot noise do not explain (see "Ge noise" in the module notes).
     lambda_um : float
         Reference wavelength, um.
     """
@@ -115,6 +154,7 @@ class BandSpec:
     stim_dn_s: float
     dark_mips: float
     lambda_um: float
+    excess_noise_dn2_s: float = 0.0
 
     @property
     def pixel_sr(self) -> float:
@@ -148,10 +188,11 @@ BANDS: dict[int, BandSpec] = {
         read_noise_dn=20.0,              # UNCONFIRMED: per-read noise; anchors.md 1.7 uses 2-20 DN
         saturation_dn=62500.0,           # mips_sloper high threshold [stimcal]
         adc_max_dn=65535,                # 16-bit A/D [DERIVED, mips-facts 2.2]
-        dn_s_per_mjysr=44.8,             # pre-launch 1 MJy/sr = 44.8 DN/s [CNT]
+        dn_s_per_mjysr=10000.0 / 702.0,  # flight: stim / FLUXCONV (see "Ge levels"); pre-launch 44.8
         stim_dn_s=10000.0,               # in-flight ~1e4 DN/s array average [IOC-247/248H]
         dark_mips=7.0e-3,                # (5-10)e-3 MIPS70 [IOC-911P, 911H1]
         lambda_um=71.42,                 # [HB /51]
+        excess_noise_dn2_s=6500.0,       # 25 DN/s per dark 10 MIPS-s DCE [IOC-911: 18-36 DN/s]
     ),
     160: BandSpec(
         band=160, chnlnum=3,
@@ -162,11 +203,13 @@ BANDS: dict[int, BandSpec] = {
         read_noise_dn=20.0,              # UNCONFIRMED (as 70 um)
         saturation_dn=61000.0,           # mips_sloper high threshold [stimcal]
         adc_max_dn=65535,
-        dn_s_per_mjysr=68.0,             # pre-launch 1 MJy/sr = 68.0 DN/s [CNT]
-        stim_dn_s=8000.0,                # UNCONFIRMED: flight 35000 DN/s at DAC 0x40 would saturate
-                                         # a 5 s ramp; default assumes a lower (quarter) DAC setting
+        dn_s_per_mjysr=136.0,            # 2 x pre-launch 68.0 [CNT], as the stim read 2 x its
+                                         # expected level in flight [IOC-248H] (see "Ge levels")
+        stim_dn_s=136.0 * 44.7,          # = 6079 DN/s, FLUXCONV 44.7 [mips-facts 5.1]; the DAC level is
+                                         # UNCONFIRMED (0x40's 35000 DN/s saturates a ramp in 1.7 s)
         dark_mips=2.6e-2,                # (2.58+-1.28)e-2 MIPS160 [IOC-912K]
         lambda_um=155.9,                 # [HB /51]
+        excess_noise_dn2_s=13000.0,      # 35.6 DN/s per two 5 MIPS-s ramps [IOC-912K]
     ),
 }
 

@@ -9,6 +9,7 @@ product set with an id (``CALID``) that every BCD records.  Extensions:
 ``ENL_ZERO``  raw level of zero integrated signal, DN
 ``PMASK``     permanent bad-pixel mask (bits in :mod:`.bitmask`)
 ``READNOIS``  noise of one read, DN
+``EXNOISE``   density of the excess (white current) noise, DN^2/s (optional: absent is 0)
 
 The primary header carries ``BAND``, ``CALID``, ``FLUXCONV`` (MJy/sr per
 MIPS unit), ``GAIN`` (e-/DN) and ``SATLEVEL`` (DN).  A product set derived
@@ -34,8 +35,9 @@ __all__ = ["CalProducts", "SiProducts", "default_products_path", "load_products"
            "load_si_products", "write_si_products"]
 
 _MAPS = ("dark", "illum", "enl_beta", "enl_zero", "pmask", "read_noise")
+_OPTIONAL_MAPS = ("excess_noise",)
 EXTNAMES = _EXTNAMES = {"dark": "DARK", "illum": "ILLUM", "enl_beta": "ENL_BETA", "enl_zero": "ENL_ZERO",
-             "pmask": "PMASK", "read_noise": "READNOIS"}
+             "pmask": "PMASK", "read_noise": "READNOIS", "excess_noise": "EXNOISE"}
 
 
 @dataclass
@@ -53,6 +55,7 @@ class CalProducts:
     enl_zero: np.ndarray     # DN
     pmask: np.ndarray        # int
     read_noise: np.ndarray   # DN per read
+    excess_noise: np.ndarray | float = 0.0   # DN^2/s, white current noise (calibration.instrument)
     meta: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)   # 1-sigma: "dark", "illum" maps, "fluxconv" scalar
 
@@ -79,6 +82,8 @@ def load_products(band: int, path: str | os.PathLike | None = None) -> CalProduc
         with fits.open(path) as hdul:
             hdr = hdul[0].header
             maps = {k: np.array(hdul[_EXTNAMES[k]].data) for k in _MAPS}
+            maps.update({k: np.array(hdul[_EXTNAMES[k]].data, dtype=float)
+                         for k in _OPTIONAL_MAPS if _EXTNAMES[k] in hdul})
             prod = CalProducts(band=int(hdr["BAND"]), calid=str(hdr["CALID"]),
                                fluxconv=float(hdr["FLUXCONV"]), gain=float(hdr["GAIN"]),
                                saturation_dn=float(hdr["SATLEVEL"]), **maps,
@@ -142,6 +147,8 @@ def write_products(prod: CalProducts, path: str | os.PathLike, *, provenance: st
     if "fluxconv" in prod.errors:
         hdr["HIERARCH FLUXCONV_ERR"] = (prod.errors["fluxconv"], "[MJy/sr per MIPS unit] 1 sigma")
     maps = {_EXTNAMES[k]: _as_stored(k, getattr(prod, k)) for k in _MAPS}
+    maps.update({_EXTNAMES[k]: _as_stored(k, getattr(prod, k)) for k in _OPTIONAL_MAPS
+                 if np.ndim(getattr(prod, k)) == 2})
     maps.update({f"{_EXTNAMES[k]}_ERR": _as_stored(k, v) for k, v in prod.errors.items()
                  if k in _EXTNAMES})
     maps.update({ext: _as_stored(k, prod.errors[k]) for k, ext in _ERROR_ONLY.items()

@@ -27,7 +27,7 @@ from reprocess.calib.ge import derive_ge_products
 
 __all__ = ["run_calibrate", "map_pulls", "format_pulls"]
 
-_SCORED = ("dark", "illum", "enl_beta", "enl_zero", "read_noise")
+_SCORED = ("dark", "illum", "enl_beta", "enl_zero", "read_noise", "excess_noise")
 _MIN_DARK, _MIN_FLAT = 18, 12     # 3 flashes at the default stim cycle of 6; 10 sky DCEs
 
 

@@ -50,6 +50,8 @@ class SimConfig:
     # --- detector (None = the band's default in calibration.instrument)
     read_noise_dn: float | None = None
     gain_e_per_dn: float | None = None
+    excess_noise_dn2_s: float | None = None  # median density of the Ge excess (white current) noise,
+    #                                          DN^2/s; None = the band's flight-anchored default
     # --- responsivity
     drift_rms: float = 0.02            # RMS fractional responsivity drift over the AOR; UNCONFIRMED
     drift_min_period_s: float = 600.0
@@ -84,6 +86,7 @@ class SimConfig:
     include_pointing_jitter: bool = True
     include_first_stim: bool = True
     include_resp_steps: bool = True
+    include_excess_noise: bool = True
     reset_noise_dn: float = 30.0       # kTC-like scatter of the reset level per DCE; UNCONFIRMED
     # --- Si:As 24 um (used when band = 24)
     engineering_ramps: bool = False    # also write the full ramp (extension RAMP) of every DCE
@@ -127,8 +130,8 @@ class SimConfig:
             "read2_scale_rows", "latent_tau_s", "first_frame_factors", "jailbar_factors"),
             nonnegative=(
             "seed", "overhead_s", "n_sources", "zodi_mjysr", "cirrus_mjysr", "blob_peak_mjysr",
-            "read_noise_dn", "drift_rms", "drift_pixel_spread", "cr_rate_per_s", "cr_amp_sigma_ln",
-            "cr_resp_step", "reset_noise_dn", "first_dce_fewer_reads", "droop_coeff",
+            "read_noise_dn", "excess_noise_dn2_s", "drift_rms", "drift_pixel_spread", "cr_rate_per_s",
+            "cr_amp_sigma_ln", "cr_resp_step", "reset_noise_dn", "first_dce_fewer_reads", "droop_coeff",
             "row_droop_coeff", "read2_dn", "latent_threshold_dn_s", "dark24_dn_s", "n_spots",
             "pointing_jitter_arcsec", "resp_step_rate_per_hr", "resp_step_size"),
             fraction=("cirrus_contrast", "spot_depth", "latent_fraction"))

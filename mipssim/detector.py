@@ -41,6 +41,7 @@ class GeDetector:
     enl_beta: np.ndarray      # electronic nonlinearity coefficient
     enl_zero: np.ndarray      # reset level, DN
     read_noise: np.ndarray    # DN per read
+    excess_noise: np.ndarray  # DN^2/s, white current noise (calibration.instrument "Ge noise")
     drift_z: np.ndarray       # standard-normal pixel deviate scaling the common drift
     pmask: np.ndarray         # permanent mask bits
 
@@ -64,8 +65,13 @@ def _smooth_field(rng, shape, scale_pix, amplitude):
     return amplitude * sm / max(sm.std(), 1e-12)
 
 
-def default_detector(band: int, *, read_noise_dn: float | None = None) -> GeDetector:
-    """The simulator's true detector for ``band`` (deterministic)."""
+def default_detector(band: int, *, read_noise_dn: float | None = None,
+                     excess_noise_dn2_s: float | None = None) -> GeDetector:
+    """The simulator's true detector for ``band`` (deterministic).
+
+    The excess noise's amplitude (its square root) scatters by 22 % RMS over
+    pixels, the spread of IOC-911's 2660 +- 581 e- per DCE.
+    """
     spec = band_spec(band)
     ny, nx = spec.shape
     rng = np.random.default_rng([_DETECTOR_SEED, band])
@@ -94,6 +100,16 @@ def default_detector(band: int, *, read_noise_dn: float | None = None) -> GeDete
         enl_beta=(0.04 + 0.01 * rng.standard_normal(spec.shape)).clip(0.0, 0.08),
         enl_zero=2000.0 + 150.0 * rng.standard_normal(spec.shape),
         read_noise=read_noise,
+        excess_noise=_excess_noise(spec, excess_noise_dn2_s, pmask),
         drift_z=rng.standard_normal(spec.shape),
         pmask=pmask,
     )
+
+
+def _excess_noise(spec: BandSpec, median_dn2_s: float | None, pmask: np.ndarray) -> np.ndarray:
+    """Per-pixel excess-noise density, DN^2/s, from its own stream (drawn after the other maps, so
+    adding it left them unchanged)."""
+    rng = np.random.default_rng([_DETECTOR_SEED, spec.band, 1])
+    d0 = spec.excess_noise_dn2_s if median_dn2_s is None else median_dn2_s
+    amplitude = (1.0 + 0.22 * rng.standard_normal(spec.shape)).clip(0.3)
+    return d0 * amplitude ** 2 / np.median(amplitude[(pmask & PMASK_FATAL) == 0] ** 2)

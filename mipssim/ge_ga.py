@@ -6,7 +6,10 @@ nominal responsivity ``I`` times the responsivity in force) delivers
 signal ``q`` (DN), which restarts at every reset (two ramps per 10 s DCE at
 160 um).  Cosmic rays add charge in the interval they hit and raise the
 pixel's responsivity by a random step that relaxes with ``cr_resp_tau_s``
-(CR-induced responsivity changes, [IOC-2015]; sizes UNCONFIRMED).  Optional
+(CR-induced responsivity changes, [IOC-2015]; sizes UNCONFIRMED).  The
+excess noise of the flight arrays is white noise in the current
+(:mod:`calibration.instrument` "Ge noise"): each interval gains an independent
+Gaussian charge of variance ``excess_noise * dt``.  Optional
 large common steps (:class:`StepModel`, off by default) let stim tracking be
 tested under step-like changes.  The responsivity of interval ``k`` is evaluated
 at the interval's middle.  The
@@ -170,6 +173,9 @@ def simulate_ramps(current_dn_s: np.ndarray, *, t_reads_s: np.ndarray, ramp_star
         delta = streams["poisson"].poisson(np.maximum(mean_dn, 0.0) * gain) / gain
     else:
         delta = mean_dn
+    if cfg.include_excess_noise:
+        delta = delta + streams["excess_noise"].standard_normal(shape) * np.sqrt(
+            detector.excess_noise * dt)
     q = _integrate(delta + cr_charge, ramp_starts)
     measured = nonlinearity.forward(q, detector.enl_beta) if cfg.include_nonlinearity else q
 

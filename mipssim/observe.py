@@ -155,7 +155,8 @@ def _simulate_into(cfg: SimConfig, out: Path, progress) -> Path:
 
 def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
     """The Ge DCE loop (70, 160 um)."""
-    detector = default_detector(cfg.band, read_noise_dn=cfg.read_noise_dn)
+    detector = default_detector(cfg.band, read_noise_dn=cfg.read_noise_dn,
+                                excess_noise_dn2_s=cfg.excess_noise_dn2_s)
     spec = detector.spec
     nreads = ge_reads_per_dce(cfg.exptime_mips_s)
     starts = _ramp_starts(cfg.band, nreads)
@@ -197,6 +198,7 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
     truth.add_array("responsivity_steps", _step_table(steps), units="t_s: s since the AOR start; "
                     "size: fractional responsivity change, in force after t_s (all pixels)")
     truth.add_array("detector/read_noise_dn", detector.read_noise)
+    truth.add_array("detector/excess_noise_dn2_s", detector.excess_noise)
     truth.add_array("detector/pmask", detector.pmask)
     truth.add_array("detector/flat", detector.flat)
     truth.add_array("detector/stim_pattern", detector.stim_pattern)

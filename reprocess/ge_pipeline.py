@@ -148,6 +148,7 @@ def _slopes(dces, prod, cfg, progress) -> list:
             batch = members[b0:b0 + _BATCH]
             fits_ = slope_dces([dces[i].reads for i in batch], read_time=key[1], nramps=key[2],
                                gain=prod.gain, read_noise=prod.read_noise,
+                               excess_noise=prod.excess_noise,
                                saturation_dn=prod.saturation_dn, enl_beta=prod.enl_beta,
                                enl_zero=prod.enl_zero, apply_nonlinearity=cfg.nonlinearity,
                                threshold=cfg.jump_threshold,

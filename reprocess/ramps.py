@@ -13,7 +13,9 @@ noise appears in two neighbouring differences::
 
 Generalised least squares (GLS) on the differences with this covariance is
 the minimum-variance unbiased estimator -- the Cramer-Rao bound for Gaussian
-noise.  Ordinary least squares on the reads reaches it only when read noise
+noise.  Any other noise with independent increments (the Ge arrays' excess
+current noise, density ``excess_noise`` DN^2/s) simply adds to ``p``:
+``p = rate dt / gain + excess_noise dt``.  Ordinary least squares on the reads reaches it only when read noise
 dominates, the mean of the differences only when Poisson noise dominates;
 stcal's OLS_C interpolates with ad-hoc weights and loses ~10 % in between
 (anchors.md 1.7).
@@ -108,7 +110,7 @@ def false_jump_rate(threshold: float = DEFAULT_THRESHOLD) -> float:
     return math.erfc(threshold / math.sqrt(2.0))
 
 
-def fit_ramps(reads: np.ndarray, *, read_time: float, gain, read_noise,
+def fit_ramps(reads: np.ndarray, *, read_time: float, gain, read_noise, excess_noise=0.0,
               good: np.ndarray | None = None, threshold: float = DEFAULT_THRESHOLD,
               min_segment_reads: int = 4, max_jumps: int = 20,
               chunk_pixels: int | None = None) -> RampFit:
@@ -124,6 +126,10 @@ def fit_ramps(reads: np.ndarray, *, read_time: float, gain, read_noise,
         Conversion gain, e-/DN.
     read_noise : float or (NY, NX) array
         Noise of one read, DN.
+    excess_noise : float or (NY, NX) array, optional
+        Density of white current noise beyond the shot noise, DN^2/s: each
+        difference gains ``excess_noise * read_time`` of independent variance
+        (the Ge arrays' excess noise, :mod:`calibration.instrument`).
     good : (NREADS, NY, NX) bool array, optional
         False for reads that must not be used (saturated, masked).  NaN reads
         are never used.
@@ -158,6 +164,7 @@ def fit_ramps(reads: np.ndarray, *, read_time: float, gain, read_noise,
     good_flat = None if good is None else np.asarray(good, dtype=bool).reshape(nreads, npix)
     gain_flat = np.broadcast_to(np.asarray(gain, dtype=float), (ny, nx)).reshape(npix)
     rn_flat = np.broadcast_to(np.asarray(read_noise, dtype=float), (ny, nx)).reshape(npix)
+    ex_flat = np.broadcast_to(np.asarray(excess_noise, dtype=float), (ny, nx)).reshape(npix)
 
     slope = np.empty(npix)
     err = np.empty(npix)
@@ -169,7 +176,7 @@ def fit_ramps(reads: np.ndarray, *, read_time: float, gain, read_noise,
     for p0 in range(0, npix, step):
         sl = slice(p0, min(npix, p0 + step))
         g = None if good_flat is None else good_flat[:, sl]
-        out = _fit_chunk(flat[:, sl], g, read_time, gain_flat[sl], rn_flat[sl],
+        out = _fit_chunk(flat[:, sl], g, read_time, gain_flat[sl], rn_flat[sl], ex_flat[sl],
                          threshold, min_segment_reads, max_jumps)
         slope[sl], err[sl], jumps[1:, sl], n_reads[sl], n_seg[sl] = out
     shape = (ny, nx)
@@ -177,7 +184,7 @@ def fit_ramps(reads: np.ndarray, *, read_time: float, gain, read_noise,
                    n_reads.reshape(shape), n_seg.reshape(shape))
 
 
-def _fit_chunk(reads, good, dt, gain, rn, threshold, min_reads, max_jumps):
+def _fit_chunk(reads, good, dt, gain, rn, excess, threshold, min_reads, max_jumps):
     """Fit a (NREADS, P) block; returns slope, err, jump flags of the differences, n_reads, n_seg."""
     r = reads.astype(float)
     ok = np.isfinite(r)
@@ -186,14 +193,14 @@ def _fit_chunk(reads, good, dt, gain, rn, threshold, min_reads, max_jumps):
     d = np.diff(r, axis=0)
     usable = ok[1:] & ok[:-1]
     d[~usable] = 0.0
-    sig2 = rn * rn
-    jump, rate = _find_jumps(d, usable, dt, gain, sig2, threshold, max_jumps)
+    noise = _Noise(dt, gain, rn * rn, np.maximum(excess, 0.0) * dt)
+    jump, rate = _find_jumps(d, usable, noise, threshold, max_jumps)
     use = usable & ~jump
     seg_pos, seg_len = _segments(use)
     use &= seg_len >= (min_reads - 1)
     # final GLS with weights from the detection's GLS rate (itself weighted by the median):
     # two passes, which removes the dependence on the starting rate (anchors.md 1.7)
-    num, den = _gls_sums(d, use, seg_pos, seg_len, rate, dt, gain, sig2)
+    num, den = _gls_sums(d, use, seg_pos, seg_len, rate, noise)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(den > 0, num / (den * dt), np.nan)
         err = np.where(den > 0, 1.0 / np.sqrt(den) / dt, np.nan)
@@ -202,7 +209,26 @@ def _fit_chunk(reads, good, dt, gain, rn, threshold, min_reads, max_jumps):
     return rate, err, jump, n_reads, n_seg
 
 
-def _find_jumps(d, usable, dt, gain, sig2, threshold, max_jumps):
+@dataclass
+class _Noise:
+    """Noise model of the differences of a block of P pixels: read time ``dt`` (s), ``gain``
+    (e-/DN), read variance ``sig2`` (DN^2 per read) and excess variance ``ex`` (DN^2 per
+    difference), the last three (P,) arrays."""
+
+    dt: float
+    gain: np.ndarray
+    sig2: np.ndarray
+    ex: np.ndarray
+
+    def take(self, idx) -> _Noise:
+        return _Noise(self.dt, self.gain[idx], self.sig2[idx], self.ex[idx])
+
+    def independent_var(self, rate: np.ndarray) -> np.ndarray:
+        """Variance per difference that is independent between differences (shot + excess), DN^2."""
+        return np.maximum(np.nan_to_num(rate), 0.0) * self.dt / self.gain + self.ex
+
+
+def _find_jumps(d, usable, noise, threshold, max_jumps):
     """Flag jumps in the differences ``d`` (NDIFF, P).
 
     Returns the jump flags (bool, NDIFF x P) and the GLS rate of the unflagged
@@ -212,12 +238,12 @@ def _find_jumps(d, usable, dt, gain, sig2, threshold, max_jumps):
     above ``threshold`` and refits those pixels only.
     """
     jump = np.zeros(d.shape, dtype=bool)
-    rate = _rate_gls(d, usable, dt, gain, sig2)
+    rate = _rate_gls(d, usable, noise)
     act = np.arange(d.shape[1])
     for _ in range(max_jumps):
-        dd, uu, ra = d[:, act], usable[:, act] & ~jump[:, act], rate[act]
-        var_d = 2.0 * sig2[act] + np.maximum(np.nan_to_num(ra), 0.0) * dt / gain[act]
-        z = np.abs(dd - ra * dt) / np.sqrt(np.maximum(var_d, _P_FLOOR))
+        dd, uu, ra, nz = d[:, act], usable[:, act] & ~jump[:, act], rate[act], noise.take(act)
+        var_d = 2.0 * nz.sig2 + nz.independent_var(ra)
+        z = np.abs(dd - ra * noise.dt) / np.sqrt(np.maximum(var_d, _P_FLOOR))
         z = np.nan_to_num(np.where(uu, z, -1.0), nan=-1.0)
         worst = np.argmax(z, axis=0)
         hit = z[worst, np.arange(len(act))] > threshold
@@ -225,17 +251,17 @@ def _find_jumps(d, usable, dt, gain, sig2, threshold, max_jumps):
             break
         jump[worst[hit], act[hit]] = True
         act = act[hit]
-        rate[act] = _rate_gls(d[:, act], usable[:, act] & ~jump[:, act], dt, gain[act], sig2[act])
+        rate[act] = _rate_gls(d[:, act], usable[:, act] & ~jump[:, act], noise.take(act))
     return jump, rate
 
 
-def _rate_gls(d, use, dt, gain, sig2):
+def _rate_gls(d, use, noise):
     """GLS rate of differences ``d`` where ``use``, starting from their median (DN/s)."""
     seg_pos, seg_len = _segments(use)
-    rate = _median_rate(d, use, dt)
-    num, den = _gls_sums(d, use, seg_pos, seg_len, rate, dt, gain, sig2)
+    rate = _median_rate(d, use, noise.dt)
+    num, den = _gls_sums(d, use, seg_pos, seg_len, rate, noise)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / (den * dt), np.nan)
+        return np.where(den > 0, num / (den * noise.dt), np.nan)
 
 
 def _median_rate(d, use, dt):
@@ -292,10 +318,9 @@ def gls_weights(seg_pos: np.ndarray, seg_len: np.ndarray, poisson_var: np.ndarra
         return num
 
 
-def _gls_sums(d, use, seg_pos, seg_len, rate, dt, gain, sig2):
+def _gls_sums(d, use, seg_pos, seg_len, rate, noise):
     """Sums of x d and x over the used differences: the GLS numerator and denominator."""
-    pois = np.maximum(np.nan_to_num(rate), 0.0) * dt / gain
-    w = gls_weights(seg_pos, seg_len, pois, sig2)
+    w = gls_weights(seg_pos, seg_len, noise.independent_var(rate), noise.sig2)
     w = np.where(use, w, 0.0)
     return _sum0(w * d), _sum0(w)
 

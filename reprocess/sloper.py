@@ -45,10 +45,14 @@ class DCESlope:
 
 
 def slope_dce(reads: np.ndarray, *, read_time: float, nramps: int, gain, read_noise,
-              saturation_dn: float, enl_beta, enl_zero, apply_nonlinearity: bool = True,
+              excess_noise=0.0, saturation_dn: float, enl_beta, enl_zero, apply_nonlinearity: bool = True,
               threshold: float = DEFAULT_THRESHOLD, min_segment_reads: int = 4,
               enl_beta_err=0.0) -> DCESlope:
     """Slope of a raw DCE cube ``reads`` (NREADS, NY, NX) in DN; see the module notes.
+
+    ``excess_noise`` (DN^2/s, a map or a number) is the white current noise the
+    fit's error model adds (:func:`reprocess.ramps.fit_ramps`); it lives in the
+    charge domain, so unlike the read noise it needs no nonlinearity scaling.
 
     ``enl_beta_err`` (the nonlinearity coefficient's 1-sigma error, a map or 0)
     adds its effect on the slope to the error: linearised with ``beta + d``,
@@ -83,7 +87,8 @@ def slope_dce(reads: np.ndarray, *, read_time: float, nramps: int, gain, read_no
             mid = np.take_along_axis(signal[sl], (n_ok // 2)[None], axis=0)[0]
             scale = nonlinearity.inverse_derivative(mid, enl_beta)
             rn = read_noise * np.nan_to_num(scale, nan=1.0)
-        fit = fit_ramps(lin[sl], read_time=read_time, gain=gain, read_noise=rn, good=ok,
+        fit = fit_ramps(lin[sl], read_time=read_time, gain=gain, read_noise=rn,
+                        excess_noise=excess_noise, good=ok,
                         threshold=threshold, min_segment_reads=min_segment_reads)
         jumps[sl] = fit.jumps
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -127,7 +132,7 @@ def slope_dces(cubes: list[np.ndarray], *, batch: int = 32, **kwargs) -> list[DC
 
     Pixels are independent, so fitting DCEs side by side gives the same numbers as
     one at a time while amortising the per-call overhead over many small frames.
-    Per-pixel maps in ``kwargs`` (gain, read_noise, enl_beta, enl_zero) are tiled.
+    Per-pixel maps in ``kwargs`` (gain, read_noise, excess_noise, enl_beta, enl_zero) are tiled.
     """
     out: list[DCESlope] = []
     for b0 in range(0, len(cubes), batch):

@@ -8,15 +8,16 @@ import pytest
 from calibration import nonlinearity
 from calibration.bitmask import PMASK, PMASK_FATAL
 from reprocess.calib.ge_maps import (batch_mean, nonlinearity_beta, normalised_flat,
-                                     permanent_mask, read_noise_and_zero)
+                                     permanent_mask, dark_ramp_maps)
 from reprocess.sloper import saturated_reads
 
 
 def _dark_ramps(rng, n, *, shape=(16, 16), nreads=40, rn=20.0, zero=2000.0, rate_dn=9.0, gain=7.1,
-                cr_rate=0.0):
+                cr_rate=0.0, excess_dn2=0.0):
     cubes = []
     for _ in range(n):
-        q = np.cumsum(rng.poisson(rate_dn * gain, (nreads,) + shape) / gain, axis=0)
+        dq = rng.poisson(rate_dn * gain, (nreads,) + shape) / gain
+        q = np.cumsum(dq + rng.normal(0, np.sqrt(excess_dn2), dq.shape), axis=0)
         q += np.cumsum(rng.random((nreads,) + shape) < cr_rate, axis=0) * 3000.0
         level = zero + rng.normal(0, 30.0, shape)
         cubes.append(np.rint(level + q + rng.normal(0, rn, (nreads,) + shape)))
@@ -36,14 +37,15 @@ def test_batch_mean_error_covers_block_correlated_noise():
     assert 0.9 < np.std(pulls) < 1.1
 
 
-def test_read_noise_and_reset_level_are_unbiased_with_honest_errors():
+@pytest.mark.parametrize("excess_dn2", [0.0, 850.0])     # none; the 70 um flight level x 0.131 s
+def test_read_noise_excess_noise_and_reset_level_are_unbiased_with_honest_errors(excess_dn2):
     rng = np.random.default_rng(2)
-    rn, zero = 20.0, 2000.0
-    noise, level = read_noise_and_zero(_dark_ramps(rng, 60, rn=rn, zero=zero, cr_rate=0.004),
-                                       nramps=1, gain=7.1)
-    pulls_rn = ((noise.value - rn) / noise.error).ravel()
-    pulls_zero = ((level.value - zero) / level.error).ravel()
-    for p in (pulls_rn, pulls_zero):      # 256 pixels: median's standard error ~0.08
+    rn, zero, dt = 20.0, 2000.0, 0.131
+    maps = dark_ramp_maps(_dark_ramps(rng, 60, rn=rn, zero=zero, cr_rate=0.004, excess_dn2=excess_dn2),
+                          nramps=1, gain=7.1, read_time=dt)
+    pulls = [((m.value - true) / m.error).ravel() for m, true in
+             ((maps.read_noise, rn), (maps.enl_zero, zero), (maps.excess_noise, excess_dn2 / dt))]
+    for p in pulls:                       # 256 pixels: median's standard error ~0.08
         assert abs(np.median(p)) < 0.3 and 0.8 < 1.4826 * np.median(np.abs(p - np.median(p))) < 1.25
 
 

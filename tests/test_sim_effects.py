@@ -106,7 +106,7 @@ def test_truth_times_are_the_middle_of_the_read_intervals(tmp_path):
 
 
 def test_saturation_switch_ge(tmp_path):
-    base = dict(band=70, n_dce=1, seed=2, zodi_mjysr=300.0, include_nonlinearity=False)
+    base = dict(band=70, n_dce=1, seed=2, zodi_mjysr=1000.0, include_nonlinearity=False)
     simulate(load_config(**base), tmp_path / "on")
     simulate(load_config(**base, include_saturation=False), tmp_path / "off")
     on, off = fits.getdata(_raw(tmp_path / "on")[0]), fits.getdata(_raw(tmp_path / "off")[0])

@@ -68,7 +68,7 @@ def test_raw_files_follow_the_contract(tmp_path):
 def test_noiseless_ramp_mean_matches_truth_slope(tmp_path):
     """With every noise off, the linearised ramp's slope is the recorded truth slope (to rounding)."""
     off = dict(include_poisson=False, include_read_noise=False, include_reset_noise=False,
-               include_cosmic_rays=False)
+               include_cosmic_rays=False, include_excess_noise=False)
     simulate(load_config(n_dce=2, **off), tmp_path)
     from calibration.products import load_products
     prod = load_products(70)

@@ -87,7 +87,14 @@ def true_products(band: int) -> CalProducts:
         fluxconv=spec.stim_dn_s / (spec.dn_s_per_mjysr * norm),
         gain=spec.gain_e_per_dn, saturation_dn=spec.saturation_dn,
         dark=det.dark_mips, illum=ic / norm, enl_beta=det.enl_beta, enl_zero=det.enl_zero,
-        pmask=det.pmask, read_noise=det.read_noise)
+        pmask=det.pmask, read_noise=det.read_noise, excess_noise=det.excess_noise)
+
+
+# uniform emission of the sky-flat field, MJy/sr, beyond 10 MJy/sr of zodi: at flight noise (25 DN/s
+# per 70 um DCE, 14 DN/s per MJy/sr) a 12 MJy/sr field leaves ILLUM 1.7 % uncertain per pixel after 200
+# DCEs, so the 70 um flat looks at a bright, smooth field (bright cirrus, as the team used for the SED
+# illumination corrections [HB 4.1.4 /43]); at 160 um a bright field would saturate the stim DCEs
+_FLAT_CIRRUS = {70: 40.0, 160: 2.0}
 
 
 def _flat_dithers(n: int) -> list[list[float]]:
@@ -106,7 +113,7 @@ def campaign_configs(band: int, *, seed: int, n_dark: int = 120, n_flat: int = 2
     dark = load_config(config_file, band=band, seed=seed, n_dce=n_dark, aorkey=_AORKEY["dark"],
                        include_background=False, include_sources=False)
     flat = load_config(config_file, band=band, seed=seed + 1, n_dce=n_flat,
-                       aorkey=_AORKEY["skyflat"], zodi_mjysr=10.0, cirrus_mjysr=2.0,
+                       aorkey=_AORKEY["skyflat"], zodi_mjysr=10.0, cirrus_mjysr=_FLAT_CIRRUS[band],
                        cirrus_contrast=0.0, blob_peak_mjysr=0.0, n_sources=0,
                        dither_pix=_flat_dithers(5))
     return {"dark": dark, "skyflat": flat}

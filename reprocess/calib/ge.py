@@ -25,7 +25,7 @@ from calibration.products import CalProducts
 from ..ge_pipeline import reprocess_ge
 from ..io import raw_files, read_all, read_raw_dce
 from .ge_maps import (MapEstimate, batch_mean, nonlinearity_beta, normalised_flat, permanent_mask,
-                      read_noise_and_zero)
+                      dark_ramp_maps)
 
 __all__ = ["derive_ge_products"]
 
@@ -57,18 +57,20 @@ def derive_ge_products(dark_dir: str | Path, skyflat_dir: str | Path, *, band: i
     spec = band_spec(band)
     dces = read_all(raw_files(Path(dark_dir)), read_raw_dce, keep_going=False, failures=[])
     try:
-        rn, zero, beta, pmask = _ramp_maps(dces, band)
+        noise, beta, pmask = _ramp_maps(dces, band)
     except ValueError as exc:
         raise ValueError(f"{dark_dir}: {exc}") from None
     ones = np.ones(spec.shape)
     prov = CalProducts(band=band, calid=calid, fluxconv=1.0, gain=spec.gain_e_per_dn,
                        saturation_dn=spec.saturation_dn, dark=0 * ones, illum=ones,
-                       enl_beta=np.nan_to_num(beta.value), enl_zero=np.nan_to_num(zero.value),
-                       pmask=pmask, read_noise=np.nan_to_num(rn.value, nan=np.nanmedian(rn.value)))
+                       enl_beta=np.nan_to_num(beta.value), enl_zero=np.nan_to_num(noise.enl_zero.value),
+                       pmask=pmask, read_noise=_filled(noise.read_noise.value),
+                       excess_noise=_filled(noise.excess_noise.value))
     dark, illum, illum_enl = _dark_and_illum_with_nonlinearity(dark_dir, skyflat_dir, prov,
                                                                beta.error, batch, overwrite)
     good = (pmask & PMASK_FATAL) == 0
-    maps = {"dark": dark, "illum": illum, "enl_beta": beta, "enl_zero": zero, "read_noise": rn}
+    maps = {"dark": dark, "illum": illum, "enl_beta": beta, "enl_zero": noise.enl_zero,
+            "read_noise": noise.read_noise, "excess_noise": noise.excess_noise}
     for name, m in maps.items():
         if np.isnan(m.error[good]).any():
             raise ValueError(f"{dark_dir}, {skyflat_dir}: too few DCEs to estimate the error of "
@@ -87,7 +89,9 @@ def _ramp_maps(dces, band: int):
     dark_cubes = [d.reads for d in dces if not d.stim]
     flashes = [d.reads for d in dces if d.stim]
     nramps = dces[0].nramps
-    rn, zero = read_noise_and_zero(dark_cubes, nramps=nramps, gain=spec.gain_e_per_dn)
+    noise = dark_ramp_maps(dark_cubes, nramps=nramps, gain=spec.gain_e_per_dn,
+                           read_time=dces[0].samptime)
+    rn, zero = noise.read_noise, noise.enl_zero
     flash_t = np.array([(d.mjd_mid - dces[0].mjd_mid) * 86400.0 for d in dces if d.stim])
     beta = nonlinearity_beta(flashes, flash_t, nramps=nramps, read_time=dces[0].samptime,
                              enl_zero=zero.value, saturation_dn=spec.saturation_dn)
@@ -95,7 +99,7 @@ def _ramp_maps(dces, band: int):
                            halves=(slice(0, 16), slice(16, 32)) if band == 70 else None)
     log.info("band %d: %d dark DCEs, %d flashes; %d pixels masked", band, len(dark_cubes),
              len(flashes), int(((pmask & PMASK_FATAL) != 0).sum()))
-    return rn, zero, beta, pmask
+    return noise, beta, pmask
 
 
 def _dark_and_illum_with_nonlinearity(dark_dir, skyflat_dir, prov: CalProducts, beta_err,
@@ -119,7 +123,13 @@ def _dark_and_illum_with_nonlinearity(dark_dir, skyflat_dir, prov: CalProducts, 
 
 
 # what a masked pixel's product holds (never used: fatal pmask pixels are NaN in every BCD)
-_fill = {"dark": 0.0, "illum": 1.0, "enl_beta": 0.0, "enl_zero": 0.0, "read_noise": 0.0}
+_fill = {"dark": 0.0, "illum": 1.0, "enl_beta": 0.0, "enl_zero": 0.0, "read_noise": 0.0,
+         "excess_noise": 0.0}
+
+
+def _filled(noise_map: np.ndarray) -> np.ndarray:
+    """A provisional noise map for the intermediate BCDs: unmeasured pixels at the median."""
+    return np.nan_to_num(noise_map, nan=np.nanmedian(noise_map))
 
 
 def _dark_and_illum(dark_dir, skyflat_dir, prov: CalProducts, batch: int, overwrite: bool):

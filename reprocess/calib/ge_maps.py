@@ -4,11 +4,18 @@ nonlinearity, permanent mask, dark and illumination correction.
 Each derivation reads raw cubes or BCDs, never a simulator's truth, and
 returns a value map with a 1-sigma error map.  The physics and the choices:
 
-Read noise and reset level (dark ramps)
+Read noise, excess noise and reset level (dark ramps)
     On the dark (scan mirror at its dark position) a ramp climbs only by the
-    dark current, so the first differences of its reads are the per-read
-    photon noise of the dark (``mean / gain`` DN^2) plus twice the read noise
-    variance.  Cosmic rays are clipped (5 sigma of the differences' MAD).  The
+    dark current.  Its first differences carry noise of two kinds: each
+    read's noise appears in two neighbouring differences with opposite signs
+    (variance ``2 sigma_r^2``, lag-1 covariance ``-sigma_r^2``), while the dark's
+    shot noise (``mean / gain`` DN^2) and the excess current noise (``D dt``)
+    are independent from one difference to the next.  So the lag-1
+    autocovariance gives the read noise, and the variance minus twice it and
+    minus the shot noise gives the excess density ``D``.  Both moments are
+    taken about the pixel's mean difference over all ramps (a per-ramp mean
+    would bias ``D`` low by ``1 / m`` for ``m`` differences: a quarter of its
+    error).  Cosmic rays are clipped (5 sigma of the differences' MAD).  The
     reset level (``ENL_ZERO``, the raw level of zero integrated charge) is the
     ramp extrapolated back one read interval from its first reads (read ``k``
     holds ``k`` intervals of charge, counting from 1); its scatter between
@@ -59,7 +66,7 @@ from calibration.nonlinearity import Q_FULL_DN
 
 from ..sloper import saturated_reads
 
-__all__ = ["MapEstimate", "batch_mean", "read_noise_and_zero", "nonlinearity_beta",
+__all__ = ["MapEstimate", "batch_mean", "DarkRampMaps", "dark_ramp_maps", "nonlinearity_beta",
            "permanent_mask", "normalised_flat"]
 
 
@@ -114,9 +121,19 @@ def _ramps(cube: np.ndarray, nramps: int) -> np.ndarray:
     return cube.reshape((nramps, cube.shape[0] // nramps) + cube.shape[1:])
 
 
-def read_noise_and_zero(cubes: list[np.ndarray], *, nramps: int, gain: float,
-                        n_zero_reads: int = 8) -> tuple[MapEstimate, MapEstimate]:
-    """Read noise (DN per read) and reset level ``ENL_ZERO`` (DN) from dark ramps.
+@dataclass(frozen=True)
+class DarkRampMaps:
+    """What dark ramps give: read noise (DN per read), excess-noise density (DN^2/s) and reset
+    level ``ENL_ZERO`` (DN)."""
+
+    read_noise: MapEstimate
+    excess_noise: MapEstimate
+    enl_zero: MapEstimate
+
+
+def dark_ramp_maps(cubes: list[np.ndarray], *, nramps: int, gain: float, read_time: float,
+                   n_zero_reads: int = 8) -> DarkRampMaps:
+    """Read noise, excess noise and reset level from dark ramps (see the module notes).
 
     Parameters
     ----------
@@ -125,35 +142,46 @@ def read_noise_and_zero(cubes: list[np.ndarray], *, nramps: int, gain: float,
     nramps : int
         Ramps per DCE (resets within a DCE).
     gain : float
-        e-/DN, for the dark's own photon noise in the differences.
+        e-/DN, for the dark's own shot noise in the differences.
+    read_time : float
+        Time between reads, s.
     n_zero_reads : int
         Reads at the start of a ramp used to extrapolate the reset level.
 
-    Ramps are independent for both (no flash is involved), so the errors are
-    the plain scatter over ramps.
-
-    Returns
-    -------
-    (read_noise, enl_zero) : MapEstimate, MapEstimate
+    Ramps are independent for all three (no flash is involved), so the errors
+    are the plain scatter over ramps.
     """
-    var_per_ramp, zero_per_ramp = [], []
-    for cube in cubes:
-        for ramp in _ramps(cube, nramps):
-            d = _mad_clip(np.diff(ramp, axis=0), axis=0)
-            step = np.nanmean(d, axis=0)
-            # ddof=0: the differences telescope, so their mean is far better known than var/n
-            var_per_ramp.append(0.5 * (np.nanvar(d, axis=0) - np.maximum(step, 0) / gain))
-            k = np.arange(1, n_zero_reads + 1)[:, None, None]    # read k holds k intervals of charge
-            zero_per_ramp.append(np.nanmedian(ramp[:n_zero_reads] - step * k, axis=0))
-    var = batch_mean(np.array(var_per_ramp), batch=1)
+    diffs = [_mad_clip(np.diff(ramp, axis=0), axis=0) for cube in cubes for ramp in _ramps(cube, nramps)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # masked (all-NaN) pixels stay NaN
+        step = np.nanmean(np.concatenate(diffs, axis=0), axis=0)
+        lag0, lag1 = [], []
+        for d in diffs:
+            r = d - step
+            lag0.append(np.nanmean(r * r, axis=0))
+            lag1.append(np.nanmean(r[1:] * r[:-1], axis=0))
+    lag0, lag1 = np.array(lag0), np.array(lag1)
+    var = batch_mean(-lag1, batch=1)
     sigma = np.sqrt(np.clip(var.value, 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         rn = MapEstimate(value=sigma, error=var.error / (2 * sigma), n_used=var.n_used)
-    zeros = _mad_clip(np.array(zero_per_ramp), axis=0)    # a hit among the first reads
-    zero = MapEstimate(value=np.nanmean(zeros, axis=0),
-                       error=np.nanstd(zeros, axis=0, ddof=1) / np.sqrt(np.isfinite(zeros).sum(0)),
-                       n_used=np.isfinite(zeros).sum(0))
-    return rn, zero
+    excess = batch_mean((lag0 + 2 * lag1 - np.maximum(step, 0) / gain) / read_time, batch=1)
+    zero = _reset_level([ramp for cube in cubes for ramp in _ramps(cube, nramps)], n_zero_reads)
+    return DarkRampMaps(read_noise=rn, excess_noise=excess, enl_zero=zero)
+
+
+def _reset_level(ramps, n_zero_reads: int) -> MapEstimate:
+    """``ENL_ZERO``: each ramp extrapolated back from its first reads (read ``k`` holds ``k``
+    intervals of charge), clipped over ramps (a hit among those reads)."""
+    per_ramp = []
+    for ramp in ramps:
+        step = np.nanmean(_mad_clip(np.diff(ramp, axis=0), axis=0), axis=0)
+        k = np.arange(1, n_zero_reads + 1)[:, None, None]
+        per_ramp.append(np.nanmedian(ramp[:n_zero_reads] - step * k, axis=0))
+    zeros = _mad_clip(np.array(per_ramp), axis=0)
+    n = np.isfinite(zeros).sum(0)
+    return MapEstimate(value=np.nanmean(zeros, axis=0),
+                       error=np.nanstd(zeros, axis=0, ddof=1) / np.sqrt(n), n_used=n)
 
 
 def nonlinearity_beta(cubes: list[np.ndarray], times_s: np.ndarray, *, nramps: int,
@@ -173,7 +201,7 @@ def nonlinearity_beta(cubes: list[np.ndarray], times_s: np.ndarray, *, nramps: i
     read_time : float
         Time between reads, s.
     enl_zero : (NY, NX) array
-        Reset level, DN (e.g. from :func:`read_noise_and_zero`).
+        Reset level, DN (e.g. from :func:`dark_ramp_maps`).
     saturation_dn : float
         Raw level at and above which reads are not used.
     min_reads : int
