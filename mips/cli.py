@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -79,13 +80,22 @@ def _cmd_reprocess(args) -> int:
 
 def _cmd_validate(args) -> int:
     from mips.validate import format_report, plot_validation, validate, write_json
+    effects_path = Path(args.dir) / "effects.ecsv"
     _refuse_to_overwrite(args.overwrite, args.json or Path(args.dir) / "validation.json",
-                         args.plot or Path(args.dir) / "validation.png")
+                         args.plot or Path(args.dir) / "validation.png",
+                         *([effects_path] if args.effects else []))
     res = validate(args.dir)
     if args.droop_reference:
         from mips.validate_si import add_droop_reference
         add_droop_reference(res, args.droop_reference)
     print(format_report(res))
+    if args.effects:
+        from mips.effects import effect_table, format_table
+        table = effect_table(args.dir)
+        print("\n".join(format_table(table)))
+        tmp = effects_path.with_name(effects_path.name + ".tmp")
+        table.write(tmp, format="ascii.ecsv", overwrite=True)
+        os.replace(tmp, effects_path)
     json_path = Path(args.json) if args.json else Path(args.dir) / "validation.json"
     write_json(res, json_path)
     plot_path = Path(args.plot) if args.plot else Path(args.dir) / "validation.png"
@@ -164,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--droop-reference", metavar="REF_DIR",
                    help="24 um: the same observation (same seed) without the bright source; reports "
                         "the droop offset the source causes, correction on and off")
+    v.add_argument("--effects", action="store_true",
+                   help="70/160 um: also simulate and reprocess the observation again with each "
+                        "detector effect, then each correction, off in turn, and print (and write "
+                        "DIR/effects.ecsv) the table of what each costs or buys (slow)")
     v.add_argument("--overwrite", action="store_true",
                    help="replace existing --json / --plot files (default: refuse)")
     v.set_defaults(func=_cmd_validate)

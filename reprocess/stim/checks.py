@@ -32,6 +32,9 @@ def first_flash(stim: StimResponse, kept_idx: list, mode: str, nsigma: float) ->
         return 1.0
     size, scatter = _first_flash_anomaly(stim)
     stim.report["first_stim_deviation"] = float(size)
+    if not np.isfinite(scatter):
+        stim.report["first_stim"] = "kept (too few later flashes to measure the scatter: cannot judge)"
+        return 1.0
     if nsigma * scatter > JUDGEABLE_ANOMALY:
         _drop_first(stim, kept_idx, f"first flash dropped: cannot be judged (deviation {size:+.2%}, "
                                     f"scatter {scatter:.2%}: {nsigma:g} sigma exceeds "
