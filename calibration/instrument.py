@@ -185,7 +185,10 @@ BANDS: dict[int, BandSpec] = {
         pixel_arcsec=9.98,               # wide field [Cookbook]
         read_time_s=GE_READ_TIME_S,
         gain_e_per_dn=7.1,               # [CNT]
-        read_noise_dn=20.0,              # UNCONFIRMED: per-read noise; anchors.md 1.7 uses 2-20 DN
+        read_noise_dn=20.0,              # UNCONFIRMED: per-read noise; anchors.md 1.7 uses 2-20 DN.
+                                         # IOC-911H1's "read noise 746 +- 337 e-" (105 DN) does not
+                                         # say per read or per DCE; per read it would add only
+                                         # 3.9 DN/s to a 10 MIPS-s slope (excess noise: 25 DN/s)
         saturation_dn=62500.0,           # mips_sloper high threshold [stimcal]
         adc_max_dn=65535,                # 16-bit A/D [DERIVED, mips-facts 2.2]
         dn_s_per_mjysr=10000.0 / 702.0,  # flight: stim / FLUXCONV (see "Ge levels"); pre-launch 44.8
