@@ -64,6 +64,10 @@ class SimConfig:
     cr_resp_tau_s: float = 600.0       # relaxation time of that rise; UNCONFIRMED
     resp_step_rate_per_hr: float = 0.0  # occasional large common responsivity steps per hour: a
     resp_step_size: float = 0.02       # test knob for stim tracking (off); fractional size, random sign
+    anneal_interval_s: float = 10800.0  # Ge anneal cadence: 3 h pre-launch default [IOC-160], later
+    #                                     tuned (UNCONFIRMED); anneals empty the CR responsivity excess
+    t_since_anneal_s: float = 5400.0   # last anneal before the AOR start (UNCONFIRMED: mid-cycle); the
+    #                                    excess has built up for this long (mipssim/anneal.py)
     # --- pointing and stim anomalies
     pointing_jitter_arcsec: float = 0.3  # RMS per axis (east, north) of each DCE's true - planned
     #   pointing, which the header WCS carries; UNCONFIRMED: reconstructed pointings always differ a
@@ -87,6 +91,7 @@ class SimConfig:
     include_first_stim: bool = True
     include_resp_steps: bool = True
     include_excess_noise: bool = True
+    include_anneals: bool = True       # off: never annealed, the CR excess starts in steady state
     reset_noise_dn: float = 30.0       # kTC-like scatter of the reset level per DCE; UNCONFIRMED
     # --- Si:As 24 um (used when band = 24)
     engineering_ramps: bool = False    # also write the full ramp (extension RAMP) of every DCE
@@ -133,7 +138,8 @@ class SimConfig:
             "read_noise_dn", "excess_noise_dn2_s", "drift_rms", "drift_pixel_spread", "cr_rate_per_s",
             "cr_amp_sigma_ln", "cr_resp_step", "reset_noise_dn", "first_dce_fewer_reads", "droop_coeff",
             "row_droop_coeff", "read2_dn", "latent_threshold_dn_s", "dark24_dn_s", "n_spots",
-            "pointing_jitter_arcsec", "resp_step_rate_per_hr", "resp_step_size"),
+            "pointing_jitter_arcsec", "resp_step_rate_per_hr", "resp_step_size",
+            "anneal_interval_s", "t_since_anneal_s"),
             fraction=("cirrus_contrast", "spot_depth", "latent_fraction"))
         if not self.first_stim_factor > 0:
             raise ConfigError("first_stim_factor", "must be > 0")

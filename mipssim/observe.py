@@ -32,6 +32,7 @@ from calibration.folders import transaction
 from calibration import si_as
 from calibration.instrument import ge_ramps_per_dce, ge_reads_per_dce
 
+from .anneal import anneal_times, initial_cr_excess
 from .config import SimConfig, to_toml
 from .detector import default_detector
 from .ge_ga import STREAMS, CRState, DriftModel, StepModel, simulate_ramps
@@ -160,17 +161,20 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
     spec = detector.spec
     nreads = ge_reads_per_dce(cfg.exptime_mips_s)
     starts = _ramp_starts(cfg.band, nreads)
-    cr_state = CRState(np.zeros(spec.shape))
+    duration_s = plans[-1].t_start_s + nreads * spec.read_time_s
+    cr_state, anneals = _cr_history(cfg, spec.shape, streams["cr_history"], duration_s)
     dark_dn_s = detector.dark_mips * spec.stim_dn_s * detector.stim_pattern
     stim_dn_s = spec.stim_dn_s * detector.stim_pattern
     flux_dn_s = spec.dn_s_per_mjysr * detector.flat
-    duration_s = plans[-1].t_start_s + nreads * spec.read_time_s
     steps = StepModel.draw(streams["resp_steps"], rate_per_hr=cfg.resp_step_rate_per_hr,
                            size=cfg.resp_step_size, duration_s=duration_s)
     factors = stim_factors(cfg, plans)
-    prev_end = 0.0
+    prev_end, prev_start = 0.0, -np.inf
     for plan in plans:
         cr_state.relax(plan.t_start_s - prev_end, cfg.cr_resp_tau_s)
+        if np.any((anneals > prev_start) & (anneals <= plan.t_start_s)):
+            cr_state.excess[:] = 0.0          # an anneal before this DCE empties the traps
+        prev_start = plan.t_start_s
         t_reads = plan.t_start_s + spec.read_time_s * np.arange(1, nreads + 1)
         prev_end = t_reads[-1]
         sky = scene.render(plan.wcs, spec.shape)
@@ -195,6 +199,7 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
                              **_dce_anomaly_attrs(plan, factors[plan.index])})
         if progress is not None:
             progress(plan.index + 1, len(plans))
+    truth.add_array("anneals", anneals, units="t_s: anneal times, s since the AOR start (between DCEs)")
     truth.add_array("responsivity_steps", _step_table(steps), units="t_s: s since the AOR start; "
                     "size: fractional responsivity change, in force after t_s (all pixels)")
     truth.add_array("detector/read_noise_dn", detector.read_noise)
@@ -203,6 +208,18 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
     truth.add_array("detector/flat", detector.flat)
     truth.add_array("detector/stim_pattern", detector.stim_pattern)
     truth.add_array("detector/enl_beta", detector.enl_beta)
+
+
+def _cr_history(cfg: SimConfig, shape, rng, duration_s: float):
+    """The CR responsivity state at the AOR start and the anneal times inside it (:mod:`.anneal`)."""
+    if not (cfg.include_cosmic_rays and cfg.include_cr_responsivity):
+        return CRState(np.zeros(shape)), np.zeros(0)
+    since = cfg.t_since_anneal_s if cfg.include_anneals else np.inf
+    excess = initial_cr_excess(rng, shape, since_anneal_s=since, rate_per_s=cfg.cr_rate_per_s,
+                               mean_step=cfg.cr_resp_step, tau_s=cfg.cr_resp_tau_s)
+    anneals = (anneal_times(since_anneal_s=cfg.t_since_anneal_s, interval_s=cfg.anneal_interval_s,
+                            duration_s=duration_s) if cfg.include_anneals else np.zeros(0))
+    return CRState(excess), anneals
 
 
 def stim_factors(cfg: SimConfig, plans) -> np.ndarray:

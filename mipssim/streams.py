@@ -26,8 +26,8 @@ import numpy as np
 __all__ = ["EFFECTS", "PER_DCE_EFFECTS", "effect_rng", "dce_streams"]
 
 EFFECTS = ("scene", "drift", "poisson", "read_noise", "reset_noise", "cosmic_rays",
-           "cr_responsivity", "pointing_jitter", "resp_steps", "excess_noise")
-AOR_EFFECTS = ("scene", "drift", "resp_steps")
+           "cr_responsivity", "pointing_jitter", "resp_steps", "excess_noise", "cr_history")
+AOR_EFFECTS = ("scene", "drift", "resp_steps", "cr_history")
 PER_DCE_EFFECTS = tuple(e for e in EFFECTS if e not in AOR_EFFECTS)
 
 
