@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 # simulator switches (SimConfig.include_<name>) whose cost the table measures
 GE_EFFECTS = ("poisson", "read_noise", "excess_noise", "reset_noise", "dark", "drift",
-              "cosmic_rays", "cr_responsivity", "nonlinearity", "pointing_jitter", "first_stim")
+              "cosmic_rays", "cr_responsivity", "anneals", "nonlinearity", "pointing_jitter",
+              "first_stim", "transient")   # (those off in the observation are skipped)
 # reprocessing switched off, as ReprocessConfig overrides
 GE_CORRECTIONS = {
     "nonlinearity": {"nonlinearity": False},

@@ -64,6 +64,10 @@ class SimConfig:
     cr_resp_tau_s: float = 600.0       # relaxation time of that rise; UNCONFIRMED
     resp_step_rate_per_hr: float = 0.0  # occasional large common responsivity steps per hour: a
     resp_step_size: float = 0.02       # test knob for stim tracking (off); fractional size, random sign
+    transient_prompt_fraction: float = 0.85  # Ge transient response (mipssim/ge_transient.py, off by
+    transient_tau_ref_s: float = 3600.0      # default): prompt fraction of a small step; adaptation
+    transient_ref_dn_s: float = 300.0        # time at the reference current (~70 um sky); tau scales
+    transient_tau_power: float = 0.5         # as (ref / I)^power. All UNCONFIRMED [HB 2.3.3 /10]
     anneal_interval_s: float = 10800.0  # Ge anneal cadence: 3 h pre-launch default [IOC-160], later
     #                                     tuned (UNCONFIRMED); anneals empty the CR responsivity excess
     t_since_anneal_s: float = 5400.0   # last anneal before the AOR start (UNCONFIRMED: mid-cycle); the
@@ -92,6 +96,7 @@ class SimConfig:
     include_resp_steps: bool = True
     include_excess_noise: bool = True
     include_anneals: bool = True       # off: never annealed, the CR excess starts in steady state
+    include_transient: bool = False    # experimental: changes what extended vs point sources read
     reset_noise_dn: float = 30.0       # kTC-like scatter of the reset level per DCE; UNCONFIRMED
     # --- Si:As 24 um (used when band = 24)
     engineering_ramps: bool = False    # also write the full ramp (extension RAMP) of every DCE
@@ -130,7 +135,7 @@ class SimConfig:
                 raise ConfigError(key, f"must be >= {lowest}")
         check_ranges(self, positive=(
             "flux_min_jy", "flux_max_jy", "blob_fwhm_arcsec", "bright_source_jy", "gain_e_per_dn",
-            "source_temperature_k",
+            "source_temperature_k", "transient_tau_ref_s", "transient_ref_dn_s",
             "drift_min_period_s", "drift_max_period_s", "cr_amp_median_dn", "cr_resp_tau_s",
             "read2_scale_rows", "latent_tau_s", "first_frame_factors", "jailbar_factors"),
             nonnegative=(
@@ -139,8 +144,8 @@ class SimConfig:
             "cr_amp_sigma_ln", "cr_resp_step", "reset_noise_dn", "first_dce_fewer_reads", "droop_coeff",
             "row_droop_coeff", "read2_dn", "latent_threshold_dn_s", "dark24_dn_s", "n_spots",
             "pointing_jitter_arcsec", "resp_step_rate_per_hr", "resp_step_size",
-            "anneal_interval_s", "t_since_anneal_s"),
-            fraction=("cirrus_contrast", "spot_depth", "latent_fraction"))
+            "anneal_interval_s", "t_since_anneal_s", "transient_tau_power"),
+            fraction=("cirrus_contrast", "spot_depth", "latent_fraction", "transient_prompt_fraction"))
         if not self.first_stim_factor > 0:
             raise ConfigError("first_stim_factor", "must be > 0")
         if not 0 <= self.ra_deg < 360:

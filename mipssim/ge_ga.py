@@ -117,7 +117,7 @@ CR_DTYPE = np.dtype([("read", "i4"), ("y", "i4"), ("x", "i4"), ("amplitude_dn", 
 def simulate_ramps(current_dn_s: np.ndarray, *, t_reads_s: np.ndarray, ramp_starts: np.ndarray,
                    detector, cfg, drift: DriftModel, cr_state: CRState,
                    streams: dict[str, np.random.Generator],
-                   steps: StepModel | None = None) -> RampTruth:
+                   steps: StepModel | None = None, transient=None) -> RampTruth:
     """Simulate one DCE.
 
     Parameters
@@ -137,6 +137,9 @@ def simulate_ramps(current_dn_s: np.ndarray, *, t_reads_s: np.ndarray, ramp_star
         This DCE's per-effect streams (:func:`mipssim.streams.dce_streams`).
     steps : StepModel, optional
         Common responsivity steps (applied when ``cfg.include_resp_steps``).
+    transient : mipssim.ge_transient.TransientState, optional
+        The pixels' adaptation state (updated in place): its response factors multiply the
+        responsivity of each read interval.
     """
     spec = detector.spec
     gain = cfg.gain_e_per_dn or spec.gain_e_per_dn
@@ -151,6 +154,8 @@ def simulate_ramps(current_dn_s: np.ndarray, *, t_reads_s: np.ndarray, ramp_star
         resp += drift(t_mid)[:, None, None] * (1.0 + cfg.drift_pixel_spread * detector.drift_z)
     if steps is not None and cfg.include_resp_steps:
         resp += steps(t_mid)[:, None, None]
+    if transient is not None:
+        resp *= transient.factors(current_dn_s, dt, nreads)
     hits = np.zeros(shape, dtype=np.int64)
     if cfg.include_cosmic_rays:
         hits = streams["cosmic_rays"].poisson(cfg.cr_rate_per_s * dt, shape)

@@ -36,6 +36,7 @@ from .anneal import anneal_times, initial_cr_excess
 from .config import SimConfig, to_toml
 from .detector import default_detector
 from .ge_ga import STREAMS, CRState, DriftModel, StepModel, simulate_ramps
+from .ge_transient import TransientModel, TransientState
 from .pointing import plan_photometry
 from .scene import make_scene
 from .si_as import default_si_detector, onboard_threshold, simulate_si_dce
@@ -169,9 +170,11 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
     steps = StepModel.draw(streams["resp_steps"], rate_per_hr=cfg.resp_step_rate_per_hr,
                            size=cfg.resp_step_size, duration_s=duration_s)
     factors = stim_factors(cfg, plans)
+    transient = _transient_state(cfg)
     prev_end, prev_start = 0.0, -np.inf
     for plan in plans:
-        cr_state.relax(plan.t_start_s - prev_end, cfg.cr_resp_tau_s)
+        gap_s = plan.t_start_s - prev_end
+        cr_state.relax(gap_s, cfg.cr_resp_tau_s)
         if np.any((anneals > prev_start) & (anneals <= plan.t_start_s)):
             cr_state.excess[:] = 0.0          # an anneal before this DCE empties the traps
         prev_start = plan.t_start_s
@@ -181,12 +184,15 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
         current = flux_dn_s * sky
         if cfg.include_dark:
             current = current + dark_dn_s
+        if transient is not None:      # the gap before the DCE: the sky at its pointing, no stim
+            transient.relax(current * detector.responds, gap_s)
         if factors[plan.index]:
             current = current + factors[plan.index] * stim_dn_s
         ramp = simulate_ramps(current * detector.responds, t_reads_s=t_reads, ramp_starts=starts,
                               detector=detector,
                               cfg=cfg, drift=drift, cr_state=cr_state,
-                              streams=dce_streams(cfg.seed, plan.index), steps=steps)
+                              streams=dce_streams(cfg.seed, plan.index), steps=steps,
+                              transient=transient)
         mjd = cfg.mjd_start + plan.t_start_s / 86400.0
         name = raw_name(spec.chnlnum, cfg.aorkey, plan.expid, plan.dcenum)
         write_raw(raw_dir / name, ramp.raw, _raw_header(cfg, plan, spec, nreads, int(starts.sum()), mjd))
@@ -208,6 +214,15 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
     truth.add_array("detector/flat", detector.flat)
     truth.add_array("detector/stim_pattern", detector.stim_pattern)
     truth.add_array("detector/enl_beta", detector.enl_beta)
+
+
+def _transient_state(cfg: SimConfig) -> TransientState | None:
+    """The pixels' adaptation state (:mod:`.ge_transient`), or None when the effect is off."""
+    if not cfg.include_transient:
+        return None
+    return TransientState(TransientModel(
+        prompt_fraction=cfg.transient_prompt_fraction, tau_ref_s=cfg.transient_tau_ref_s,
+        ref_dn_s=cfg.transient_ref_dn_s, tau_power=cfg.transient_tau_power))
 
 
 def _cr_history(cfg: SimConfig, shape, rng, duration_s: float):
