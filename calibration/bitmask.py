@@ -28,6 +28,7 @@ BMASK = {
     "STIM_NEAREST": 1 << 6,  # responsivity from the nearest flash only (no bracketing pair)
     "NO_STIM": 1 << 7,       # no valid stim-minus-background for this pixel: uncalibrated
     "SHORT_RAMP": 1 << 9,    # slope from fewer reads than the DCE had (jumps, saturation)
+    "LEAK": 1 << 10,         # 160 um: near a hot source whose near-IR leak ghost is predicted
     "PMASK": 1 << 14,        # a fatal pmask bit is set
 }
 

@@ -21,9 +21,13 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
-__all__ = ["PRF", "PSF_TEMPERATURES_K", "load_prf"]
+__all__ = ["PRF", "PSF_TEMPERATURES_K", "CALIBRATOR_TEMPERATURE_K", "load_prf"]
 
 PSF_TEMPERATURES_K = (10, 25, 50, 75, 100, 3000)
+# the flux calibrators' temperature per band: stars at 24 and 70 um; at 160 um the near-IR leak
+# adds a ghost several times a star's photosphere, so the SSC calibrated on asteroids [S07],
+# thermal sources whose 160 um PRF is that of any source colder than a few hundred K
+CALIBRATOR_TEMPERATURE_K = {24: 3000.0, 70: 3000.0, 160: 100.0}
 EMPIRICAL_24_SCALE = 1.2   # arcsec per sample of the GOODS-S PSF (shared/data/real/MANIFEST.md)
 
 

@@ -57,7 +57,7 @@ def _cmd_reprocess(args) -> int:
     from reprocess.pipeline import reprocess_many
     options = {"jump_threshold": args.jump_threshold, "stim_mode": args.stim,
                "products": args.products, "off": tuple(args.off.split(",")) if args.off else None,
-               "keep_first_frame": args.keep_first_frame or None}
+               "keep_first_frame": args.keep_first_frame or None, "leak_catalog": args.leak_catalog}
     results = reprocess_many(args.dirs, workers=args.workers, config_file=args.config,
                              keep_going=args.keep_going, overwrite=args.overwrite,
                              progress=Progress("reprocess"),
@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "reprocess/ge_pipeline.py, SiConfig in reprocess/si_pipeline.py)")
     r.add_argument("--off", help="24 um: comma-separated corrections to skip "
                                  "(read2,saturation,droop,row_droop,dark,first_frame,flat)")
+    r.add_argument("--leak-catalog", metavar="FILE",
+                   help="160 um: ECSV of hot sources (ra, dec in deg, flux_nir_jy: ~1.4 um flux "
+                        "density, Jy); pixels near those whose predicted near-IR leak ghost is "
+                        ">= leak_min_jy get the LEAK bit")
     r.add_argument("--keep-first-frame", action="store_true",
                    help="24 um: also calibrate DCENUM 0 (dropped by default)")
     r.set_defaults(func=_cmd_reprocess)

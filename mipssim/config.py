@@ -97,6 +97,7 @@ class SimConfig:
     include_excess_noise: bool = True
     include_anneals: bool = True       # off: never annealed, the CR excess starts in steady state
     include_transient: bool = False    # experimental: changes what extended vs point sources read
+    include_leak: bool = True          # 160 um near-IR leak of hot sources (mipssim/scene.py)
     reset_noise_dn: float = 30.0       # kTC-like scatter of the reset level per DCE; UNCONFIRMED
     # --- Si:As 24 um (used when band = 24)
     engineering_ramps: bool = False    # also write the full ramp (extension RAMP) of every DCE
@@ -110,8 +111,9 @@ class SimConfig:
     latent_tau_s: float = 8.0          # its decay time ("seconds"); UNCONFIRMED
     latent_threshold_dn_s: float = 3000.0   # only signal above this leaves a latent; UNCONFIRMED
     dark24_dn_s: float = 1.5           # [IOC-190D2/F]
-    jailbar_factors: list = field(default_factory=lambda: [0.5, 0.5, 0.5, 1.0, 1.75])
-    # readout-4 dark / others by DCENUM 0,1,2,3,>=4 [Jailbar report]
+    jailbar_factors: list = field(default_factory=lambda: [0.5, 0.5, 1.0, 1.75, 1.75])
+    # readout-4 dark / others by DCENUM 0,1,2,3,>=4 [Jailbar report: low in the first two DCEs
+    # (DCENUM 0-1), gone by the third (DCENUM 2), then ~75 % above the others]; 0.5 UNCONFIRMED
     spot_depth: float = 0.17           # POM spots 15-20 % deep, 3-4 px [FEAT]
     n_spots: int = 10
     include_droop: bool = True

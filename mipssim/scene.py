@@ -7,6 +7,12 @@ close approximation for the real one on a blob several PSFs wide.  Point
 sources go through the real PRF (:mod:`.psf`).  Fluxes at other bands follow a
 blackbody of the source's temperature (colour corrections ignored: the
 catalogue records what was put in).
+
+The 160 um near-IR leak (:mod:`calibration.leak`): a hot source adds a ghost
+whose flux follows its blackbody's near-IR flux (a 100 K source leaks nothing).
+It is put at the source's position with the 160 um PRF (its offset and shape
+are UNCONFIRMED: at 16" pixels a near-IR image is unresolved either way).  The
+catalogue records it (``leak_jy_160``); ``include_leak`` switches it.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from astropy.table import QTable
 from astropy.wcs import WCS
 
 from calibration.instrument import BANDS
+from calibration.leak import leak_factor
 
 from .psf import PSF_TEMPERATURES_K, load_prf
 
@@ -49,6 +56,7 @@ class Scene:
     blob_fwhm_arcsec: float
     include_sources: bool = True
     include_background: bool = True
+    include_leak: bool = True
 
     def diffuse(self, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
         """Diffuse surface brightness at (ra, dec), MJy/sr."""
@@ -75,6 +83,8 @@ class Scene:
             xs, ys = wcs.all_world2pix(self.sources["ra"].to_value(u.deg),
                                        self.sources["dec"].to_value(u.deg), 0)
             flux = self.sources[f"flux_jy_{self.band}"].to_value(u.Jy)
+            if self.band == 160 and self.include_leak:
+                flux = flux + self.sources["leak_jy_160"].to_value(u.Jy)
             for k in range(len(self.sources)):
                 prf = load_prf(self.band, float(self.sources["temperature_k"][k]), spec.pixel_arcsec)
                 if not (-prf.radius_pix < xs[k] < shape[1] + prf.radius_pix
@@ -118,10 +128,12 @@ def make_scene(cfg, rng: np.random.Generator) -> Scene:
     ref = _bb_nu(_LAMBDA_UM[cfg.band], temps)
     for b, lam in _LAMBDA_UM.items():
         table[f"flux_jy_{b}"] = flux * _bb_nu(lam, temps) / ref * u.Jy
+    table["leak_jy_160"] = table["flux_jy_160"] * leak_factor(temps)
     k = rng.uniform(0.005, 0.02, (3, 2)) * rng.choice([-1, 1], (3, 2))   # rad/arcsec: 5-20 arcmin waves
     phases = np.column_stack([k, rng.uniform(0, 2 * np.pi, 3)])
     return Scene(band=cfg.band, center=center, sources=table, zodi_mjysr=cfg.zodi_mjysr,
                  cirrus_mjysr=cfg.cirrus_mjysr, cirrus_contrast=cfg.cirrus_contrast,
                  cirrus_phases=phases, blob_peak_mjysr=cfg.blob_peak_mjysr,
                  blob_fwhm_arcsec=cfg.blob_fwhm_arcsec, include_sources=cfg.include_sources,
-                 include_background=cfg.include_background)
+                 include_background=cfg.include_background, include_leak=cfg.include_leak)
+

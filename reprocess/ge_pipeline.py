@@ -33,6 +33,7 @@ from calibration.products import CalProducts, load_products
 from .io import (InputError, bcd_header, raw_files, read_all, read_raw_dce, software,
                  staged_output, write_bcd_set)
 from .ramps import DEFAULT_THRESHOLD, false_jump_rate
+from .leak import leak_mask, read_leak_catalog
 from .sloper import slope_dces
 from .stim import (FIRST_STIM_MODES, Hits, NoStimError, calibrate, constant_response,
                    interpolate_response, same_sky, stim_minus_background)
@@ -55,6 +56,8 @@ class ReprocessConfig:
     stim_tolerance_pix: float = 0.4             # sky DCEs within this of a flash are its sky (< half-pixel dithers)
     stim_min_snr: float = 5.0                   # a pixel's flash must exceed this many sigma
     first_stim: str = "auto"                    # "auto" (rescale if anomalous), "auto-drop", "drop", "keep"
+    leak_catalog: str | None = None             # 160 um: ECSV of hot sources' near-IR fluxes (reprocess/leak.py)
+    leak_min_jy: float = 0.01                   # flag where the predicted ghost is at least this, Jy
 
     def __post_init__(self):
         """Ranges (types are checked by :func:`calibration.configuration.resolve`)."""
@@ -64,7 +67,8 @@ class ReprocessConfig:
             raise ConfigError("first_stim", f"must be one of {FIRST_STIM_MODES}, not {self.first_stim!r}")
         if self.min_segment_reads < 2:
             raise ConfigError("min_segment_reads", "must be >= 2")
-        check_ranges(self, positive=("jump_threshold", "stim_tolerance_pix", "stim_min_snr"))
+        check_ranges(self, positive=("jump_threshold", "stim_tolerance_pix", "stim_min_snr"),
+                     nonnegative=("leak_min_jy",))
 
 
 def load_reprocess_config(path=None, **overrides) -> ReprocessConfig:
@@ -110,6 +114,7 @@ def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
         log.error("%s: %s", path, problem)
     prod = products or load_products(dces[0].band, cfg.products)
     prod.check_shape(dces[0].reads.shape[1:], str(paths[0].parent))
+    leaks = read_leak_catalog(cfg.leak_catalog) if cfg.leak_catalog else None
     slopes = _slopes(dces, prod, cfg, progress)
     times = np.array([_slope_time(d, s) for d, s in zip(dces, slopes)])
     fatal = (prod.pmask & PMASK_FATAL) != 0
@@ -129,6 +134,9 @@ def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
         image[fatal] = np.nan
         unc[fatal] = np.nan
         mask = s.flags | rflags | np.where(fatal, BMASK["PMASK"], 0)
+        if leaks is not None:
+            mask |= np.where(leak_mask(dce.header, image.shape, leaks, min_jy=cfg.leak_min_jy),
+                             BMASK["LEAK"], 0)
         _write_bcd(dce, image, unc, mask, prod, cfg, stim, stage)
         report.n_bcd += 1
         if progress is not None:

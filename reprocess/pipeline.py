@@ -54,7 +54,7 @@ def reprocess(obs_dir, *, config_file=None, keep_going=False, overwrite=False, p
 
 # Options that belong to one pipeline, with the command-line flag that sets them.
 _FLAGS = {"off": "--off", "keep_first_frame": "--keep-first-frame", "stim_mode": "--stim",
-          "jump_threshold": "--jump-threshold"}
+          "jump_threshold": "--jump-threshold", "leak_catalog": "--leak-catalog"}
 
 
 def _options_for(obs_dir, options: dict) -> dict:

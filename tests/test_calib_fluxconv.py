@@ -9,12 +9,13 @@ from astropy.table import QTable
 
 from calibration.instrument import band_spec
 from calibration.psf import load_prf
-from reprocess.calib.fluxconv import STAR_TEMPERATURE_K, fluxconv_posterior, measure_star
+from calibration.psf import CALIBRATOR_TEMPERATURE_K
+from reprocess.calib.fluxconv import fluxconv_posterior, measure_star
 
 
 def _star_image(band, shape, x, y, flux_jy, background):
     spec = band_spec(band)
-    prf = load_prf(band, STAR_TEMPERATURE_K, spec.pixel_arcsec)
+    prf = load_prf(band, CALIBRATOR_TEMPERATURE_K[band], spec.pixel_arcsec)
     yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
     return flux_jy * prf(yy - y, xx - x) / spec.pixel_sr / 1e6 + background
 

@@ -1,7 +1,9 @@
 """Standard-star observations for the flux conversion (FLUXCONV).
 
 The SSC tied FLUXCONV to stars whose fluxes came from stellar models
-[mips-facts 3, 5]; here each "standard" is a 3000 K point source of known flux
+[mips-facts 3, 5], and at 160 um, where the near-IR leak adds a ghost several
+times a star's photosphere, to asteroids [S07]; here each "standard" is a
+3000 K point source (a ~100 K thermal source at 160 um) of known flux
 at the target of an ordinary photometry AOR (the usual dithers and stim
 cycle, every detector effect on) on a faint uniform background.  The fluxes
 are chosen bright enough for a signal-to-noise of hundreds per BCD and below
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
+
+from calibration.psf import CALIBRATOR_TEMPERATURE_K
 
 from ..config import load_config
 from ..observe import simulate
@@ -71,7 +75,8 @@ def simulate_standard_stars(band: int, out: str | Path, *, seed: int, fluxes_jy=
     stars = []
     for k, flux in enumerate(fluxes_jy or DEFAULT_STARS_JY[band]):
         cfg = load_config(band=band, seed=seed + k, n_dce=n_dce, aorkey=_AORKEY0 + 100 * band + k,
-                          n_sources=1, flux_min_jy=flux, flux_max_jy=flux, source_temperature_k=3000.0,
+                          n_sources=1, flux_min_jy=flux, flux_max_jy=flux,
+                          source_temperature_k=CALIBRATOR_TEMPERATURE_K[band],
                           zodi_mjysr=40.0 if band == 24 else 5.0, cirrus_mjysr=1.0,
                           cirrus_contrast=0.0, blob_peak_mjysr=0.0,
                           dither_pix=DITHERS_PIX[band])

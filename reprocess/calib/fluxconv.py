@@ -35,7 +35,7 @@ from astropy.table import QTable
 from photutils.aperture import CircularAnnulus, CircularAperture
 
 from calibration.instrument import band_spec
-from calibration.psf import load_prf
+from calibration.psf import CALIBRATOR_TEMPERATURE_K, load_prf
 
 from .posterior import Posterior, sample_posterior
 
@@ -44,7 +44,6 @@ __all__ = ["APERTURES_PIX", "StarMeasurement", "measure_star", "fit_prf", "fluxc
 
 # aperture radius, annulus inner and outer radii, detector pixels (UNCONFIRMED choice)
 APERTURES_PIX = {24: (3.0, 8.0, 13.0), 70: (1.6, 3.0, 5.0), 160: (1.2, 2.5, 4.0)}
-STAR_TEMPERATURE_K = 3000.0
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,8 @@ def _estimate(data, var, w_ap, w_ann):
 
 
 def measure_star(image: np.ndarray, error: np.ndarray, good: np.ndarray, x: float, y: float, *,
-                 band: int, radii: tuple[float, float, float] | None = None
-                 ) -> StarMeasurement | None:
+                 band: int, radii: tuple[float, float, float] | None = None,
+                 temperature_k: float | None = None) -> StarMeasurement | None:
     """Photometry of a point source at pixel (x, y) (0-based) of a BCD: aperture photometry,
     or at 160 um (two usable rows either side of a blank one: no aperture fits) a PRF fit
     (:func:`fit_prf`).
@@ -104,7 +103,7 @@ def measure_star(image: np.ndarray, error: np.ndarray, good: np.ndarray, x: floa
     annulus has fewer than 8 good pixels.
     """
     if band == 160:
-        return fit_prf(image, error, good, x, y, band=band)
+        return fit_prf(image, error, good, x, y, band=band, temperature_k=temperature_k)
     radii = radii or APERTURES_PIX[band]
     spec = band_spec(band)
     w_ap, w_ann = _weights(image.shape, x, y, radii)
@@ -113,7 +112,7 @@ def measure_star(image: np.ndarray, error: np.ndarray, good: np.ndarray, x: floa
     w_ap, w_ann = w_ap * good, w_ann * good
     if w_ap.sum() < 0.999 * full_ap or (w_ann > 0.5).sum() < 8:
         return None
-    prf = load_prf(band, STAR_TEMPERATURE_K, spec.pixel_arcsec)
+    prf = load_prf(band, temperature_k or CALIBRATOR_TEMPERATURE_K[band], spec.pixel_arcsec)
     yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
     model = prf(yy - y, xx - x)
     frac, _ = _estimate(model, 0 * model, w_ap, w_ann)
@@ -125,7 +124,8 @@ def measure_star(image: np.ndarray, error: np.ndarray, good: np.ndarray, x: floa
 
 
 def fit_prf(image: np.ndarray, error: np.ndarray, good: np.ndarray, x: float, y: float, *,
-            band: int, radius_pix: float = 4.0, min_pixels: int = 8) -> StarMeasurement | None:
+            band: int, radius_pix: float = 4.0, min_pixels: int = 8,
+            temperature_k: float | None = None) -> StarMeasurement | None:
     """Flux of a point source at (x, y) by a weighted least-squares fit of ``A * PRF + B``.
 
     The fit uses the good pixels within ``radius_pix``; ``A`` is the flux (image
@@ -138,7 +138,8 @@ def fit_prf(image: np.ndarray, error: np.ndarray, good: np.ndarray, x: float, y:
            & (np.hypot(yy - y, xx - x) <= radius_pix))
     if use.sum() < min_pixels:
         return None
-    prf = load_prf(band, STAR_TEMPERATURE_K, spec.pixel_arcsec)(yy[use] - y, xx[use] - x)
+    prf = load_prf(band, temperature_k or CALIBRATOR_TEMPERATURE_K[band],
+                   spec.pixel_arcsec)(yy[use] - y, xx[use] - x)
     if prf.sum() < 0.3:
         return None
     w = 1.0 / error[use]

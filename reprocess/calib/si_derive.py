@@ -30,7 +30,7 @@ __all__ = ["SiDeriveConfig", "derive_si_products"]
 class SiDeriveConfig:
     """Derivation parameters (defaults UNCONFIRMED, chosen for the simulated campaign)."""
 
-    n_dark_planes: int = 5         # DCENUM 0..3, then >= 4: the jailbar is stable from DCE 4 on
+    n_dark_planes: int = 5         # DCENUM 0..3, then >= 4 (the jailbar is stable from DCENUM 3 on)
     n_first: int = 3               # first-frame factors of DCENUM 0, 1, 2
     droop_margin_px: int = 12      # blank-sky margin around the droop source
     flat_margin_px: int = 4        # mask dilation around field sources in flats
