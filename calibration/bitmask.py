@@ -29,6 +29,7 @@ BMASK = {
     "NO_STIM": 1 << 7,       # no valid stim-minus-background for this pixel: uncalibrated
     "SHORT_RAMP": 1 << 9,    # slope from fewer reads than the DCE had (jumps, saturation)
     "LEAK": 1 << 10,         # 160 um: near a hot source whose near-IR leak ghost is predicted
+    "RESP_STEP": 1 << 11,    # between two flashes that straddle a responsivity step (an anneal)
     "PMASK": 1 << 14,        # a fatal pmask bit is set
 }
 

@@ -206,6 +206,10 @@ def _stim_response(dces, slopes, times, fatal, cfg, raw_dir):
                     dces[idx].path.name)
     for idx, why in stim.report.get("rescaled", []):
         log.warning("%s: %s", dces[idx].path.name, why)
+    for lo, hi, size in stim.report.get("steps", []):
+        log.warning("responsivity step of %+.2f%% between the flashes at MJD %.5f and %.5f (an "
+                    "anneal?): the DCEs between carry its cost in _bunc and the RESP_STEP bit",
+                    100 * size, lo, hi)
     log.info("%d of %d stim flashes usable; responsivity wander: %.2g per day (relative "
              "variance) and %.2g per flagged jump", stim.report["n_usable"],
              stim.report["n_flashes"], stim.wander.kappa, stim.wander.step_var)

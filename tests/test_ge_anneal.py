@@ -42,3 +42,29 @@ def test_an_anneal_inside_the_aor_drops_the_responsivity_by_the_excess(tmp_path)
     expected = 1 / 35 * 0.003 * 600 * (1 - np.exp(-3600 / 600))      # built up for 3600 s
     assert before - after == pytest.approx(expected, rel=0.15)
     assert abs(after - 1) < 0.01                                      # a few new hits only
+
+
+def test_the_reprocessor_finds_the_step_and_states_its_cost(tmp_path):
+    """An anneal between two flashes: the step is found, the DCEs between them carry RESP_STEP and
+    an error that covers what the straight line across the step leaves (BCD pulls spread ~1)."""
+    from astropy.io import fits
+
+    from calibration.bitmask import BMASK
+    from mips.validate import validate
+    from reprocess.ge_pipeline import reprocess_ge
+    cfg = load_config(band=70, n_dce=90, seed=202, anneal_interval_s=3600.0, t_since_anneal_s=3000.0,
+                      zodi_mjysr=300.0)
+    simulate(cfg, tmp_path)
+    reprocess_ge(tmp_path)
+    with h5py.File(tmp_path / "truth.h5") as t:
+        anneal = float(t["anneals"][()][0])
+        starts = {n: g.attrs["t_start_s"] for n, g in t["dce"].items() if not g.attrs["stim"]}
+        flashes = np.array(sorted(g.attrs["t_start_s"] for g in t["dce"].values() if g.attrs["stim"]))
+    lo, hi = flashes[flashes < anneal].max(), flashes[flashes > anneal].min()
+    flagged = {n: bool((fits.getdata(tmp_path / "bcd" / f"{n}_bmask.fits") & BMASK["RESP_STEP"]).any())
+               for n in starts}
+    between = [n for n, t0 in starts.items() if lo < t0 < hi]
+    assert between and all(flagged[n] for n in between)
+    assert sum(flagged.values()) == len(between)
+    res = validate(tmp_path)
+    assert 0.9 < res["bcd_pull_spread"] < 1.1

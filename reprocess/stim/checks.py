@@ -14,7 +14,7 @@ FIRST_STIM_MODES = ("auto", "auto-drop", "drop", "keep")
 # several percent [HB 6.5 /68], so a test that cannot see 2 % cannot clear the flash either
 JUDGEABLE_ANOMALY = 0.02
 
-__all__ = ["FIRST_STIM_MODES", "first_flash", "rescale_first", "drop_odd_flashes"]
+__all__ = ["FIRST_STIM_MODES", "first_flash", "rescale_first", "drop_odd_flashes", "find_steps"]
 
 
 def first_flash(stim: StimResponse, kept_idx: list, mode: str, nsigma: float) -> float:
@@ -113,6 +113,35 @@ def drop_odd_flashes(stim: StimResponse, kept_idx: list, nsigma: float) -> None:
         stim.report["dropped"].append((kept_idx[j], why))
         del kept_idx[j]
         stim.t, stim.value, stim.err = (np.delete(a, j, axis=0) for a in (stim.t, stim.value, stim.err))
+
+
+def find_steps(stim: StimResponse, nsigma: float) -> list[tuple[float, float, float]]:
+    """Common responsivity steps between consecutive flashes (an anneal inside the AOR, a large
+    jump): ``(t_before, t_after, size)`` for each, ``size`` relative (negative: a drop).
+
+    A step between flashes ``j`` and ``j + 1`` puts ``j + 1`` off the trend of the flashes
+    before it and ``j`` off the trend of those after it, with opposite signs (a misfired flash
+    is off both the same way: :func:`drop_odd_flashes`); both must exceed ``nsigma`` robust
+    sigmas of the left deviations and 0.5 %.  Where the step fell between the two flashes the
+    flashes cannot tell: the interpolation across it keeps its minimum-variance straight line
+    and states the step's cost in its error (:func:`.response.interpolate_response`).
+    """
+    if len(stim.t) < 7:
+        return []
+    left = _extrapolation_deviation(stim.t, stim.value, side=-1)
+    right = _extrapolation_deviation(stim.t, stim.value, side=+1)
+    finite = left[np.isfinite(left)]
+    if finite.size < 5:
+        return []
+    limit = max(nsigma * 1.4826 * np.median(np.abs(finite - np.median(finite))), 5e-3)
+    steps = []
+    for j in range(len(stim.t) - 1):
+        after, before = left[j + 1], right[j]
+        if (np.isfinite(after) and np.isfinite(before) and abs(after) > limit
+                and abs(before) > limit and np.sign(after) != np.sign(before)):
+            size = 0.5 * (after - before)         # both measure the step, with opposite signs
+            steps.append((float(stim.t[j]), float(stim.t[j + 1]), float(size)))
+    return steps
 
 
 def _extrapolation_deviation(t: np.ndarray, value: np.ndarray, *, side: int) -> np.ndarray:

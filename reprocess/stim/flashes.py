@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import FIRST_STIM_MODES, drop_odd_flashes, first_flash, rescale_first
+from .checks import FIRST_STIM_MODES, drop_odd_flashes, find_steps, first_flash, rescale_first
 from .response import StimResponse, common_response
 from .sky_model import regress_backgrounds
 from .wander import Hits, fit_wander
@@ -97,6 +97,9 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
                         np.asarray(kept_e).reshape(shape), report=report)
     drop_odd_flashes(stim, kept_idx, first_stim_sigma)
     factor = first_flash(stim, kept_idx, first_stim, first_stim_sigma)
+    stim.steps = find_steps(stim, first_stim_sigma)
+    for lo, hi, size in stim.steps:
+        report.setdefault("steps", []).append((lo, hi, size))
     if offsets is not None and len(stim.t) >= 2:
         for _ in range(2):           # the sky model uses the responsivity it refines
             remeasured = regress_backgrounds(stim, kept_idx, slopes, errs, times, match, sky,

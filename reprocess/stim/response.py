@@ -42,6 +42,9 @@ class StimResponse:
     report : dict
         What happened to each flash: ``n_flashes``, ``n_usable``, and
         ``dropped`` (list of (index, reason)).
+    steps : list of (t_before, t_after, size)
+        Common responsivity steps found between two consecutive flashes
+        (:func:`.checks.find_steps`).
     """
 
     t: np.ndarray
@@ -50,6 +53,7 @@ class StimResponse:
     common: np.ndarray | None = None
     wander: WanderModel = field(default_factory=WanderModel)
     report: dict = field(default_factory=dict)
+    steps: list = field(default_factory=list)
 
 
 def common_response(value: np.ndarray) -> np.ndarray:
@@ -114,14 +118,24 @@ def interpolate_response(stim: StimResponse, t: float):
     wander = stim.wander.relative_variance(t, lo, hi, w, lever)
     x = (1 - w) * x_prev + w * x_next
     value = common * x
-    err = common * np.sqrt(((1 - w) * n_prev) ** 2 + (w * n_next) ** 2 + wander * x ** 2)
+    step = _step_variance(stim, t)
+    err = common * np.sqrt(((1 - w) * n_prev) ** 2 + (w * n_next) ** 2 + (wander + step) * x ** 2)
     flags = np.zeros(stim.value.shape[1:], dtype=np.int32)
+    if step:
+        flags |= BMASK["RESP_STEP"]
     flags[has_prev ^ has_next] |= BMASK["STIM_NEAREST"]
     none = ~has_prev & ~has_next
     flags[none] |= BMASK["NO_STIM"]
     value[none] = np.nan
     err[none] = np.nan
     return value, err, flags
+
+
+def _step_variance(stim: StimResponse, t: float) -> float:
+    """Relative variance a step between the flashes around ``t`` leaves in the straight line
+    across it: for a step of size ``s`` at an unknown (uniform) time, ``s^2 / 6`` on average over
+    the interval (module :func:`.checks.find_steps`)."""
+    return float(sum(size ** 2 / 6.0 for lo, hi, size in stim.steps if lo < t < hi))
 
 
 def _take(cube, index):
