@@ -40,5 +40,7 @@ BBMSK = {
     "SATURATED": 1 << 2,        # slope replaced by the read2 - read1 difference
     "FLAT_NEAREST": 1 << 7,     # no flat at this scan-mirror position: nearest one used
     "SATURATED_HARD": 1 << 10,  # even the difference image saturated: value unreliable
+    "PERSISTENT_LATENT": 1 << 11,  # a very bright source sat here within days: dark latent
+    #                               (1-2 % low, ~10 h) or long bright latent (~0.5 %, days)
     "PMASK": 1 << 14,           # permanently bad pixel
 }

@@ -35,7 +35,8 @@ from reprocess.si_pipeline import calibrate_dce
 __all__ = ["SI_BAD", "validate_si", "si_diagnostics", "format_diagnostics_si", "source_droop_offset",
            "add_droop_reference", "plot_validation_si"]
 
-SI_BAD = BBMSK["PMASK"] | BBMSK["LATENT"] | BBMSK["SATURATED"] | BBMSK["SATURATED_HARD"]
+SI_BAD = (BBMSK["PMASK"] | BBMSK["LATENT"] | BBMSK["SATURATED"] | BBMSK["SATURATED_HARD"]
+          | BBMSK["PERSISTENT_LATENT"])
 
 
 def _region(name, dce, prod, mask, on_mask):

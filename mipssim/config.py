@@ -110,6 +110,12 @@ class SimConfig:
     latent_fraction: float = 0.008     # short-lived bright latent / source [HB 7.1 /73]
     latent_tau_s: float = 8.0          # its decay time ("seconds"); UNCONFIRMED
     latent_threshold_dn_s: float = 3000.0   # only signal above this leaves a latent; UNCONFIRMED
+    dark_latent_depth: float = 0.015   # response deficit after a > 18-50 Jy source: 1-2 % [HB 7.1 /73]
+    dark_latent_tau_s: float = 36000.0  # "~10 h" [HB 7.1 /73]
+    dark_latent_threshold_dn_s: float = 2.6e5  # ~18 Jy at a source's peak pixel (mipssim/si_latents.py)
+    long_latent_fraction: float = 0.005  # ~0.5 % of an extremely bright object [HB 7.1 /73]
+    long_latent_tau_s: float = 259200.0  # "days": 3 d; UNCONFIRMED
+    long_latent_threshold_dn_s: float = 1.0e6  # "extremely bright" (~70 Jy peak); UNCONFIRMED
     dark24_dn_s: float = 1.5           # [IOC-190D2/F]
     jailbar_factors: list = field(default_factory=lambda: [0.5, 0.5, 1.0, 1.75, 1.75])
     # readout-4 dark / others by DCENUM 0,1,2,3,>=4 [Jailbar report: low in the first two DCEs
@@ -121,6 +127,8 @@ class SimConfig:
     include_first_frame: bool = True
     include_read2: bool = True
     include_latents: bool = True
+    include_dark_latents: bool = True
+    include_long_latents: bool = True
     include_spots: bool = True
     include_jailbar: bool = True
 
@@ -139,15 +147,18 @@ class SimConfig:
             "flux_min_jy", "flux_max_jy", "blob_fwhm_arcsec", "bright_source_jy", "gain_e_per_dn",
             "source_temperature_k", "transient_tau_ref_s", "transient_ref_dn_s",
             "drift_min_period_s", "drift_max_period_s", "cr_amp_median_dn", "cr_resp_tau_s",
-            "read2_scale_rows", "latent_tau_s", "first_frame_factors", "jailbar_factors"),
+            "read2_scale_rows", "latent_tau_s", "first_frame_factors", "jailbar_factors",
+            "dark_latent_tau_s", "long_latent_tau_s"),
             nonnegative=(
             "seed", "overhead_s", "n_sources", "zodi_mjysr", "cirrus_mjysr", "blob_peak_mjysr",
             "read_noise_dn", "excess_noise_dn2_s", "drift_rms", "drift_pixel_spread", "cr_rate_per_s",
             "cr_amp_sigma_ln", "cr_resp_step", "reset_noise_dn", "first_dce_fewer_reads", "droop_coeff",
             "row_droop_coeff", "read2_dn", "latent_threshold_dn_s", "dark24_dn_s", "n_spots",
+            "dark_latent_threshold_dn_s", "long_latent_threshold_dn_s",
             "pointing_jitter_arcsec", "resp_step_rate_per_hr", "resp_step_size",
             "anneal_interval_s", "t_since_anneal_s", "transient_tau_power"),
-            fraction=("cirrus_contrast", "spot_depth", "latent_fraction", "transient_prompt_fraction"))
+            fraction=("cirrus_contrast", "spot_depth", "latent_fraction", "transient_prompt_fraction",
+                      "dark_latent_depth", "long_latent_fraction"))
         if not self.first_stim_factor > 0:
             raise ConfigError("first_stim_factor", "must be > 0")
         if not 0 <= self.ra_deg < 360:

@@ -40,6 +40,7 @@ from .ge_transient import TransientModel, TransientState
 from .pointing import plan_photometry
 from .scene import make_scene
 from .si_as import default_si_detector, onboard_threshold, simulate_si_dce
+from .si_latents import SiLatents
 from .streams import dce_streams
 from .writers import TruthWriter, raw_name, write_hdus, write_raw
 
@@ -275,20 +276,21 @@ def _run_si(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
     """The 24 um DCE loop: first-frame deficit, spots, dark, latents, then the detector."""
     det = default_si_detector(cfg)
     spec = det.spec
-    latent = np.zeros(spec.shape)
+    latents = SiLatents(cfg, spec.shape)
     prev_mid = None
     for plan in plans:
         t_mid = plan.t_start_s + 0.5 * plan.nreads * spec.read_time_s
         if prev_mid is not None:
-            latent *= np.exp(-(t_mid - prev_mid) / cfg.latent_tau_s)
+            latents.decay(t_mid - prev_mid)
         prev_mid = t_mid
         sky = scene.render(plan.wcs, spec.shape)
         ff, photo, dark = _si_signal(cfg, det, plan, sky)
-        signal = photo + dark + (latent if cfg.include_latents else 0.0)
+        signal = latents.signal(photo, dark)
         dce = simulate_si_dce(signal, nreads=plan.nreads, detector=det, cfg=cfg,
                               streams=dce_streams(cfg.seed, plan.index))
-        latent_now = latent.copy()
-        latent += cfg.latent_fraction * np.maximum(photo - cfg.latent_threshold_dn_s, 0.0)
+        latent_now = latents.short.copy()
+        recorded = {"dark_latent_frac": latents.dark.copy(), "long_latent_dn_s": latents.long.copy()}
+        latents.update(photo)
         mjd = cfg.mjd_start + plan.t_start_s / 86400.0
         name = raw_name(spec.chnlnum, cfg.aorkey, plan.expid, plan.dcenum)
         hdr = _raw_header(cfg, plan, spec, plan.nreads, 1, mjd)
@@ -308,6 +310,9 @@ def _run_si(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
                              "gain_e_per_dn": cfg.gain_e_per_dn or spec.gain_e_per_dn,
                              **_dce_anomaly_attrs(plan, 0.0)})
         truth.add_array(f"dce/{name[: -len('_raw.fits')]}/latent_dn_s", latent_now)
+        for key, value in recorded.items():      # only where a persistent latent exists
+            if value.any():
+                truth.add_array(f"dce/{name[: -len('_raw.fits')]}/{key}", value)
         if progress is not None:
             progress(plan.index + 1, len(plans))
     truth.add_array("detector/read_noise_dn", det.read_noise)

@@ -121,11 +121,15 @@ class LatentTracker:
         self.window = window_s
         self._recent: list[tuple[float, np.ndarray]] = []
 
-    def update(self, t_s: float, rate_dn_s: np.ndarray) -> np.ndarray:
-        """Flag for a DCE at ``t_s`` (s), then remember where this DCE was bright."""
+    def update(self, t_s: float, rate_dn_s: np.ndarray, also_bright=None) -> np.ndarray:
+        """Flag for a DCE at ``t_s`` (s), then remember where this DCE was bright (the rate above
+        the threshold, or ``also_bright``: e.g. pixels saturated too fast to give a rate)."""
         self._recent = [(t, m) for t, m in self._recent if t_s - t <= self.window]
         flag = np.zeros(rate_dn_s.shape, dtype=bool)
         for _, bright in self._recent:
             flag |= bright
-        self._recent.append((t_s, rate_dn_s > self.threshold))
+        bright = rate_dn_s > self.threshold
+        if also_bright is not None:
+            bright = bright | also_bright
+        self._recent.append((t_s, bright))
         return flag

@@ -36,6 +36,11 @@ class SiConfig:
     off: tuple = ()                        # corrections to skip (names in si_bcd.CORRECTIONS)
     latent_threshold_dn_s: float = 3000.0  # a rate above this may leave a latent; UNCONFIRMED
     latent_window_s: float = 40.0          # ~5 decay times of the short-lived latents; UNCONFIRMED
+    persistent_latent_threshold_dn_s: float = 2.6e5  # ~18 Jy at a peak pixel: dark latents [HB 7.1]
+    persistent_latent_window_s: float = 259200.0     # 3 days: long bright latents last "days"
+    persistent_latent_diff_fraction: float = 0.45    # or a first difference above this fraction of
+    #   the well: the pixel filled within ~a sample, its rate is beyond what the planes measure
+    #   (a 60 Jy source gives ~0.5), so it may have been an 18-50 Jy source; UNCONFIRMED
     products: str | None = None
 
     def __post_init__(self):
@@ -45,7 +50,9 @@ class SiConfig:
         if bad:
             raise ConfigError("off", f"unknown correction(s) {sorted(bad)}; known: "
                                      f"{', '.join(CORRECTIONS)}")
-        check_ranges(self, positive=("latent_window_s",), nonnegative=("latent_threshold_dn_s",))
+        check_ranges(self, positive=("latent_window_s", "persistent_latent_window_s"),
+                     nonnegative=("latent_threshold_dn_s", "persistent_latent_threshold_dn_s"),
+                     fraction=("persistent_latent_diff_fraction",))
 
 
 def calibrate_dce(dce, products: SiProducts, off=()):
@@ -71,13 +78,20 @@ def reprocess_si(obs_dir: str | os.PathLike, *, config: SiConfig | None = None,
         dces = read_all(paths, read_raw_si, keep_going=keep_going, failures=report.failures, band=24)
         prod = products or load_si_products(cfg.products)
         latents = LatentTracker(threshold_dn_s=cfg.latent_threshold_dn_s, window_s=cfg.latent_window_s)
+        persistent = LatentTracker(threshold_dn_s=cfg.persistent_latent_threshold_dn_s,
+                                   window_s=cfg.persistent_latent_window_s)
         for i, dce in enumerate(dces):
-            latent = latents.update(dce.mjd_mid * 86400.0, dce.reads[0] / dce.samptime)
+            t_s, rate = dce.mjd_mid * 86400.0, dce.reads[0] / dce.samptime
+            image, unc, mask = calibrate_dce(dce, prod, cfg.off)
+            latent = latents.update(t_s, rate)
+            unmeasurable = ((mask & BBMSK["SATURATED_HARD"]) != 0) | (
+                dce.reads[1] >= cfg.persistent_latent_diff_fraction * prod.saturation_dn)
+            lasting = persistent.update(t_s, rate, unmeasurable)
             if int(dce.header["DCENUM"]) == 0 and not cfg.keep_first_frame:
                 log.info("%s: DCENUM 0 dropped (first-frame effect)", dce.path.name)
                 continue
-            image, unc, mask = calibrate_dce(dce, prod, cfg.off)
             mask[latent] |= BBMSK["LATENT"]
+            mask[lasting] |= BBMSK["PERSISTENT_LATENT"]
             cards = bcd_header(dce, {
                 "FLUXCONV": (prod.fluxconv, "[MJy/sr per DN/s] flux conversion"),
                 "FLUXERR": (float(prod.error("fluxconv")), "[MJy/sr per DN/s] its 1 sigma (systematic)"),
