@@ -30,6 +30,7 @@ BMASK = {
     "SHORT_RAMP": 1 << 9,    # slope from fewer reads than the DCE had (jumps, saturation)
     "LEAK": 1 << 10,         # 160 um: near a hot source whose near-IR leak ghost is predicted
     "RESP_STEP": 1 << 11,    # between two flashes that straddle a responsivity step (an anneal)
+    "STIM_LATENT": 1 << 12,  # the first sky DCE after a stim flash: its latent may remain [HB 6.5]
     "PMASK": 1 << 14,        # a fatal pmask bit is set
 }
 

@@ -95,6 +95,7 @@ class SimConfig:
     include_first_stim: bool = True
     include_resp_steps: bool = True
     include_excess_noise: bool = True
+    include_dead_readout: bool = True  # 70 um side-A readout "4,4" (mipssim/detector.py DEAD_READOUT_70)
     include_anneals: bool = True       # off: never annealed, the CR excess starts in steady state
     include_transient: bool = False    # experimental: changes what extended vs point sources read
     include_leak: bool = True          # 160 um near-IR leak of hot sources (mipssim/scene.py)

@@ -25,7 +25,7 @@ from scipy import ndimage
 from calibration.bitmask import PMASK, PMASK_FATAL
 from calibration.instrument import BandSpec, band_spec
 
-__all__ = ["GeDetector", "default_detector"]
+__all__ = ["DEAD_READOUT_70", "GeDetector", "default_detector"]
 
 _DETECTOR_SEED = 20070101
 
@@ -65,12 +65,21 @@ def _smooth_field(rng, shape, scale_pix, amplitude):
     return amplitude * sm / max(sm.std(), 1e-12)
 
 
+# The 70 um side-A readout "4,4" is inoperative [HB 6.5 /68; IOC-256J]: the lower-right corner of
+# side A, next to side B.  A CRC-696 readout serves 32 pixels; taking the 32x32 array as eight 4-column
+# modules of four 8-row readouts, readout (4, 4) is rows 0-7 of columns 12-15.  Location UNCONFIRMED.
+DEAD_READOUT_70 = (slice(0, 8), slice(12, 16))
+
+
 def default_detector(band: int, *, read_noise_dn: float | None = None,
-                     excess_noise_dn2_s: float | None = None) -> GeDetector:
+                     excess_noise_dn2_s: float | None = None, dead_readout: bool = True) -> GeDetector:
     """The simulator's true detector for ``band`` (deterministic).
 
     The excess noise's amplitude (its square root) scatters by 22 % RMS over
-    pixels, the spread of IOC-911's 2660 +- 581 e- per DCE.
+    pixels, the spread of IOC-911's 2660 +- 581 e- per DCE.  ``dead_readout``
+    (70 um): the inoperative readout of ``DEAD_READOUT_70`` collects no
+    photocurrent; it is marked after every map is drawn and normalised, so
+    switching it off changes no other pixel.
     """
     spec = band_spec(band)
     ny, nx = spec.shape
@@ -94,13 +103,16 @@ def default_detector(band: int, *, read_noise_dn: float | None = None,
     read_noise = rn0 * (1.0 + 0.05 * rng.standard_normal(spec.shape))
     read_noise[(pmask & PMASK["NOISY"]) != 0] *= 10.0
     read_noise[(pmask & PMASK["BAD_HALF"]) != 0] *= 30.0
+    excess_noise = _excess_noise(spec, excess_noise_dn2_s, pmask)
+    if band == 70 and dead_readout:
+        pmask[DEAD_READOUT_70] |= PMASK["BAD_PIXEL"]
     return GeDetector(
         spec=spec, flat=flat, stim_pattern=pattern,
         dark_mips=spec.dark_mips * (1.0 + 0.3 * rng.standard_normal(spec.shape)).clip(0.1),
         enl_beta=(0.04 + 0.01 * rng.standard_normal(spec.shape)).clip(0.0, 0.08),
         enl_zero=2000.0 + 150.0 * rng.standard_normal(spec.shape),
         read_noise=read_noise,
-        excess_noise=_excess_noise(spec, excess_noise_dn2_s, pmask),
+        excess_noise=excess_noise,
         drift_z=rng.standard_normal(spec.shape),
         pmask=pmask,
     )

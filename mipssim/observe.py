@@ -159,7 +159,8 @@ def _simulate_into(cfg: SimConfig, out: Path, progress) -> Path:
 def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
     """The Ge DCE loop (70, 160 um)."""
     detector = default_detector(cfg.band, read_noise_dn=cfg.read_noise_dn,
-                                excess_noise_dn2_s=cfg.excess_noise_dn2_s)
+                                excess_noise_dn2_s=cfg.excess_noise_dn2_s,
+                                dead_readout=cfg.include_dead_readout)
     spec = detector.spec
     nreads = ge_reads_per_dce(cfg.exptime_mips_s)
     starts = _ramp_starts(cfg.band, nreads)

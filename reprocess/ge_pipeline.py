@@ -134,6 +134,8 @@ def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
         image[fatal] = np.nan
         unc[fatal] = np.nan
         mask = s.flags | rflags | np.where(fatal, BMASK["PMASK"], 0)
+        if i > 0 and dces[i - 1].stim:       # flagged, not corrected (neither did the SSC)
+            mask |= BMASK["STIM_LATENT"]
         if leaks is not None:
             mask |= np.where(leak_mask(dce.header, image.shape, leaks, min_jy=cfg.leak_min_jy),
                              BMASK["LEAK"], 0)

@@ -1,12 +1,14 @@
 """Statistical validation of the whole Ge chain against the simulator's truth.
 
-The default 70 um scenario has 240 DCEs x 512 good pixels = 1.2e5 ramps.  Tolerances follow from that
+The default 70 um scenario has 240 DCEs x 479 good pixels = 1.15e5 ramps.  Tolerances follow from that
 sample: the pull median's standard error is 1.25/sqrt(n) = 0.004 and the robust spread's ~0.003, so
 the issue's goals (+-0.02; 0.97-1.03) are 5-10 sigma from the ideal values; completeness above 8
 sigma_d is ~1 - Phi(4.5 - 8) = 0.9998 in expectation for ~3e4 hits.  False positives are compared with
 1.5x the prediction plus 3 sigma of the Poisson count (~60 expected).
 """
 import math
+
+import numpy as np
 
 import pytest
 
@@ -27,7 +29,7 @@ def default70(tmp_path_factory):
 @pytest.mark.slow
 def test_slope_pulls(default70):
     res = default70
-    assert res["n_ramps"] >= 100_000
+    assert res["n_ramps"] >= 90_000    # 240 x 479 good pixels less the ramps cut by jumps (~17 %)
     assert abs(res["pull_median"]) <= 0.02
     assert 0.97 <= res["pull_spread"] <= 1.03
 
@@ -90,6 +92,8 @@ def test_load_bcd_gives_ccddata_with_wcs_uncertainty_and_mask(tmp_path):
     assert bcd.unit == u.MJy / u.sr and bcd.wcs.sip is not None
     assert bcd.uncertainty.array.shape == bcd.data.shape == bcd.flags.shape
     assert bcd.mask[:, 16:].all() and not bcd.mask[:, :16].all()   # the dead half of the 70 um array
+    fatal = (bcd.flags & (1 << 14)) != 0                            # PMASK bit: value NaN (issue 9)
+    assert fatal[:8, 12:16].all() and np.isnan(bcd.data[fatal]).all()   # and the dead readout
     sky = bcd.wcs.pixel_to_world(5, 5)
     assert abs(sky.ra.deg - bcd.meta["CRVAL1"]) < 0.1
 

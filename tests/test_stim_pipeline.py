@@ -96,3 +96,19 @@ def test_dces_of_different_lengths_are_fitted_with_their_own_timing(obs60, tmp_p
         sky = truth["dce"][name]["sky_mjysr"][()]
     bcd = fits.getdata(tmp_path / "bcd" / f"{name}_bcd.fits")
     assert abs(np.nanmedian((bcd / sky - 1)[good])) < 0.01
+
+
+def test_the_sky_dce_after_each_flash_carries_the_stim_latent_bit(obs60, tmp_path):
+    _copy(obs60, tmp_path)
+    reprocess_ge(tmp_path)
+    with h5py.File(tmp_path / "truth.h5", "r") as truth:
+        names = sorted(truth["dce"])
+        stim = [bool(truth["dce"][n].attrs["stim"]) for n in names]
+    latent_bit = 1 << 12
+    for i, name in enumerate(names):
+        if stim[i]:
+            continue
+        mask = fits.getdata(tmp_path / "bcd" / f"{name}_bmask.fits")
+        after_flash = i > 0 and stim[i - 1]
+        assert np.all((mask & latent_bit) != 0) == after_flash, name
+        assert np.any((mask & latent_bit) != 0) == after_flash, name
