@@ -35,7 +35,7 @@ from .io import (InputError, bcd_header, raw_files, read_all, read_raw_dce, soft
 from .ramps import DEFAULT_THRESHOLD, false_jump_rate
 from .leak import leak_mask, read_leak_catalog
 from .sloper import slope_dces
-from .stim import (FIRST_STIM_MODES, Hits, NoStimError, calibrate, constant_response,
+from .stim import (FIRST_STIM_MODES, Hits, MovingSky, NoStimError, calibrate, constant_response,
                    interpolate_response, same_sky, stim_minus_background)
 
 __all__ = ["ReprocessConfig", "ReprocessReport", "reprocess_ge", "load_reprocess_config"]
@@ -118,7 +118,7 @@ def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
     slopes = _slopes(dces, prod, cfg, progress)
     times = np.array([_slope_time(d, s) for d, s in zip(dces, slopes)])
     fatal = (prod.pmask & PMASK_FATAL) != 0
-    stim = _stim_response(dces, slopes, times, fatal, cfg, paths[0].parent)
+    stim = _stim_response(dces, slopes, times, fatal, cfg, paths[0].parent, prod)
     report.n_stim = stim.report["n_usable"]
     if cfg.stim_mode == "constant":
         const = constant_response(stim)
@@ -186,10 +186,11 @@ def _slope_time(dce, s) -> float:
     return float(dce.header["MJD_OBS"]) + 0.5 * n_used * dce.samptime / 86400.0
 
 
-def _stim_response(dces, slopes, times, fatal, cfg, raw_dir):
+def _stim_response(dces, slopes, times, fatal, cfg, raw_dir, prod):
     """The usable stim flashes, bad pixels left out (NoStimError -> InputError naming the folder)."""
     positions, pixel_rad, offsets = _sky_positions(dces)
     match = same_sky(positions, cfg.stim_tolerance_pix * pixel_rad)
+    moving = _moving_sky(dces, match, times, prod)
     hits = Hits.from_jumps([float(d.header["MJD_OBS"]) for d in dces],
                            [d.samptime / 86400.0 for d in dces],
                            [s.jumps for s in slopes])
@@ -198,14 +199,16 @@ def _stim_response(dces, slopes, times, fatal, cfg, raw_dir):
                                      np.stack([s.slope_err for s in slopes]),
                                      np.array([d.stim for d in dces]), times, match,
                                      min_snr=cfg.stim_min_snr, first_stim=cfg.first_stim,
-                                     hits=hits, offsets=offsets)
+                                     hits=hits, offsets=offsets, moving=moving)
     except NoStimError as exc:
         raise InputError(raw_dir, f"{exc}; the DCEs cannot be calibrated") from None
     for idx, why in stim.report["dropped"]:
         log.warning("%s: stim flash not used: %s", dces[idx].path.name, why)
-    for idx in stim.report["neighbour_background"]:
-        log.warning("%s: no sky DCE at the flash's pointing: background from its neighbours in time",
-                    dces[idx].path.name)
+    unmatched = stim.report["neighbour_background"]
+    if unmatched:
+        log.info("%d flash(es) at pointings no sky DCE shares (the sky moves: a scan map?): "
+                 "background from the sky their pixels saw in the DCEs around them (%d re-measured)",
+                 len(unmatched), stim.report.get("moving_sky_flashes", 0))
     for idx, why in stim.report.get("rescaled", []):
         log.warning("%s: %s", dces[idx].path.name, why)
     for lo, hi, size in stim.report.get("steps", []):
@@ -216,6 +219,28 @@ def _stim_response(dces, slopes, times, fatal, cfg, raw_dir):
              "variance) and %.2g per flagged jump", stim.report["n_usable"],
              stim.report["n_flashes"], stim.wander.kappa, stim.wander.step_var)
     return stim
+
+
+def _moving_sky(dces, match, times, prod, n_side: int = 2) -> MovingSky:
+    """For each flash no sky DCE shares the pointing of: where its pixel centres fall in the
+    ``n_side`` nearest sky DCEs before and after it in time (``MovingSky``)."""
+    is_stim = np.array([d.stim for d in dces])
+    sky = np.flatnonzero(~is_stim)
+    sky = sky[np.argsort(times[sky], kind="stable")]
+    ny, nx = dces[0].reads.shape[1:]
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    pix = np.column_stack([xx.ravel(), yy.ravel()]).astype(float)
+    wcs_of = _WcsCache()
+    coords = {}
+    for i in np.flatnonzero(is_stim):
+        if match[i, sky].any():
+            continue
+        world = wcs_of(dces[i]).all_pix2world(pix, 0)
+        before = sky[times[sky] < times[i]][-n_side:]
+        after = sky[times[sky] > times[i]][:n_side]
+        coords[int(i)] = [(int(j), wcs_of(dces[j]).all_world2pix(world, 0)[:, ::-1].T.reshape(2, ny, nx))
+                          for j in np.concatenate([before, after])]
+    return MovingSky(coords=coords, illum=prod.illum, dark=prod.dark)
 
 
 def _sky_positions(dces):

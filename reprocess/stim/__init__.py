@@ -1,7 +1,8 @@
 """Ge responsivity from stim flashes, and the slope -> surface-brightness calibration (CALER).
 
 Modules: :mod:`.flashes` measures each flash, :mod:`.checks` judges the flashes against each
-other, :mod:`.sky_model` gives a flash its background at its own pointing, :mod:`.wander` models
+other, :mod:`.sky_model` gives a flash its background at its own pointing (:mod:`.moving_sky` where
+the sky moves between DCEs, as in scan maps), :mod:`.wander` models
 the responsivity between flashes and :mod:`.response` interpolates it and calibrates slopes.
 
 The physics
@@ -28,7 +29,9 @@ How each flash is measured here
   sky model at the flash's own pointing fitted over all of them
   (:mod:`.sky_model`: the jitter moves a source's flank by percents).  When no
   sky DCE saw the flash's pointing, the sky DCEs just before and after it in
-  time are used (the archive's way), half their difference added to the error.
+  time are used (the archive's way), half their difference added to the error;
+  then, given where the flash's pixels fell in those DCEs, the sky its pixels
+  saw there (:mod:`.moving_sky`: a scan map's sky moves by pixels between DCEs).
 * **Flash time.** A stim ramp often saturates before the DCE ends, so its
   slope describes the reads it used, not the whole DCE: every DCE is
   time-stamped at the mean time of the reads its slope used (the caller passes
@@ -82,9 +85,10 @@ from __future__ import annotations
 
 from .checks import FIRST_STIM_MODES
 from .flashes import NoStimError, same_sky, stim_minus_background
+from .moving_sky import MovingSky
 from .response import StimResponse, calibrate, common_response, constant_response, interpolate_response
 from .wander import Hits, WanderModel, fit_wander
 
-__all__ = ["FIRST_STIM_MODES", "StimResponse", "NoStimError", "stim_minus_background",
+__all__ = ["FIRST_STIM_MODES", "MovingSky", "StimResponse", "NoStimError", "stim_minus_background",
            "interpolate_response", "constant_response", "calibrate", "same_sky", "common_response",
            "Hits", "WanderModel", "fit_wander"]

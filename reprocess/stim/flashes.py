@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .checks import FIRST_STIM_MODES, drop_odd_flashes, find_steps, first_flash, rescale_first
+from .moving_sky import MovingSky, moving_sky_backgrounds
 from .response import StimResponse, common_response
 from .sky_model import regress_backgrounds
 from .wander import Hits, fit_wander
@@ -35,7 +36,8 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
                           times: np.ndarray, match: np.ndarray, *, min_snr: float = 5.0,
                           min_pixel_fraction: float = 0.5, first_stim: str = "auto",
                           first_stim_sigma: float = 5.0, hits: Hits | None = None,
-                          offsets: np.ndarray | None = None) -> StimResponse:
+                          offsets: np.ndarray | None = None,
+                          moving: MovingSky | None = None) -> StimResponse:
     """Stim-minus-background of every stim DCE, checked; see the module notes.
 
     Parameters
@@ -62,6 +64,10 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
         Each DCE's pointing as the (x, y) pixel position of its array centre in
         one common frame.  Given, a flash's background comes from a sky model
         fitted to every sky DCE at its pointing (module notes).
+    moving : MovingSky, optional
+        For flashes no sky DCE shares the pointing of (scan maps): where their
+        pixels fell in the neighbouring sky DCEs; their background is then the
+        sky those pixels saw there (:mod:`.moving_sky`), not the same pixels'.
 
     Returns
     -------
@@ -107,6 +113,13 @@ def stim_minus_background(slopes: np.ndarray, errs: np.ndarray, is_stim: np.ndar
             if factor != 1.0 and 0 in remeasured:     # re-measured as it was: the anomaly back out
                 rescale_first(stim, factor, report["first_stim_scatter"])
         report["sky_model_flashes"] = len(remeasured)
+    if moving is not None and moving.coords and len(stim.t) >= 2:
+        for _ in range(2):           # the neighbours are divided by the responsivity it refines
+            moved = moving_sky_backgrounds(stim, kept_idx, slopes, errs, times, moving,
+                                           anomalous_first=factor != 1.0)
+            if factor != 1.0 and 0 in moved:
+                rescale_first(stim, factor, report["first_stim_scatter"])
+        report["moving_sky_flashes"] = len(moved)
     report["n_usable"] = int(len(stim.t))
     if not len(stim.t):
         raise NoStimError(f"no usable stim flash among {len(flashes)} stim DCE(s)"

@@ -14,7 +14,7 @@ import numpy as np
 
 from .response import StimResponse, interpolate_response
 
-__all__ = ["regress_backgrounds"]
+__all__ = ["flash_from_background", "regress_backgrounds"]
 
 
 def regress_backgrounds(stim: StimResponse, kept_idx: list, slopes, errs, times, match, sky,
@@ -27,12 +27,10 @@ def regress_backgrounds(stim: StimResponse, kept_idx: list, slopes, errs, times,
     part of its error divided out, :func:`_common_normalised`).  A weighted
     plane ``y = a + g . (xy_j - xy_i)`` over those DCEs' pointing offsets (the
     jitter acts as a micro-dither) gives the sky at the flash's own pointing,
-    ``a``.  The stim DCE saw ``R (S + sky) = D_i (1 + a)``, so ``D_i = slope_i /
-    (1 + a)``: no other flash enters (which would correlate neighbouring
-    flashes).  An anomalous first flash is not ``R S``: its background is ``D(t_0)
-    a`` with ``D`` from the other flashes.  Flashes with fewer than ``min_dces``
-    such DCEs, or none on one side of them, keep their two-DCE background;
-    values discarded before stay discarded.
+    ``a``, and the flash follows from it (:func:`flash_from_background`): no
+    other flash enters (which would correlate neighbouring flashes).  Flashes
+    with fewer than ``min_dces`` such DCEs, or none on one side of them, keep
+    their two-DCE background.
     """
     needed = {int(j) for i in kept_idx for j in sky[match[i, sky]]}
     d_sky = {j: interpolate_response(stim, times[j])[:2] for j in sorted(needed)}
@@ -46,20 +44,34 @@ def regress_backgrounds(stim: StimResponse, kept_idx: list, slopes, errs, times,
                           for n, j in enumerate(same)])
         y, y_var = _common_normalised(y, y_var)
         a, a_var = _plane_intercept(y, y_var, offsets[same] - offsets[i])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            if k == 0 and anomalous_first and len(stim.t) > 1:
-                others = StimResponse(stim.t[1:], stim.value[1:], stim.err[1:], wander=stim.wander)
-                d_0, d_err, _ = interpolate_response(others, times[i])
-                value = slopes[i] - d_0 * a
-                err = np.sqrt(errs[i] ** 2 + d_0 ** 2 * a_var + (a * d_err) ** 2)
-            else:
-                value = slopes[i] / (1 + a)
-                err = np.hypot(errs[i], value * np.sqrt(a_var)) / (1 + a)
-        ok = np.isfinite(stim.value[k]) & np.isfinite(value) & np.isfinite(err)
-        stim.value[k] = np.where(ok, value, stim.value[k])
-        stim.err[k] = np.where(ok, err, stim.err[k])
-        done.add(k)
+        if flash_from_background(stim, k, i, a, a_var, slopes, errs, times,
+                                 anomalous_first=anomalous_first):
+            done.add(k)
     return done
+
+
+def flash_from_background(stim: StimResponse, k: int, i: int, a, a_var, slopes, errs, times, *,
+                          anomalous_first: bool) -> bool:
+    """Set flash ``k`` (DCE ``i``) of ``stim`` from its background ``a`` (sky + dark in the pixel's
+    stim units, variance ``a_var``; (NY, NX) maps), in place; True if any pixel changed.
+
+    The stim DCE saw ``R (S + sky) = D_i (1 + a)``, so ``D_i = slope_i / (1 + a)``.  An
+    anomalous first flash is not ``R S``: its background is ``D(t_0) a`` with ``D`` from the
+    other flashes.  Values discarded before stay discarded.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if k == 0 and anomalous_first and len(stim.t) > 1:
+            others = StimResponse(stim.t[1:], stim.value[1:], stim.err[1:], wander=stim.wander)
+            d_0, d_err, _ = interpolate_response(others, times[i])
+            value = slopes[i] - d_0 * a
+            err = np.sqrt(errs[i] ** 2 + d_0 ** 2 * a_var + (a * d_err) ** 2)
+        else:
+            value = slopes[i] / (1 + a)
+            err = np.hypot(errs[i], value * np.sqrt(a_var)) / (1 + a)
+    ok = np.isfinite(stim.value[k]) & np.isfinite(value) & np.isfinite(err)
+    stim.value[k] = np.where(ok, value, stim.value[k])
+    stim.err[k] = np.where(ok, err, stim.err[k])
+    return bool(ok.any())
 
 
 def _common_normalised(y, y_var):
