@@ -1,6 +1,6 @@
 """``mips validate`` can fail: it scores the files on disk, so wrong products and stale BCDs show.
 
-One small simulated 70 um observation (48 DCEs, 40 BCDs x 511 good pixels) of a
+One small simulated 70 um observation (48 DCEs, 40 BCDs x 479 good pixels) of a
 bright field (zodi 300 MJy/sr: at flight noise a faint field's BCDs are ~10 %
 noisy per pixel, and a 1 % flat error could not show in 40 DCEs) is reprocessed
 several ways (each in its own copy).  Sizes that set the margins: the BCDs'
@@ -97,7 +97,7 @@ def test_one_percent_illum_error_misses_the_per_pixel_bias(raw70, honest, tmp_pa
     assert any(ln.strip().startswith("per-pixel bias spread") and "MISSED" in ln for ln in out.splitlines())
     wrong, right = validate(obs), validate(honest)
     assert "pixel_bias_spread" in _missed(wrong)
-    # ~2.3 expected (module notes), the honest run's ~1 (its standard error 1/sqrt(2 x 511) = 0.03)
+    # ~2.3 expected (module notes), the honest run's ~1 (its standard error 1/sqrt(2 x 479) = 0.03)
     assert wrong["pixel_bias_spread"] > max(2.0, 2 * right["pixel_bias_spread"])
 
 
