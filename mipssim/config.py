@@ -68,6 +68,14 @@ class SimConfig:
     transient_tau_ref_s: float = 3600.0      # default): prompt fraction of a small step; adaptation
     transient_ref_dn_s: float = 300.0        # time at the reference current (~70 um sky); tau scales
     transient_tau_power: float = 0.5         # as (ref / I)^power. All UNCONFIRMED [HB 2.3.3 /10]
+    transient_hook_fraction: float = 0.10    # the hook: fraction of a (log) step lost again after the
+    #   prompt response, before the slow rise [HB 2.3.3 /10, qualitative only]. UNCONFIRMED: no size
+    #   found in the Handbook or IOC pages; 0.10 keeps the dip above the starting level (h < b) and
+    #   smaller than the slow part (1 - b = 0.15), a modest dip as the Handbook's sketch (Fig. 2.12)
+    transient_hook_tau_s: float = 10.0       # time of the hook (bulk dielectric relaxation), s.
+    #   UNCONFIRMED: no number found; much shorter than the contacts' slow time (tens of min to hours)
+    #   and longer than a read (0.13 s), so one 10 MIPS-s DCE: it acts within and between DCEs, the
+    #   "fast time domain" the Ge observing modes were designed around
     anneal_interval_s: float = 10800.0  # Ge anneal cadence: 3 h pre-launch default [IOC-160], later
     #                                     tuned (UNCONFIRMED); anneals empty the CR responsivity excess
     t_since_anneal_s: float = 5400.0   # last anneal before the AOR start (UNCONFIRMED: mid-cycle); the
@@ -146,7 +154,7 @@ class SimConfig:
                 raise ConfigError(key, f"must be >= {lowest}")
         check_ranges(self, positive=(
             "flux_min_jy", "flux_max_jy", "blob_fwhm_arcsec", "bright_source_jy", "gain_e_per_dn",
-            "source_temperature_k", "transient_tau_ref_s", "transient_ref_dn_s",
+            "source_temperature_k", "transient_tau_ref_s", "transient_ref_dn_s", "transient_hook_tau_s",
             "drift_min_period_s", "drift_max_period_s", "cr_amp_median_dn", "cr_resp_tau_s",
             "read2_scale_rows", "latent_tau_s", "first_frame_factors", "jailbar_factors",
             "dark_latent_tau_s", "long_latent_tau_s"),
@@ -159,6 +167,7 @@ class SimConfig:
             "pointing_jitter_arcsec", "resp_step_rate_per_hr", "resp_step_size",
             "anneal_interval_s", "t_since_anneal_s", "transient_tau_power"),
             fraction=("cirrus_contrast", "spot_depth", "latent_fraction", "transient_prompt_fraction",
+                      "transient_hook_fraction",
                       "dark_latent_depth", "long_latent_fraction"))
         if not self.first_stim_factor > 0:
             raise ConfigError("first_stim_factor", "must be > 0")

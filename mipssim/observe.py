@@ -224,7 +224,8 @@ def _transient_state(cfg: SimConfig) -> TransientState | None:
         return None
     return TransientState(TransientModel(
         prompt_fraction=cfg.transient_prompt_fraction, tau_ref_s=cfg.transient_tau_ref_s,
-        ref_dn_s=cfg.transient_ref_dn_s, tau_power=cfg.transient_tau_power))
+        ref_dn_s=cfg.transient_ref_dn_s, tau_power=cfg.transient_tau_power,
+        hook_fraction=cfg.transient_hook_fraction, hook_tau_s=cfg.transient_hook_tau_s))
 
 
 def _cr_history(cfg: SimConfig, shape, rng, duration_s: float):
