@@ -110,14 +110,15 @@ def _true_scalar(truth_path: Path, key: str) -> float:
         return float(f["calibration"].attrs[key])
 
 
-def map_pulls(prod: CalProducts, truth_path: str | Path) -> dict:
+def map_pulls(prod: CalProducts, truth_path: str | Path, *, keep_values: bool = False) -> dict:
     """Pulls ``(derived - true) / error`` of each map over pixels good in both masks.
 
     ``ILLUM`` is compared after scaling the true map by the median ratio of the
     derived to the true map (a product set fixes only its shape; FLUXCONV
     carries the scale).  Returns ``{map: {"median", "spread",
     "n", "rel_error"}}`` with the spread as 1.4826 x MAD, plus the fatal-mask
-    agreement under ``"pmask"``.
+    agreement under ``"pmask"``; ``keep_values`` adds the pulls themselves
+    (``"values"``, to pool several campaigns).
     """
     with h5py.File(truth_path, "r") as f:
         truth = {k: f["calibration"][EXTNAMES[k]][()] for k in (*_SCORED, "pmask")}
@@ -136,6 +137,8 @@ def map_pulls(prod: CalProducts, truth_path: str | Path) -> dict:
         med = float(np.median(p))
         out[k] = {"median": med, "spread": float(1.4826 * np.median(np.abs(p - med))),
                   "n": int(p.size), "rel_error": float(rel)}
+        if keep_values:
+            out[k]["values"] = p
     fatal_t, fatal_d = (truth["pmask"] & PMASK_FATAL) != 0, (prod.pmask & PMASK_FATAL) != 0
     out["pmask"] = {"fatal_true": int(fatal_t.sum()), "fatal_derived": int(fatal_d.sum()),
                     "agree": int((fatal_t == fatal_d).sum()), "pixels": int(fatal_t.size)}

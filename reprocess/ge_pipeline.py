@@ -56,6 +56,9 @@ class ReprocessConfig:
     stim_tolerance_pix: float = 0.4             # sky DCEs within this of a flash are its sky (< half-pixel dithers)
     stim_min_snr: float = 5.0                   # a pixel's flash must exceed this many sigma
     first_stim: str = "auto"                    # "auto" (rescale if anomalous), "auto-drop", "drop", "keep"
+    moving_sky: bool = True                     # flashes at pointings no sky DCE shares (scan maps): the sky
+    #   their pixels saw in the neighbouring DCEs (reprocess/stim/moving_sky.py); False: the same
+    #   pixels' values there (the archive's way)
     leak_catalog: str | None = None             # 160 um: ECSV of hot sources' near-IR fluxes (reprocess/leak.py)
     leak_min_jy: float = 0.01                   # flag where the predicted ghost is at least this, Jy
 
@@ -190,7 +193,7 @@ def _stim_response(dces, slopes, times, fatal, cfg, raw_dir, prod):
     """The usable stim flashes, bad pixels left out (NoStimError -> InputError naming the folder)."""
     positions, pixel_rad, offsets = _sky_positions(dces)
     match = same_sky(positions, cfg.stim_tolerance_pix * pixel_rad)
-    moving = _moving_sky(dces, match, times, prod)
+    moving = _moving_sky(dces, match, times, prod) if cfg.moving_sky else None
     hits = Hits.from_jumps([float(d.header["MJD_OBS"]) for d in dces],
                            [d.samptime / 86400.0 for d in dces],
                            [s.jumps for s in slopes])

@@ -266,15 +266,19 @@ def _beta_residual(u: np.ndarray, usable: np.ndarray, beta: np.ndarray, drift: f
     """Correction to ``beta`` for one ramp, and its charge step per read ``b`` (DN).
 
     Linearised with ``beta'``, a ramp's charge steps are ``dq_k = b (1 - 2 (beta - beta') q_k / Q)``
-    to first order, with ``q_k`` the charge at the step's middle (cosmic-ray charge included),
-    so a line through ``(q_k, dq_k)`` gives ``beta - beta' = -slope Q / (2 b)``, once the slope
-    ``drift`` (fractional change of the photocurrent per read) that a changing responsivity
-    adds is taken out.  The difference holding a cosmic ray's charge is rejected; the ramp is
-    kept (see module notes).
+    to first order, with ``q_k`` the charge at the step (cosmic-ray charge included), so a line
+    through ``(q_k, dq_k)`` gives ``beta - beta' = -slope Q / (2 b)``, once the slope ``drift``
+    (fractional change of the photocurrent per read) that a changing responsivity adds is taken
+    out.  The level is read one step back, ``q_{k-1}`` (a constant ``1.5 b`` below the step's
+    middle, which leaves the slope alone): the step's middle shares the step's own shot and
+    excess noise (covariance ``var(step) / 2``) and the level at its start its read noise
+    (``-var(read)``), and either biases the slope of a short ramp by a few tenths of its error
+    (at 160 um); the level before does not share the step's noise.  The difference holding a
+    cosmic ray's charge is rejected; the ramp is kept (see module notes).
     """
     q = nonlinearity.inverse(np.where(usable, u, np.nan), beta)
-    dq = np.diff(q, axis=0)
-    mid = 0.5 * (q[1:] + q[:-1])
+    dq = np.diff(q, axis=0)[1:]
+    mid = q[:-2]
     for _ in range(2):
         a, c, resid = _line_fit(dq, mid)
         with warnings.catch_warnings():
