@@ -44,12 +44,21 @@ class Progress:
 def _cmd_simulate(args) -> int:
     from mipssim.config import load_config
     from mipssim.observe import simulate
-    overrides = {"band": args.band, "mode": args.mode, "seed": args.seed, "n_dce": args.n_dce}
+    overrides = {"band": args.band, "mode": args.mode, "seed": args.seed, "n_dce": args.n_dce,
+                 "scan_rate": args.rate}
     if args.no_stim_flash:
         overrides["include_stim"] = False
     cfg = load_config(args.config, **overrides)
+    if cfg.mode != "scan" and args.rate is not None:
+        raise ValueError("option --rate: only for --mode scan")
     simulate(cfg, args.out, overwrite=args.overwrite, progress=Progress("simulate"))
-    print(f"simulated band {cfg.band} ({cfg.n_dce} DCEs, seed {cfg.seed}) into {args.out}")
+    if cfg.mode == "scan":
+        from mipssim.scan import dces_per_leg
+        what = (f"scan map, {cfg.scan_legs} legs x {dces_per_leg(cfg)} DCEs, {cfg.scan_rate} rate "
+                f"{cfg.scan_rate_arcsec_s:g}\"/s")
+    else:
+        what = f"{cfg.n_dce} DCEs"
+    print(f"simulated band {cfg.band} ({what}, seed {cfg.seed}) into {args.out}")
     return 0
 
 
@@ -135,11 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="simulate one observation (raw DCEs + truth.h5)")
     s.add_argument("--band", type=int, choices=(24, 70, 160), default=None,
-                   help="array (70 or 160 implemented; default 70)")
+                   help="array (default 70)")
     s.add_argument("--mode", choices=("photometry", "scan"), default=None,
-                   help="observing mode (photometry implemented)")
+                   help="observing mode (default photometry); scan: a scan map, its legs set by "
+                        "the scan_* parameters (default the IOC-295 map: 16 legs of 30')")
+    s.add_argument("--rate", choices=("slow", "medium", "fast"), default=None,
+                   help="scan map: telescope scan rate (default medium)")
     s.add_argument("--seed", type=int, default=None, help="random seed (default 1)")
-    s.add_argument("--n-dce", type=int, default=None, help="number of DCEs (default 240)")
+    s.add_argument("--n-dce", type=int, default=None,
+                   help="number of DCEs (default 240; ignored in scan mode: the legs set it)")
     s.add_argument("--no-stim-flash", action="store_true", help="switch the stim flash off")
     s.add_argument("--config", help="TOML file of simulator parameters (see mipssim/config.py)")
     s.add_argument("--out", required=True, help="output folder")

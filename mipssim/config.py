@@ -13,12 +13,12 @@ from pathlib import Path
 
 from calibration.configuration import ConfigError, check_ranges, is_number, read_toml, resolve
 
-__all__ = ["SimConfig", "load_config", "to_toml"]
+__all__ = ["SCAN_RATES", "SimConfig", "load_config", "to_toml"]
 
 
 @dataclass
 class SimConfig:
-    """All parameters of a simulated Ge photometry observation."""
+    """All parameters of a simulated observation (photometry or scan map, one band)."""
 
     band: int = 70
     mode: str = "photometry"
@@ -35,6 +35,26 @@ class SimConfig:
     mjd_start: float = 54000.0
     dither_pix: list = field(default_factory=lambda: [[0.0, 0.0], [0.5, 3.5], [-0.5, -3.5],
                                                      [2.5, 1.5], [-2.5, -1.5]])  # UNCONFIRMED pattern
+    # --- scan map (mode = "scan"; mipssim/scan.py; n_dce is ignored, the legs fix the DCE count)
+    scan_rate: str = "medium"          # "slow", "medium" or "fast" [aotintro]
+    scan_rates_arcsec_s: list = field(default_factory=lambda: [1.7, 6.5, 26.2])
+    #   telescope rate of the slow, medium and fast scans, arcsec/s; UNCONFIRMED: remembered values,
+    #   not in any seen source (mips-facts 8.2); fast is in tension with the fast per-leg integration
+    #   times [IOC-326 AOR] (see mipssim/scan.py)
+    scan_legs: int = 16                # legs of the map (IOC-295 example: 16 legs of 30')
+    scan_leg_arcmin: float = 30.0      # requested leg length, arcmin [IOC-295]
+    scan_step_arcsec: float = 111.0    # cross-scan step between legs, arcsec [IOC-295]
+    scan_exptime_mips_s: int = 4       # DCE length in scan mode, MIPS s: "1616 4-second DCEs per
+    #                                    array" [IOC-295]; early-IOC fast scans used 3 [IOC-326]
+    scan_flyback_s: float = 0.5        # between DCEs: mirror flyback and the second reset "0.5 s
+    #                                    later" [HB 2.4.3 /14]; whether MIPS or real s UNCONFIRMED
+    scan_overscan_arcmin: float = 21.5  # extra scanned length per leg (arrays displaced in-scan must
+    #   all cover the leg; settling); UNCONFIRMED, DERIVED so that the IOC-295 map gives its 1616
+    #   DCEs per array at the default medium rate (mipssim/scan.py)
+    scan_turnaround_s: float = 46.0    # between legs, no DCEs; UNCONFIRMED, DERIVED from IOC-295's
+    #   2.36 h for that map minus its DCEs and the 215 s slew overhead [HB 3.4.1 /37]
+    scan_smear_fraction: float = 0.02  # residual sky motion during a DCE / scan rate (the mirror's
+    #   ramp cancels the rest); UNCONFIRMED: IOC-326 saw "only a modest trailing"
     # --- scene (surface brightness in MJy/sr, fluxes in Jy at this band)
     n_sources: int = 6
     bright_source_jy: float | None = None   # an extra source of this flux at the target (e.g. droop tests)
@@ -143,8 +163,8 @@ class SimConfig:
 
     def __post_init__(self):
         """Ranges and relations (types are checked by :func:`calibration.configuration.resolve`)."""
-        if self.mode != "photometry":
-            raise ConfigError("mode", "not implemented yet (photometry only)")
+        if self.mode not in ("photometry", "scan"):
+            raise ConfigError("mode", 'must be "photometry" or "scan"')
         if self.band not in (24, 70, 160):
             raise ConfigError("band", "must be 24, 70 or 160")
         if self.exptime_mips_s not in (3, 4, 10):
@@ -180,10 +200,35 @@ class SimConfig:
         if self.drift_min_period_s > self.drift_max_period_s:
             raise ConfigError("drift_min_period_s",
                               f"must not exceed drift_max_period_s = {self.drift_max_period_s}")
+        self._check_scan()
         if not self.dither_pix or not all(isinstance(p, (list, tuple)) and len(p) == 2
                                           and all(map(is_number, p)) for p in self.dither_pix):
             raise ConfigError("dither_pix", "must be a non-empty array of [dx, dy] pairs (pixels)")
 
+    def _check_scan(self) -> None:
+        """Ranges of the scan-map parameters (checked in every mode: a file is valid or not)."""
+        if self.scan_rate not in SCAN_RATES:
+            raise ConfigError("scan_rate", f"must be one of {', '.join(SCAN_RATES)}")
+        rates = self.scan_rates_arcsec_s
+        if len(rates) != 3 or not all(is_number(r) and r > 0 for r in rates):
+            raise ConfigError("scan_rates_arcsec_s",
+                              "must be three positive rates (slow, medium, fast), arcsec/s")
+        if self.scan_exptime_mips_s not in (3, 4):
+            raise ConfigError("scan_exptime_mips_s", "must be 3 or 4 (MIPS s)")
+        if self.scan_legs < 1:
+            raise ConfigError("scan_legs", "must be >= 1")
+        check_ranges(self, positive=("scan_leg_arcmin",),
+                     nonnegative=("scan_step_arcsec", "scan_flyback_s", "scan_overscan_arcmin",
+                                  "scan_turnaround_s"),
+                     fraction=("scan_smear_fraction",))
+
+    @property
+    def scan_rate_arcsec_s(self) -> float:
+        """Telescope scan rate of ``scan_rate``, arcsec/s."""
+        return float(self.scan_rates_arcsec_s[SCAN_RATES.index(self.scan_rate)])
+
+
+SCAN_RATES = ("slow", "medium", "fast")
 
 # Band defaults that differ from the 70 um ones (applied before the file and the overrides)
 BAND_DEFAULTS = {
@@ -205,10 +250,16 @@ def load_config(path: str | Path | None = None, **overrides) -> SimConfig:
 
 
 def to_toml(cfg: SimConfig) -> str:
-    """The resolved configuration as TOML text (None values omitted)."""
+    """The resolved configuration as TOML text (None values omitted).
+
+    The ``scan_*`` parameters are written only for a scan map: they have no
+    effect on a photometry observation, whose TOML text (and hence the
+    configuration digest in its raw headers) stays what it was before scan maps
+    existed.
+    """
     lines = []
     for k, v in dataclasses.asdict(cfg).items():
-        if v is None:
+        if v is None or (k.startswith("scan_") and cfg.mode != "scan"):
             continue
         if isinstance(v, bool):
             lines.append(f"{k} = {'true' if v else 'false'}")

@@ -1,4 +1,4 @@
-"""Simulate one Ge photometry observation (AOR): raw DCE files plus ``truth.h5``.
+"""Simulate one observation (AOR; photometry or scan map, one band): raw DCE files plus ``truth.h5``.
 
 ``simulate(cfg, out_dir)`` walks the DCE plan in time order: render the sky
 through the DCE's WCS, add the stim flash and the dark, run the read-by-read
@@ -30,7 +30,7 @@ from astropy.time import Time
 
 from calibration.folders import transaction
 from calibration import si_as
-from calibration.instrument import ge_ramps_per_dce, ge_reads_per_dce
+from calibration.instrument import ge_ramps_per_dce
 
 from .anneal import anneal_times, initial_cr_excess
 from .config import SimConfig, to_toml
@@ -38,6 +38,7 @@ from .detector import default_detector
 from .ge_ga import STREAMS, CRState, DriftModel, StepModel, simulate_ramps
 from .ge_transient import TransientModel, TransientState
 from .pointing import plan_photometry
+from .scan import plan_scan
 from .scene import make_scene
 from .si_as import default_si_detector, onboard_threshold, simulate_si_dce
 from .si_latents import SiLatents
@@ -72,8 +73,9 @@ def _raw_header(cfg: SimConfig, plan, spec, nreads: int, nramps: int, mjd: float
     hdr["AORKEY"] = (cfg.aorkey, "AOR key")
     hdr["EXPID"] = (plan.expid, "exposure id")
     hdr["DCENUM"] = (plan.dcenum, "DCE number within the exposure")
-    hdr["AOT_TYPE"] = ("MipsPhot", "observation template")
-    hdr["EXPTYPE"] = ("pht", "exposure type")
+    scan = cfg.mode == "scan"
+    hdr["AOT_TYPE"] = ("MipsScan" if scan else "MipsPhot", "observation template")
+    hdr["EXPTYPE"] = ("scn" if scan else "pht", "exposure type")
     hdr["FOVNAME"] = f"MIPS_{cfg.band}um_default_small_FOV1"
     hdr["SAMPTIME"] = (spec.read_time_s, "[s] time between reads")
     hdr["EXPTIME"] = (nreads * spec.read_time_s, "[s] effective integration time")
@@ -82,6 +84,8 @@ def _raw_header(cfg: SimConfig, plan, spec, nreads: int, nramps: int, mjd: float
     hdr["DATE_OBS"] = (Time(mjd, format="mjd").isot, "UTC at DCE start")
     hdr["STIMFLSH"] = (bool(plan.stim), "T if the stim flash is on in this DCE")
     hdr["CSM_PRED"] = (plan.csm_arcsec, "[arcsec] scan-mirror offset along array y")
+    if scan:
+        _scan_cards(hdr, cfg, plan)
     hdr["BUNIT"] = "DN"
     hdr.update(plan.wcs_header)
     hdr["ORIGIN"] = "mipssim"
@@ -89,6 +93,16 @@ def _raw_header(cfg: SimConfig, plan, spec, nreads: int, nramps: int, mjd: float
     hdr["SIMSEED"] = (cfg.seed, "mipssim seed")
     hdr.add_history(_provenance(cfg))      # astropy continues long text on further HISTORY cards
     return hdr
+
+
+def _scan_cards(hdr: fits.Header, cfg: SimConfig, plan) -> None:
+    """Scan-map keywords (names UNCONFIRMED [mips-facts 6.3]): rate, leg, mirror ramp, smear."""
+    hdr["SCANRATE"] = (abs(plan.scan_rate_arcsec_s), f"[arcsec/s] telescope scan rate ({cfg.scan_rate})")
+    hdr["SCANDIR"] = (1 if plan.scan_rate_arcsec_s >= 0 else -1, "scan along +1/-1 array y axis")
+    hdr["SCANLEG"] = (plan.scan_leg, "scan leg (0-based)")
+    hdr["CSM_RAMP"] = (plan.csm_ramp_arcsec, "[arcsec] mirror sweep over the DCE, array y")
+    hdr["SMEAR1"] = (plan.smear_arcsec[0], "[arcsec] residual sky trail over the DCE, east")
+    hdr["SMEAR2"] = (plan.smear_arcsec[1], "[arcsec] residual sky trail over the DCE, north")
 
 
 def _provenance(cfg: SimConfig) -> str:
@@ -141,7 +155,7 @@ def _simulate_into(cfg: SimConfig, out: Path, progress) -> Path:
     scene = make_scene(cfg, streams["scene"])
     drift = DriftModel.draw(streams["drift"], rms=cfg.drift_rms, min_period_s=cfg.drift_min_period_s,
                             max_period_s=cfg.drift_max_period_s)
-    plans = plan_photometry(cfg)
+    plans = plan_scan(cfg) if cfg.mode == "scan" else plan_photometry(cfg)
     truth = TruthWriter(out / "truth.h5", seed=cfg.seed, config_toml=to_toml(cfg),
                         software=software_version())
     run = _run_si if cfg.band == 24 else _run_ge
@@ -162,7 +176,7 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
                                 excess_noise_dn2_s=cfg.excess_noise_dn2_s,
                                 dead_readout=cfg.include_dead_readout)
     spec = detector.spec
-    nreads = ge_reads_per_dce(cfg.exptime_mips_s)
+    nreads = plans[0].nreads          # every Ge DCE of a plan has the same reads
     starts = _ramp_starts(cfg.band, nreads)
     duration_s = plans[-1].t_start_s + nreads * spec.read_time_s
     cr_state, anneals = _cr_history(cfg, spec.shape, streams["cr_history"], duration_s)
@@ -251,9 +265,14 @@ def stim_factors(cfg: SimConfig, plans) -> np.ndarray:
 
 
 def _dce_anomaly_attrs(plan, stim_factor: float) -> dict:
-    """Truth attributes every DCE carries: its stim factor and true - planned pointing."""
-    return {"stim_factor": float(stim_factor),
-            "pointing_offset_arcsec": np.asarray(plan.pointing_offset_arcsec, dtype=float)}
+    """Truth attributes every DCE carries: its stim factor and true - planned pointing; in a scan
+    map also its leg, signed rate along the array's y axis and residual trail (not rendered yet)."""
+    attrs = {"stim_factor": float(stim_factor),
+             "pointing_offset_arcsec": np.asarray(plan.pointing_offset_arcsec, dtype=float)}
+    if plan.scan_leg is not None:
+        attrs.update(scan_leg=int(plan.scan_leg), scan_rate_arcsec_s=float(plan.scan_rate_arcsec_s),
+                     smear_arcsec=np.asarray(plan.smear_arcsec, dtype=float))
+    return attrs
 
 
 def _step_table(steps: StepModel) -> np.ndarray:

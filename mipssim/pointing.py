@@ -35,7 +35,7 @@ __all__ = ["DCEPlan", "plan_photometry", "pointing_jitter"]
 
 @dataclass(frozen=True)
 class DCEPlan:
-    """One DCE of the plan."""
+    """One DCE of the plan (photometry or scan map)."""
 
     index: int          # position in the AOR
     expid: int
@@ -47,6 +47,11 @@ class DCEPlan:
     nreads: int
     csm_arcsec: float = 0.0       # scan-mirror offset along the array's y axis (CSM_PRED)
     pointing_offset_arcsec: tuple[float, float] = (0.0, 0.0)   # true - planned (east, north)
+    # --- scan maps (mipssim/scan.py); the defaults describe a photometry DCE
+    smear_arcsec: tuple[float, float] = (0.0, 0.0)  # residual sky trail over the DCE (east, north)
+    scan_leg: int | None = None   # leg of the scan map (None: photometry)
+    scan_rate_arcsec_s: float = 0.0   # telescope rate along the array's +y axis (signed)
+    csm_ramp_arcsec: float = 0.0  # scan-mirror sweep over the DCE along the array's y axis
 
     @property
     def wcs(self) -> WCS:

@@ -28,6 +28,7 @@ from calibration.instrument import BANDS
 from calibration.leak import leak_factor
 
 from .psf import PSF_TEMPERATURES_K, load_prf
+from .scan import map_footprint, offsets_to_sky
 
 __all__ = ["Scene", "make_scene"]
 
@@ -98,14 +99,33 @@ class Scene:
         return image
 
 
+def _source_positions(cfg, center: SkyCoord, rng: np.random.Generator, n: int) -> SkyCoord:
+    """Positions of ``n`` sources: within ~2' of the target, or over a scan map's footprint.
+
+    Photometry: uniform in a disc of 2' radius (the good half of the 70 um
+    array is 2.6' wide).  Scan map: uniform over the rectangle the arrays see
+    (:func:`mipssim.scan.map_footprint` plus half the array), in the array's
+    frame.  Both use the same two draws per source, so the rest of the scene
+    does not depend on the mode.
+    """
+    u1 = rng.uniform(0, 1, n)
+    theta = rng.uniform(0, 2 * np.pi, n)
+    if cfg.mode == "scan":
+        half_along, half_cross = map_footprint(cfg)
+        ny, nx = BANDS[cfg.band].shape
+        pix = BANDS[cfg.band].pixel_arcsec
+        along = (2 * u1 - 1) * (half_along + 0.5 * ny * pix)
+        cross = (theta / np.pi - 1) * (half_cross + 0.5 * nx * pix)
+        return offsets_to_sky(cfg, along, cross)
+    r = 120.0 * np.sqrt(u1)
+    return center.spherical_offsets_by(r * np.cos(theta) * u.arcsec, r * np.sin(theta) * u.arcsec)
+
+
 def make_scene(cfg, rng: np.random.Generator) -> Scene:
     """Draw a scene from the configuration ``cfg`` (a :class:`~mipssim.config.SimConfig`)."""
     center = SkyCoord(cfg.ra_deg * u.deg, cfg.dec_deg * u.deg)
     n = cfg.n_sources
-    # sources within ~2 arcmin of the target: the good half of the 70 um array is 2.6' wide
-    r = 120.0 * np.sqrt(rng.uniform(0, 1, n))
-    theta = rng.uniform(0, 2 * np.pi, n)
-    coords = center.spherical_offsets_by(r * np.cos(theta) * u.arcsec, r * np.sin(theta) * u.arcsec)
+    coords = _source_positions(cfg, center, rng, n)
     flux = np.exp(rng.uniform(np.log(cfg.flux_min_jy), np.log(cfg.flux_max_jy), n))
     if n:
         flux[0] = cfg.flux_max_jy
