@@ -16,33 +16,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from calibration.bitmask import PMASK_FATAL
-from calibration.instrument import band_spec
-from mips.validate import truth_band, validate
+from mips.validate import validate
+from mips.validate_flashes import flash_errors
 from mipssim.config import load_config
 from mipssim.observe import simulate
 from reprocess.pipeline import reprocess
-
-
-def flash_errors(obs: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Per usable flash: median and RMS over good pixels of measured / true stim-minus-background - 1."""
-    with h5py.File(obs / "truth.h5", "r") as truth, h5py.File(obs / "bcd" / "ramps.h5", "r") as ramps:
-        pattern = truth["detector/stim_pattern"][()]
-        good = (truth["detector/pmask"][()] & PMASK_FATAL) == 0
-        stim_dn_s = band_spec(truth_band(obs)).stim_dn_s
-        flashes = {ramps["dce"][n].attrs["mjd_slope"]: n for n in ramps["dce"] if ramps["dce"][n].attrs["stim"]}
-        keys = np.array(sorted(flashes))
-        med, rms = [], []
-        for t, value in zip(ramps["stim/t_mjd"][()], ramps["stim/response_dn_s"][()]):
-            name = flashes[keys[np.argmin(np.abs(keys - t))]]
-            true = truth["dce"][name]["responsivity"][()] * stim_dn_s * pattern
-            err = (value / true - 1)[good & np.isfinite(value)]
-            med.append(np.median(err))
-            rms.append(np.sqrt(np.mean(err ** 2)))
-    return np.array(med), np.array(rms)
 
 
 def main() -> None:
