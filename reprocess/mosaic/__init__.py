@@ -24,8 +24,9 @@ Steps, one module each:
   over its noise, with pair outliers rejected, solved as one sparse weighted
   least-squares problem with the mean offset fixed to 0.
 * :mod:`.coadd`: an inverse-variance weighted mean in two streaming passes:
-  pass 1 a trimmed mean and a robust scatter factor per pixel, pass 2 the mean
-  of the inputs within ``reject_sigma`` (scaled) sigmas of it.
+  pass 1 a trimmed mean, pass 2 the mean of the inputs within ``reject_sigma``
+  sigmas of it (each input's own sigma, plus an interpolation tolerance that
+  grows with the mosaic's local slope so that sources are not clipped).
 
 Trade-offs against ``reproject.mosaicking.reproject_and_coadd(...,
 match_background=True)`` (0.21): reproject's matcher loops over all N^2
@@ -56,7 +57,7 @@ from astropy.wcs.utils import proj_plane_pixel_area
 
 from ..bcd import load_bcd
 from ..io import InputError
-from .background import measure_pairs, solve_offsets
+from .background import error_floor, measure_pairs, solve_offsets
 from .coadd import CoaddResult, coadd
 from .cutout import CutoutStore, resample_bcd
 from .grid import (DEFAULT_PIXEL_ARCSEC, BcdInfo, choose_band, footprint_box, grid_for,
@@ -114,14 +115,18 @@ def _resample_all(infos, out_wcs, out_shape, store, skipped, keep_going):
     return kept
 
 
-def _offsets(store, infos, out_wcs, match_background: bool):
+def _area_ratio(infos, out_wcs) -> float:
+    """Median input pixel area over the output pixel area."""
+    in_area = float(np.median([proj_plane_pixel_area(i.wcs.celestial) for i in infos]))
+    return in_area / proj_plane_pixel_area(out_wcs)
+
+
+def _offsets(store, ratio: float, match_background: bool):
     n = len(store)
     if not match_background or n < 2:
         return np.zeros(n), np.full(n, np.nan)
-    in_area = float(np.median([proj_plane_pixel_area(i.wcs.celestial) for i in infos]))
-    ratio = in_area / proj_plane_pixel_area(out_wcs)
     i, j, off, w, _ = measure_pairs(store, in_over_out=ratio)
-    return solve_offsets(i, j, off, w, n)
+    return solve_offsets(i, j, off, w, n, floor=error_floor(store, in_over_out=ratio))
 
 
 def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
@@ -162,8 +167,10 @@ def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
     out_wcs, out_shape = grid_for(infos, pixel_arcsec=pix)
     with CutoutStore() as store:
         infos = _resample_all(infos, out_wcs, out_shape, store, skipped, keep_going)
-        offsets, errors = _offsets(store, infos, out_wcs, match_background)
-        result = coadd(store, out_shape, offsets=offsets, reject_sigma=reject_sigma)
+        ratio = _area_ratio(infos, out_wcs) if infos else 1.0
+        offsets, errors = _offsets(store, ratio, match_background)
+        result = coadd(store, out_shape, offsets=offsets, reject_sigma=reject_sigma,
+                       pixel_ratio=float(np.sqrt(ratio)))
     return _hdulist(result, out_wcs, band, pix, infos, offsets, errors, skipped,
                     match_background=match_background, reject_sigma=reject_sigma)
 

@@ -11,9 +11,14 @@ pairs make ONE weighted sparse least-squares problem
 ``sqrt(w_ij) (c_i - c_j) = sqrt(w_ij) O_ij`` plus a row fixing ``sum c = 0``,
 solved by ``scipy.sparse.linalg.lsqr``; pairs whose normalised residual is
 more than ``reject_sigma`` robust sigmas (1.4826 MAD) from 0 are dropped and
-the problem solved again until no pair changes.  Errors are the diagonal of
+the problem solved again until no pair changes (only pairs within a factor 2 of
+the worst residual per round, since one bad pair also inflates its neighbours').  Errors are the diagonal of
 the covariance with the mean fixed (from a sparse LU factorisation of the
-grounded normal matrix), scaled up by sqrt(reduced chi^2) when that is > 1.
+grounded normal matrix), scaled up by sqrt(reduced chi^2) when that is > 1,
+and added in quadrature to a floor: the pairs of one BCD reuse its pixels, so
+they are not independent, and an offset can never be known better than the
+median of that BCD's own noise over its area (``sqrt(pi/2) sigma /
+sqrt(n_pixels)``), which the pair formalism alone would overlook.
 Nothing is random: same input, same offsets.
 
 Overlapping pairs come from the cutouts' rectangles through a k-d tree of
@@ -30,7 +35,7 @@ from scipy.spatial import cKDTree
 from .cutout import CutoutStore
 from .grid import Box
 
-__all__ = ["overlapping_pairs", "measure_pairs", "solve_offsets"]
+__all__ = ["overlapping_pairs", "measure_pairs", "error_floor", "solve_offsets"]
 
 _MAD_TO_SIGMA = 1.4826
 _MEDIAN_EFFICIENCY = np.sqrt(np.pi / 2)
@@ -108,6 +113,31 @@ def measure_pairs(store: CutoutStore, *, in_over_out: float, min_pixels: int = 1
     return i.astype(np.int64), j.astype(np.int64), off, 1.0 / err ** 2, npix.astype(np.int64)
 
 
+def error_floor(store: CutoutStore, *, in_over_out: float) -> np.ndarray:
+    """Per-BCD floor of the offset error: the median's error over its own valid pixels.
+
+    Parameters
+    ----------
+    store : CutoutStore
+        The BCDs resampled onto the output grid.
+    in_over_out : float
+        Input pixel area over output pixel area.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``sqrt(pi/2) sigma / sqrt(n_eff)`` per BCD, MJy/sr (NaN for a BCD off the grid).
+    """
+    floor = np.full(len(store), np.nan)
+    for k in range(len(store)):
+        cut = store.get(k)
+        good = np.isfinite(cut.var_smooth) if cut is not None else None
+        if good is not None and good.any():
+            n_eff = max(min(good.sum(), good.sum() / in_over_out), 1.0)
+            floor[k] = _MEDIAN_EFFICIENCY * np.sqrt(np.median(cut.var_smooth[good])) / np.sqrt(n_eff)
+    return floor
+
+
 def _design(i: np.ndarray, j: np.ndarray, sw: np.ndarray, n: int) -> sparse.csr_matrix:
     """Rows ``sw (c_i - c_j)`` and a last row ``sum c`` (scaled like a typical pair)."""
     m = i.size
@@ -148,8 +178,8 @@ def _covariance_diagonal(i, j, w, n, block: int = 512) -> np.ndarray:
 
 
 def solve_offsets(pairs_i: np.ndarray, pairs_j: np.ndarray, offsets_ij: np.ndarray,
-                  weights: np.ndarray, n: int, *, reject_sigma: float = 5.0,
-                  max_iter: int = 10) -> tuple[np.ndarray, np.ndarray]:
+                  weights: np.ndarray, n: int, *, floor: np.ndarray | None = None,
+                  reject_sigma: float = 5.0, max_iter: int = 50) -> tuple[np.ndarray, np.ndarray]:
     """Additive offsets ``c`` (mean 0) of ``n`` BCDs from pair offsets ``c_i - c_j``.
 
     Parameters
@@ -162,6 +192,8 @@ def solve_offsets(pairs_i: np.ndarray, pairs_j: np.ndarray, offsets_ij: np.ndarr
         Inverse variances of ``offsets_ij``.
     n : int
         Number of BCDs.
+    floor : numpy.ndarray, optional
+        Per-BCD error added in quadrature to the formal errors (see :func:`error_floor`).
     reject_sigma : float
         Pairs with a normalised residual beyond this many robust sigmas are dropped.
     max_iter : int
@@ -184,11 +216,14 @@ def solve_offsets(pairs_i: np.ndarray, pairs_j: np.ndarray, offsets_ij: np.ndarr
         c = _lsqr(i[keep], j[keep], off[keep], w[keep], n)
         r = np.sqrt(w) * (off - (c[i] - c[j]))
         sigma = _MAD_TO_SIGMA * np.median(np.abs(r[keep]))
-        new = keep & (np.abs(r) <= reject_sigma * sigma) if sigma > 0 else keep
+        # one bad pair drags its neighbours' residuals too: drop only the worst ones per round
+        cut = max(reject_sigma * sigma, 0.5 * float(np.max(np.abs(r[keep]))))
+        new = keep & (np.abs(r) <= cut) if sigma > 0 else keep
         if np.array_equal(new, keep):
             break
         keep = new
-    return c, _errors(i[keep], j[keep], r[keep], w[keep], n)
+    err = _errors(i[keep], j[keep], r[keep], w[keep], n)
+    return c, err if floor is None else np.hypot(err, floor)
 
 
 def _errors(i, j, r, w, n) -> np.ndarray:

@@ -1,16 +1,20 @@
 """Streaming inverse-variance coadd with two-pass outlier rejection.
 
 Pass 1 streams every cutout once and accumulates, per output pixel, the
-inverse-variance sums ``sum w``, ``sum w x``, ``sum w x^2``, the count and the
-largest and smallest input with its weight.  From them come a robust mean
-(the weighted mean without the largest and smallest input, where 3 or more
-inputs cover the pixel) and a robust scale factor ``f = sqrt(max(1,
-chi^2_red))`` of the trimmed inputs about it: 1 where the inputs scatter as
-their uncertainties say, larger where they do not (steep source profiles
-sampled at different sub-pixel phases), so bright sources are not clipped.
+inverse-variance sums ``sum w`` and ``sum w x``, the count and the largest and
+smallest input with its weight.  From them comes a robust mean: the weighted
+mean without the largest and smallest input where 3 or more inputs cover the
+pixel (a cosmic ray is the largest input).  The per-pixel scale is each
+input's own sigma plus, in quadrature, an excess ``s`` for what resampling
+cannot make agree (a steep profile sampled at different sub-pixel phases
+or slightly different pointings): ``s = slope * (input/output pixel size) *``
+the largest step of the pass-1 mean to a neighbouring output pixel (the
+"deriv" term of jwst/stcal's outlier detection).  It is 0 on smooth sky, so
+the threshold there is ``k sigma_i``, and grows on sources, so they are not
+clipped.  (A scatter-based scale, the trimmed chi^2 of the inputs, was tried
+first: two cosmic rays on one pixel inflate it enough to hide both.)
 Pass 2 streams the cutouts again and re-accumulates only inputs within
-``k f sigma_i`` of the pass-1 mean (``sigma_i`` that input's own
-uncertainty).  Memory is a fixed number of output-sized float64 arrays,
+``k sqrt(sigma_i^2 + s^2)`` of the pass-1 mean.  Memory is a fixed number of output-sized float64 arrays,
 whatever the number of BCDs.  Where fewer than ``min_reject_coverage`` inputs
 cover a pixel nothing is rejected (a median of two cannot tell which is bad;
 MOPEX's dual/box outlier for low coverage is not implemented).
@@ -65,14 +69,13 @@ def _inputs(store: CutoutStore, offsets: np.ndarray):
 
 
 def _pass1(store: CutoutStore, shape: tuple[int, int], offsets: np.ndarray):
-    acc = {name: np.zeros(shape) for name in ("sw", "swx", "swx2", "xmax_w", "xmin_w")}
+    acc = {name: np.zeros(shape) for name in ("sw", "swx", "xmax_w", "xmin_w")}
     acc["n"] = np.zeros(shape, np.int32)
     acc["xmax"] = np.full(shape, -np.inf)
     acc["xmin"] = np.full(shape, np.inf)
     for _, sl, x, w, valid in _inputs(store, offsets):
         acc["sw"][sl] += w
         acc["swx"][sl] += w * x
-        acc["swx2"][sl] += w * x * x
         acc["n"][sl] += valid
         _track(acc["xmax"][sl], acc["xmax_w"][sl], np.where(valid, x, -np.inf), w, np.greater)
         _track(acc["xmin"][sl], acc["xmin_w"][sl], np.where(valid, x, np.inf), w, np.less)
@@ -86,8 +89,8 @@ def _track(best: np.ndarray, best_w: np.ndarray, x: np.ndarray, w: np.ndarray, b
     best_w[take] = w[take]
 
 
-def _robust_centre(acc: dict, min_reject_coverage: int):
-    """Trimmed weighted mean and scale factor f per pixel; where rejection applies."""
+def _robust_centre(acc: dict, min_reject_coverage: int, pixel_ratio: float, slope: float):
+    """Trimmed weighted mean, the excess scale s (MJy/sr) per pixel, and where rejection applies."""
     n = acc["n"]
     trim = n >= max(min_reject_coverage, 3)
     xmax = np.where(trim, acc["xmax"], 0.0)
@@ -95,23 +98,32 @@ def _robust_centre(acc: dict, min_reject_coverage: int):
     wmax, wmin = np.where(trim, acc["xmax_w"], 0.0), np.where(trim, acc["xmin_w"], 0.0)
     sw = acc["sw"] - wmax - wmin
     swx = acc["swx"] - wmax * xmax - wmin * xmin
-    swx2 = acc["swx2"] - wmax * xmax ** 2 - wmin * xmin ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(sw > 0, swx / sw, np.nan)
-        chi2 = np.clip(swx2 - mean * swx, 0, None)
-        dof = n - 3
-        f2 = np.where(trim & (dof > 0), chi2 / np.maximum(dof, 1), 1.0)
-    return mean, np.sqrt(np.maximum(f2, 1.0)), trim
+    return mean, slope * pixel_ratio * _max_step(mean), trim
 
 
-def _pass2(store: CutoutStore, shape, offsets, mean, f, trim, k: float):
+def _max_step(image: np.ndarray) -> np.ndarray:
+    """Largest absolute difference of each pixel to its 4 neighbours (NaN-safe, 0 if none)."""
+    steps = np.zeros(image.shape)
+    for axis in (0, 1):
+        d = np.abs(np.diff(image, axis=axis))
+        d = np.where(np.isfinite(d), d, 0.0)
+        lo = [slice(None)] * 2
+        hi = [slice(None)] * 2
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        steps[tuple(lo)] = np.maximum(steps[tuple(lo)], d)
+        steps[tuple(hi)] = np.maximum(steps[tuple(hi)], d)
+    return steps
+
+
+def _pass2(store: CutoutStore, shape, offsets, mean, excess, trim, k: float):
     sw, swx = np.zeros(shape), np.zeros(shape)
     cov = np.zeros(shape, np.int32)
     rejected = np.zeros(len(store), np.int64)
     for idx, sl, x, w, valid in _inputs(store, offsets):
-        with np.errstate(divide="ignore"):
-            sigma = np.where(valid, 1.0 / np.sqrt(np.where(valid, w, 1.0)), np.inf)
-        bad = valid & trim[sl] & (np.abs(x - mean[sl]) > k * f[sl] * sigma)
+        var = np.where(valid, 1.0 / np.where(valid, w, 1.0), np.inf)
+        bad = valid & trim[sl] & (np.abs(x - mean[sl]) > k * np.sqrt(var + excess[sl] ** 2))
         use = valid & ~bad
         rejected[idx] = int(bad.sum())
         sw[sl] += np.where(use, w, 0.0)
@@ -121,7 +133,8 @@ def _pass2(store: CutoutStore, shape, offsets, mean, f, trim, k: float):
 
 
 def coadd(store: CutoutStore, shape: tuple[int, int], *, offsets: np.ndarray | None = None,
-          reject_sigma: float | None = 5.0, min_reject_coverage: int = 3) -> CoaddResult:
+          reject_sigma: float | None = 5.0, min_reject_coverage: int = 3,
+          pixel_ratio: float = 1.0, slope: float = 0.5) -> CoaddResult:
     """Inverse-variance weighted, outlier-rejecting coadd of the cutouts in ``store``.
 
     Parameters
@@ -137,6 +150,11 @@ def coadd(store: CutoutStore, shape: tuple[int, int], *, offsets: np.ndarray | N
         are rejected; None: no rejection (one pass).
     min_reject_coverage : int
         No rejection where fewer inputs cover a pixel.
+    pixel_ratio : float
+        Input pixel size over output pixel size.
+    slope : float
+        The excess scale is ``slope * pixel_ratio`` times the largest step of the
+        pass-1 mean to a neighbouring output pixel (the interpolation tolerance).
 
     Returns
     -------
@@ -147,9 +165,9 @@ def coadd(store: CutoutStore, shape: tuple[int, int], *, offsets: np.ndarray | N
     if reject_sigma is None:
         sw, swx, cov, rejected = acc["sw"], acc["swx"], acc["n"], np.zeros(len(store), np.int64)
     else:
-        mean, f, trim = _robust_centre(acc, min_reject_coverage)
+        mean, excess, trim = _robust_centre(acc, min_reject_coverage, pixel_ratio, slope)
         del acc
-        sw, swx, cov, rejected = _pass2(store, shape, offsets, mean, f, trim, reject_sigma)
+        sw, swx, cov, rejected = _pass2(store, shape, offsets, mean, excess, trim, reject_sigma)
     with np.errstate(invalid="ignore", divide="ignore"):
         mosaic = np.where(sw > 0, swx / sw, np.nan)
         unc = np.where(sw > 0, 1.0 / np.sqrt(sw), np.nan)

@@ -101,7 +101,8 @@ def _celestial_wcs(path: Path, header: fits.Header, shape: tuple[int, int]) -> W
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             wcs = WCS(header)
-            ok = wcs.has_celestial and wcs.naxis == 2
+            raw = WCS(header, fix=False)   # astropy's 'cdfix' turns an all-zero CD into 1 deg pixels
+            ok = wcs.has_celestial and wcs.naxis == 2 and abs(np.linalg.det(raw.pixel_scale_matrix)) > 0
             if ok:
                 world = np.array(wcs.all_pix2world(*_edge_pixels(shape), 0))
                 scales = proj_plane_pixel_scales(wcs)
@@ -109,7 +110,8 @@ def _celestial_wcs(path: Path, header: fits.Header, shape: tuple[int, int]) -> W
                           and np.all(scales > 0)
                           and abs(np.linalg.det(wcs.pixel_scale_matrix)) > 0)
     except Exception as exc:  # astropy raises many types for broken WCS cards
-        raise InputError(path, f"unusable WCS ({type(exc).__name__}: {exc})") from None
+        text = " ".join(str(exc).split())[:120].encode("ascii", "replace").decode()
+        raise InputError(path, f"unusable WCS ({type(exc).__name__}: {text})") from None
     if not ok:
         raise InputError(path, "no usable celestial WCS (non-celestial axes, singular or "
                                "non-finite pixel scale, or edges off the sky)")
