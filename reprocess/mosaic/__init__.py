@@ -1,0 +1,208 @@
+"""Mosaics of MIPS BCDs: a common grid, overlap background matching, outlier-rejecting coadds.
+
+``make_mosaic(bcd_paths)`` turns a set of BCDs (``*_bcd.fits`` with their
+``_bunc`` and bit mask, read by :func:`reprocess.bcd.load_bcd`) of one band
+into a FITS mosaic: the primary HDU in MJy/sr with its WCS, ``UNC`` (1 sigma)
+and ``COV`` (number of BCDs per pixel) image extensions and an ``INPUTS``
+table (each BCD's name, background offset and its error, rejected pixels).
+
+Steps, one module each:
+
+* :mod:`.grid`: every BCD's header is checked (band, array shape, a usable
+  celestial WCS; anything else is an :class:`~reprocess.io.InputError` naming
+  the file) and one north-up TAN grid covering all of them is chosen, with
+  2.45", 4" or 8" pixels at 24, 70, 160 um.
+* :mod:`.cutout`: each BCD is read once and resampled (bilinear, through its
+  SIP distortion) onto the rectangle of the grid it covers.  MJy/sr is a
+  surface brightness, so interpolation preserves it and the total flux of
+  the grid (sum times the output pixel area) is that of the sky.  The
+  variance carried is ``sum w_k^2 sigma_k^2`` of the interpolation, the true
+  per-pixel variance of a resampled pixel (interpolating ``sigma^2`` instead
+  would overstate it up to 4x between input pixel centres).
+* :mod:`.background`: one additive offset per BCD from the medians of the
+  pairwise overlap differences, weighted by the overlap's independent pixels
+  over its noise, with pair outliers rejected, solved as one sparse weighted
+  least-squares problem with the mean offset fixed to 0.
+* :mod:`.coadd`: an inverse-variance weighted mean in two streaming passes:
+  pass 1 a trimmed mean, pass 2 the mean of the inputs within ``reject_sigma``
+  sigmas of it (each input's own sigma, plus an interpolation tolerance that
+  grows with the mosaic's local slope so that sources are not clipped).
+
+Trade-offs against ``reproject.mosaicking.reproject_and_coadd(...,
+match_background=True)`` (0.21): reproject's matcher loops over all N^2
+pairs in Python, takes unweighted pair medians and solves them by stochastic
+gradient descent on numpy's global random generator (not reproducible,
+several times the noise-limited error at ~1600 BCDs), keeps every reprojected
+cutout in memory, and has no outlier rejection, uncertainty or coverage
+mosaic.  Here pairs come from a k-d tree of footprints, the solve is one
+sparse LSQR (deterministic), cutouts are spilled to a temporary folder (disk,
+not memory, grows with N: about 3 float32 planes per BCD) and read back for
+each pass, and the coadd's memory is a fixed number of output-sized arrays.
+Costs: the cutouts are read three times from disk; the resampling is
+bilinear only (reproject's ``exact`` and ``adaptive`` are not offered), which
+smooths the noise and slightly lowers sharp peaks; offsets are constants (no
+planes); low-coverage (< 3) pixels are never outlier-rejected, and rejected
+pixels are counted per BCD but not yet mapped back into the BCD masks.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs.utils import proj_plane_pixel_area
+
+from ..bcd import load_bcd
+from ..io import InputError
+from .background import error_floor, measure_pairs, solve_offsets
+from .coadd import CoaddResult, coadd
+from .cutout import CutoutStore, resample_bcd
+from .grid import (DEFAULT_PIXEL_ARCSEC, BcdInfo, choose_band, footprint_box, grid_for,
+                   inspect_bcd, mosaic_grid)
+
+__all__ = ["make_mosaic", "mosaic_grid", "solve_offsets", "coadd", "CoaddResult"]
+
+log = logging.getLogger(__name__)
+
+
+def _inspect_all(paths, band, keep_going: bool):
+    """BcdInfo of each usable BCD of the band, and (path, problem) of those left out."""
+    infos, skipped = [], []
+    for path in paths:
+        try:
+            infos.append(inspect_bcd(path))
+        except InputError as exc:
+            _skip(exc, skipped, keep_going)
+    band = choose_band(infos, band) if infos else band
+    for info in [i for i in infos if i.band != band]:
+        _skip(InputError(info.path, f"{info.band} um BCD in a {band} um mosaic"), skipped,
+              keep_going)
+    return [i for i in infos if i.band == band], band, skipped
+
+
+def _skip(exc: InputError, skipped: list, keep_going: bool) -> None:
+    if not keep_going:
+        raise exc
+    log.warning("left out of the mosaic: %s", exc)
+    skipped.append((exc.path, exc.problem))
+
+
+def _load_checked(info: BcdInfo):
+    """``load_bcd`` with the data, uncertainty and mask shapes checked against the header."""
+    ccd = load_bcd(info.path)
+    shapes = {ccd.data.shape, ccd.uncertainty.array.shape, np.shape(ccd.mask)}
+    if shapes != {info.shape}:
+        raise InputError(info.path, f"data/uncertainty/mask shapes {sorted(shapes)} disagree "
+                                    f"with the {info.band} um array {info.shape}")
+    return ccd
+
+
+def _resample_all(infos, out_wcs, out_shape, store, skipped, keep_going):
+    """Resample each BCD into ``store``; return the infos kept (in store order)."""
+    kept = []
+    for info in infos:
+        box = footprint_box(info, out_wcs, out_shape)
+        try:
+            ccd = _load_checked(info)
+        except InputError as exc:
+            _skip(exc, skipped, keep_going)
+            continue
+        store.add(None if box is None else resample_bcd(ccd, out_wcs, box))
+        kept.append(info)
+    return kept
+
+
+def _area_ratio(infos, out_wcs) -> float:
+    """Median input pixel area over the output pixel area."""
+    in_area = float(np.median([proj_plane_pixel_area(i.wcs.celestial) for i in infos]))
+    return in_area / proj_plane_pixel_area(out_wcs)
+
+
+def _offsets(store, ratio: float, match_background: bool):
+    n = len(store)
+    if not match_background or n < 2:
+        return np.zeros(n), np.full(n, np.nan)
+    i, j, off, w, _ = measure_pairs(store, in_over_out=ratio)
+    return solve_offsets(i, j, off, w, n, floor=error_floor(store, in_over_out=ratio))
+
+
+def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
+                pixel_arcsec: float | None = None, match_background: bool = True,
+                reject_sigma: float | None = 5.0, keep_going: bool = False) -> fits.HDUList:
+    """Mosaic the BCDs at ``bcd_paths`` onto one TAN grid.
+
+    Parameters
+    ----------
+    bcd_paths : list of path-like
+        ``*_bcd.fits`` files, each with its ``_bunc`` and bit mask beside it.
+    band : int, optional
+        24, 70 or 160; default: the band of most BCDs.
+    pixel_arcsec : float, optional
+        Output pixel size; default 2.45", 4", 8" at 24, 70, 160 um.
+    match_background : bool
+        Subtract a per-BCD additive offset from overlap matching.
+    reject_sigma : float or None
+        Outlier rejection threshold (sigmas); None: no rejection.
+    keep_going : bool
+        Leave out (and list in the header) BCDs that cannot be used instead of raising.
+
+    Returns
+    -------
+    astropy.io.fits.HDUList
+        Primary (MJy/sr, WCS, provenance), ``UNC``, ``COV`` and ``INPUTS``.
+
+    Raises
+    ------
+    reprocess.io.InputError
+        Naming a BCD without a usable celestial WCS, with a shape that is not
+        its array's, of another band or missing its products (unless ``keep_going``).
+    """
+    infos, band, skipped = _inspect_all([Path(p) for p in bcd_paths], band, keep_going)
+    if not infos:
+        raise ValueError("no usable BCDs to mosaic")
+    pix = DEFAULT_PIXEL_ARCSEC[band] if pixel_arcsec is None else float(pixel_arcsec)
+    out_wcs, out_shape = grid_for(infos, pixel_arcsec=pix)
+    with CutoutStore() as store:
+        infos = _resample_all(infos, out_wcs, out_shape, store, skipped, keep_going)
+        ratio = _area_ratio(infos, out_wcs) if infos else 1.0
+        offsets, errors = _offsets(store, ratio, match_background)
+        result = coadd(store, out_shape, offsets=offsets, reject_sigma=reject_sigma,
+                       pixel_ratio=float(np.sqrt(ratio)))
+    return _hdulist(result, out_wcs, band, pix, infos, offsets, errors, skipped,
+                    match_background=match_background, reject_sigma=reject_sigma)
+
+
+def _hdulist(result: CoaddResult, out_wcs, band, pix, infos, offsets, errors, skipped, *,
+             match_background: bool, reject_sigma: float | None) -> fits.HDUList:
+    header = out_wcs.to_header()
+    names = [i.path.name for i in infos]
+    cards = [("BUNIT", "MJy/sr", "surface brightness"),
+             ("BAND", int(band), "MIPS band, um"),
+             ("PIXSCAL", pix, "output pixel, arcsec"),
+             ("NINPUT", len(infos), "BCDs mosaicked"),
+             ("NSKIPPED", len(skipped), "BCDs left out (see HISTORY)"),
+             ("BKGMATCH", bool(match_background), "per-BCD overlap offsets subtracted"),
+             ("REJSIG", -1.0 if reject_sigma is None else float(reject_sigma),
+              "outlier threshold, sigma (-1: none)"),
+             ("INPHASH", hashlib.sha1("\n".join(names).encode()).hexdigest(),
+              "SHA-1 of input names")]
+    for card in cards:
+        header[card[0]] = card[1:]
+    for name in names:
+        header.add_history(f"input {name}")
+    for path, problem in skipped:
+        header.add_history(f"left out {Path(path).name}: {problem}")
+    primary = fits.PrimaryHDU(result.mosaic.astype(np.float32), header=header)
+    unc = fits.ImageHDU(result.uncertainty.astype(np.float32), header=out_wcs.to_header(), name="UNC")
+    cov = fits.ImageHDU(result.coverage.astype(np.int16 if result.coverage.max(initial=0) < 32767
+                                                else np.int32), header=out_wcs.to_header(), name="COV")
+    unc.header["BUNIT"] = "MJy/sr"
+    table = fits.BinTableHDU.from_columns([
+        fits.Column("BCD", "A80", array=np.array(names or [""])[:len(names)]),
+        fits.Column("OFFSET", "E", unit="MJy/sr", array=offsets),
+        fits.Column("OFFSET_ERR", "E", unit="MJy/sr", array=errors),
+        fits.Column("REJECTED", "J", array=result.rejected)], name="INPUTS")
+    return fits.HDUList([primary, unc, cov, table])
