@@ -122,6 +122,44 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
+def _cmd_mosaic(args) -> int:
+    import io
+
+    from calibration.folders import write_atomic
+    from reprocess.mosaic import make_mosaic
+    out = Path(args.out)
+    _refuse_to_overwrite(args.overwrite, out)
+    paths = _bcd_paths(args.inputs)
+    hdul = make_mosaic(paths, band=args.band, pixel_arcsec=args.pixel,
+                       match_background=not args.no_match_background,
+                       reject_sigma=None if args.no_reject else args.reject_sigma,
+                       keep_going=args.keep_going)
+    buffer = io.BytesIO()
+    hdul.writeto(buffer)
+    write_atomic(out, buffer.getvalue())
+    print(f"mosaic of {hdul[0].header.get('NINPUT', len(paths))} BCDs -> {out}"
+          + (f" ({hdul[0].header['NSKIPPED']} left out, listed in its header)"
+             if hdul[0].header.get("NSKIPPED") else ""))
+    return 0
+
+
+def _bcd_paths(inputs) -> list[Path]:
+    """``*_bcd.fits`` files given directly or found in observation folders (``DIR/bcd``) or folders."""
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            folder = item / "bcd" if (item / "bcd").is_dir() else item
+            found = sorted(folder.glob("*_bcd.fits"))
+            if not found:
+                raise FileNotFoundError(f"{item}: no *_bcd.fits in it (reprocess it first)")
+            paths.extend(found)
+        elif item.exists():
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    return paths
+
+
 def _refuse_to_overwrite(overwrite: bool, *paths) -> None:
     """FileExistsError naming the first of ``paths`` that exists, unless ``overwrite``."""
     for path in map(Path, paths):
@@ -211,6 +249,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, help="output folder (products, chains, campaign data)")
     c.add_argument("--overwrite", action="store_true", help="replace an earlier campaign in --out")
     c.set_defaults(func=_cmd_calibrate)
+
+    m = sub.add_parser("mosaic", help="mosaic BCDs onto one TAN grid (MJy/sr, with UNC and COV)")
+    m.add_argument("inputs", nargs="+", metavar="DIR|BCD",
+                   help="observation folders (their bcd/), folders of BCDs or *_bcd.fits files")
+    m.add_argument("--band", type=int, choices=(24, 70, 160), default=None,
+                   help="band to mosaic (default: that of most BCDs)")
+    m.add_argument("--out", required=True, help="output FITS file")
+    m.add_argument("--pixel", type=float, default=None,
+                   help='output pixel, arcsec (default 2.45", 4", 8" at 24, 70, 160 um)')
+    m.add_argument("--no-match-background", action="store_true",
+                   help="do not fit one additive offset per BCD from the overlaps")
+    m.add_argument("--reject-sigma", type=float, default=5.0, help="outlier threshold (default 5)")
+    m.add_argument("--no-reject", action="store_true", help="no outlier rejection")
+    m.add_argument("--keep-going", action="store_true",
+                   help="leave out (and list) BCDs that cannot be used instead of stopping")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    m.set_defaults(func=_cmd_mosaic)
 
     d = sub.add_parser("demo", help="simulate, reprocess and validate a default observation "
                                     "(70 um unless --band)")

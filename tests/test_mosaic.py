@@ -266,3 +266,23 @@ def test_bad_bcd_named_and_left_out(data, problem):
     assert hdul[0].header["NSKIPPED"] == 1
     assert f"left out {bad.name}" in history
     assert bad.name not in list(hdul["INPUTS"].data["BCD"])
+
+
+def test_mips_mosaic_command_writes_once_and_refuses_to_overwrite(tmp_path, capsys):
+    from mips.cli import main
+    from mipssim.config import load_config
+    from mipssim.observe import simulate
+    from reprocess.pipeline import reprocess
+    obs = tmp_path / "obs"
+    simulate(load_config(band=70, seed=3, n_dce=12), obs)
+    reprocess(obs)
+    out = tmp_path / "m.fits"
+    assert main(["mosaic", str(obs), "--out", str(out)]) == 0
+    with fits.open(out) as hdul:
+        assert hdul[0].header["BUNIT"] == "MJy/sr" and hdul[0].header["NINPUT"] == 10
+        assert {"UNC", "COV"} <= {h.name for h in hdul}
+        assert hdul["COV"].data.max() >= 2
+    before = out.read_bytes()
+    assert main(["mosaic", str(obs), "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["mosaic", str(tmp_path / "none"), "--out", str(tmp_path / "n.fits")]) == 2
