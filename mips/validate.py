@@ -80,7 +80,7 @@ import numpy as np
 from astropy.io import fits
 
 from calibration.bitmask import PMASK_FATAL
-from calibration.products import load_products
+from calibration.products import load_products, load_si_products
 from reprocess.bcd import GE_FATAL
 from reprocess.io import product_name
 
@@ -326,21 +326,23 @@ def _bad_bits(band: int) -> int:
 
 
 def score_bcds(obs: Path, truth: h5py.File, names: list[str], *, band: int,
-               expected: int, map_errors: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+               expected: int, map_errors: Callable | None = None) -> dict:
     """BCD-level figures of the DCEs ``names`` (those with a BCD on disk), see the module notes.
 
     ``expected`` is the number of BCDs the observation should have (the good
     fraction's denominator, with the pixels truth's pmask calls usable).
-    ``map_errors`` = ``(illum_rel_err, dark_term)``: the per-pixel errors of the
-    product maps, which ``_bunc`` carries but which are the same in every DCE
-    (relative ILLUM error; the dark's error in MJy/sr), from :func:`map_errors`.
+    ``map_errors(header)`` gives, for a BCD, ``(relative error, error in MJy/sr,
+    group)``: the per-pixel errors of the product maps, which ``_bunc`` carries
+    but which BCDs of one group share (Ge: ILLUM and dark, every BCD; 24 um: the
+    flat of its scan-mirror position and the dark of its DCENUM), from
+    :func:`map_errors`.
     """
     usable = (truth["detector/pmask"][()] & PMASK_FATAL) == 0
     bad_bits = _bad_bits(band)
     pull_sum = np.zeros(usable.shape)
     pull_n = np.zeros(usable.shape, dtype=np.int64)
     indep_var = np.zeros(usable.shape)       # sum over DCEs of (1 - r^2), r = shared part / bunc
-    shared = np.zeros(usable.shape)          # sum over DCEs of r
+    shared: dict = {}                        # per group of BCDs sharing map errors: sum of r
     pulls, t_s, cal, dce, rel_unc, cal_noise = [], [], [], [], [], []
     for name in names:
         bcd, unc, mask = _read_set(obs, name, _MASK_KIND[band])
@@ -352,13 +354,14 @@ def score_bcds(obs: Path, truth: h5py.File, names: list[str], *, band: int,
         rel_unc.append(_median((unc / np.abs(bcd))[good]))
         pull_sum += np.clip(pull, -PULL_CLIP, PULL_CLIP)
         pull_n += good
-        r = np.zeros(bcd.shape)
+        r, group = np.zeros(bcd.shape), None
         if map_errors is not None:
+            rel, absolute, group = map_errors(fits.getheader(obs / "bcd" / product_name(name, "bcd")))
             with np.errstate(invalid="ignore", divide="ignore"):
-                r = np.where(good, np.hypot(bcd * map_errors[0], map_errors[1]) / unc, 0.0)
+                r = np.where(good, np.hypot(bcd * rel, absolute) / unc, 0.0)
             r = np.clip(np.nan_to_num(r), 0.0, 1.0)
         indep_var += np.where(good, 1.0 - r ** 2, 0.0)
-        shared += r
+        shared[group] = shared.get(group, 0.0) + r
         cal.append(_median((bcd / sky - 1)[good]))
         with np.errstate(invalid="ignore", divide="ignore"):     # that median's own noise
             cal_noise.append(1.2533 * _median((unc / np.abs(sky))[good]) / np.sqrt(max(good.sum(), 1)))
@@ -367,7 +370,8 @@ def score_bcds(obs: Path, truth: h5py.File, names: list[str], *, band: int,
     pull = np.concatenate(pulls) if pulls else np.zeros(0)
     seen = pull_n > 0
     bias = np.full(usable.shape, np.nan)
-    bias[seen] = pull_sum[seen] / np.sqrt(indep_var[seen] + shared[seen] ** 2)
+    shared_var = sum(np.square(r) for r in shared.values()) if shared else np.zeros(usable.shape)
+    bias[seen] = pull_sum[seen] / np.sqrt(indep_var[seen] + shared_var[seen])
     worst = np.unravel_index(np.nanargmax(np.abs(bias)), bias.shape) if seen.any() else None
     cal_a = np.array([c for c in cal if np.isfinite(c)])
     return {
@@ -428,22 +432,46 @@ def validate(obs_dir: str | Path) -> dict:
     return rejudge(res)
 
 
-def map_errors(header: fits.Header, band: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-pixel product errors that every BCD of an observation shares (Ge), from the BCD
-    header's ``CALFILE``: ``(ILLUM_ERR / ILLUM, FLUXCONV / ILLUM * DARK_ERR)``, or None when the
-    product set states no map errors (or the BCDs were made from products given in memory).
+def map_errors(header: fits.Header, band: int) -> Callable | None:
+    """Per-pixel product errors that BCDs share, from the products the BCD header's ``CALFILE``
+    names: a function of a BCD's header giving ``(relative error, error in MJy/sr, group)``
+    (:func:`score_bcds`), or None when the product set states no map errors (or the BCDs were
+    made from products given in memory).
+
+    Ge: ``(ILLUM_ERR / ILLUM, FLUXCONV / ILLUM * DARK_ERR)``, one group.  24 um: the flat's
+    relative error at the BCD's scan-mirror position (``CSM_PRED``) and the dark's error for
+    its DCENUM times FLUXCONV / flat, grouped by (flat plane, dark plane).
     """
     path = str(header.get("CALFILE", "")).strip()
-    if band == 24 or not path:
+    if not path:
         return None
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: calibration products named by the BCDs' CALFILE are missing")
+    if band == 24:
+        return _si_map_errors(load_si_products(path))
     prod = load_products(band, path)
     if not {"illum", "dark"} & set(prod.errors):
         return None
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (np.asarray(prod.error("illum")) / prod.illum,
-                prod.fluxconv / prod.illum * np.asarray(prod.error("dark")))
+        shared = (np.asarray(prod.error("illum")) / prod.illum,
+                  prod.fluxconv / prod.illum * np.asarray(prod.error("dark")), 0)
+    return lambda _header: shared
+
+
+def _si_map_errors(prod) -> Callable | None:
+    """24 um :func:`map_errors`: flat and dark errors by scan-mirror position and DCENUM."""
+    if not {"flats", "dark"} & set(prod.errors):
+        return None
+    flats_err = np.broadcast_to(np.asarray(prod.error("flats"), dtype=float), prod.flats.shape)
+    dark_err = np.broadcast_to(np.asarray(prod.error("dark"), dtype=float), prod.dark.shape)
+
+    def for_bcd(header):
+        plane = int(np.argmin(np.abs(prod.csm_arcsec - float(header.get("CSM_PRED", 0.0)))))
+        dplane = min(int(header.get("DCENUM", 0)), len(prod.dark) - 1)
+        flat = prod.flats[plane]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return flats_err[plane] / flat, prod.fluxconv / flat * dark_err[dplane], (plane, dplane)
+    return for_bcd
 
 
 def _fluxconv_error(header: fits.Header) -> dict:

@@ -96,6 +96,7 @@ def reprocess_si(obs_dir: str | os.PathLike, *, config: SiConfig | None = None,
                 "FLUXCONV": (prod.fluxconv, "[MJy/sr per DN/s] flux conversion"),
                 "FLUXERR": (float(prod.error("fluxconv")), "[MJy/sr per DN/s] its 1 sigma (systematic)"),
                 "CALID": (prod.calid, "calibration product set"),
+                "CALFILE": (str(prod.meta.get("path", "")), "its file ('' if given in memory)"),
                 "CREATOR": (software(), "software that made this file"),
                 "CORROFF": (",".join(cfg.off) or "none", "corrections switched off")})
             cards += [("HISTORY", f"reprocess config {k} = {v!r}", "")
