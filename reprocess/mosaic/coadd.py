@@ -14,7 +14,9 @@ the threshold there is ``k sigma_i``, and grows on sources, so they are not
 clipped.  (A scatter-based scale, the trimmed chi^2 of the inputs, was tried
 first: two cosmic rays on one pixel inflate it enough to hide both.)
 Pass 2 streams the cutouts again and re-accumulates only inputs within
-``k sqrt(sigma_i^2 + s^2)`` of the pass-1 mean.  Memory is a fixed number of output-sized float64 arrays,
+``k sqrt(sigma_i^2 + s^2)`` of the pass-1 mean; a further pass does the same
+against pass 2's mean (``rejection_passes``): an outlier pass 1's trimmed mean
+kept raises that mean's local slope and so the tolerance around it.  Memory is a fixed number of output-sized float64 arrays,
 whatever the number of BCDs.  Where fewer than ``min_reject_coverage`` inputs
 cover a pixel nothing is rejected (a median of two cannot tell which is bad;
 MOPEX's dual/box outlier for low coverage is not implemented).
@@ -134,7 +136,7 @@ def _pass2(store: CutoutStore, shape, offsets, mean, excess, trim, k: float):
 
 def coadd(store: CutoutStore, shape: tuple[int, int], *, offsets: np.ndarray | None = None,
           reject_sigma: float | None = 5.0, min_reject_coverage: int = 3,
-          pixel_ratio: float = 1.0, slope: float = 0.5) -> CoaddResult:
+          pixel_ratio: float = 1.0, slope: float = 0.5, rejection_passes: int = 2) -> CoaddResult:
     """Inverse-variance weighted, outlier-rejecting coadd of the cutouts in ``store``.
 
     Parameters
@@ -155,6 +157,10 @@ def coadd(store: CutoutStore, shape: tuple[int, int], *, offsets: np.ndarray | N
     slope : float
         The excess scale is ``slope * pixel_ratio`` times the largest step of the
         pass-1 mean to a neighbouring output pixel (the interpolation tolerance).
+    rejection_passes : int
+        Rejecting passes; each after the first judges against the previous
+        pass's mean (cleaner than pass 1's trimmed mean where two outliers hit
+        one pixel, so its slope term no longer widens the tolerance there).
 
     Returns
     -------
@@ -167,7 +173,11 @@ def coadd(store: CutoutStore, shape: tuple[int, int], *, offsets: np.ndarray | N
     else:
         mean, excess, trim = _robust_centre(acc, min_reject_coverage, pixel_ratio, slope)
         del acc
-        sw, swx, cov, rejected = _pass2(store, shape, offsets, mean, excess, trim, reject_sigma)
+        for _ in range(rejection_passes):
+            sw, swx, cov, rejected = _pass2(store, shape, offsets, mean, excess, trim, reject_sigma)
+            with np.errstate(invalid="ignore", divide="ignore"):   # the cleaner mean sets the next pass
+                mean = np.where(sw > 0, swx / sw, np.nan)
+            excess = slope * pixel_ratio * _max_step(mean)
     with np.errstate(invalid="ignore", divide="ignore"):
         mosaic = np.where(sw > 0, swx / sw, np.nan)
         unc = np.where(sw > 0, 1.0 / np.sqrt(sw), np.nan)
