@@ -62,7 +62,7 @@ def card(keyword: str, value: str | bool | int | float, comment: str = "") -> st
     that would not fit in 80 characters, commentary keywords) is left to
     astropy, which also warns or continues the value as it always did.
     """
-    if type(value) is str:
+    if isinstance(value, str):
         if not value or not value.isascii() or not value.isprintable():
             return _astropy_card(keyword, value, comment)
         quoted = "'" + value.replace("'", "''").ljust(8) + "'"   # at least 8 characters inside
