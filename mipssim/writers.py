@@ -60,7 +60,8 @@ def card(keyword: str, value: str | bool | int | float, comment: str = "") -> st
     numbers right-aligned in 20 columns, floats as ``str`` with ``E`` and cut
     to 20 characters); anything else (other types, non-finite floats, a card
     that would not fit in 80 characters, commentary keywords) is left to
-    astropy, which also warns or continues the value as it always did.
+    astropy, which also warns or continues the value as it always did, and so
+    is a blank comment (astropy may drop it, as ``conf.strip_header_whitespace`` says).
     """
     if isinstance(value, str):
         if not value or not value.isascii() or not value.isprintable():
@@ -76,7 +77,7 @@ def card(keyword: str, value: str | bool | int | float, comment: str = "") -> st
     else:
         return _astropy_card(keyword, value, comment)
     image = f"{keyword:8}= {text} / {comment}" if comment else f"{keyword:8}= {text}"
-    if len(keyword) > 8 or keyword in _COMMENTARY or len(image) > 80:
+    if len(keyword) > 8 or keyword in _COMMENTARY or len(image) > 80 or (comment and comment.isspace()):
         return _astropy_card(keyword, value, comment)
     return f"{image:80}"
 
