@@ -30,7 +30,7 @@ from calibration.instrument import band_spec, ge_reads_per_dce, si_reads_per_dce
 
 from .streams import effect_rng
 
-__all__ = ["DCEPlan", "plan_photometry", "pointing_jitter"]
+__all__ = ["DCEPlan", "plan_photometry", "pointed_wcs", "pointing_jitter"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class DCEPlan:
     t_start_s: float    # since the AOR start
     stim: bool
     dither: tuple[float, float]   # (dx, dy) array pixels
-    wcs_header: fits.Header
+    wcs_template: fits.Header     # WCS cards shared by the AOR's DCEs (:func:`array_wcs`); its
+    crval: tuple[float, float]    # CRVAL is replaced by ``crval``, the DCE's true pointing (deg)
     nreads: int
     csm_arcsec: float = 0.0       # scan-mirror offset along the array's y axis (CSM_PRED)
     pointing_offset_arcsec: tuple[float, float] = (0.0, 0.0)   # true - planned (east, north)
@@ -54,9 +55,39 @@ class DCEPlan:
     csm_ramp_arcsec: float = 0.0  # scan-mirror sweep over the DCE along the array's y axis
 
     @property
+    def wcs_header(self) -> fits.Header:
+        """WCS cards of the DCE: the AOR's template pointed at ``crval``."""
+        hdr = self.wcs_template.copy()
+        hdr["CRVAL1"], hdr["CRVAL2"] = self.crval
+        return hdr
+
+    @property
     def wcs(self) -> WCS:
-        """Celestial WCS of the DCE."""
-        return WCS(self.wcs_header)
+        """Celestial WCS of the DCE (a fresh object the caller may change)."""
+        return pointed_wcs(self.wcs_template, self.crval)
+
+
+_PARSED: dict[int, tuple[fits.Header, WCS]] = {}
+
+
+def pointed_wcs(template: fits.Header, crval: tuple[float, float]) -> WCS:
+    """``WCS(template)`` re-pointed at ``crval`` (deg): a copy of one parse per template.
+
+    Why: parsing a SIP header costs astropy ~1.5 ms, a tenth of a scan-map DCE,
+    and the DCEs of an AOR share every WCS card but CRVAL (the same trick as
+    ``reprocess.ge_pipeline._WcsCache``).  The copy transforms exactly as a
+    parse of the re-pointed header does (wcslib reads CRVAL as the same double).
+    Templates are recognised by identity and kept alive by the cache, so an id
+    is never reused while cached; the cache holds the last few AORs' templates.
+    """
+    entry = _PARSED.get(id(template))
+    if entry is None or entry[0] is not template:
+        if len(_PARSED) >= 8:
+            _PARSED.clear()
+        entry = _PARSED[id(template)] = (template, WCS(template))
+    wcs = entry[1].deepcopy()
+    wcs.wcs.crval = [float(crval[0]), float(crval[1])]
+    return wcs
 
 
 def plan_photometry(cfg) -> list[DCEPlan]:
@@ -72,6 +103,7 @@ def plan_photometry(cfg) -> list[DCEPlan]:
     cadence = nreads * spec.read_time_s + cfg.overhead_s
     base = WCS(array_wcs(cfg.band, (cfg.ra_deg, cfg.dec_deg), cfg.pa_deg, distortion=False))
     crpix = REFERENCE_PIXEL[cfg.band]
+    template = array_wcs(cfg.band, (cfg.ra_deg, cfg.dec_deg), cfg.pa_deg)   # SIP terms: once
     plans: list[DCEPlan] = []
     n_sky = 0
     dither = tuple(cfg.dither_pix[0])
@@ -86,14 +118,14 @@ def plan_photometry(cfg) -> list[DCEPlan]:
         offset = pointing_jitter(cfg, i)
         if any(offset):
             sky = sky.spherical_offsets_by(offset[0] * u.arcsec, offset[1] * u.arcsec)
-        hdr = array_wcs(cfg.band, (sky.ra.deg, sky.dec.deg), cfg.pa_deg)
         if si:
             expid, dcenum = 0, i
             n = nreads - (cfg.first_dce_fewer_reads if i == 0 else 0)
         else:
             expid, dcenum, n = i // cfg.stim_cycle, i % cfg.stim_cycle, nreads
         plans.append(DCEPlan(index=i, expid=expid, dcenum=dcenum, t_start_s=i * cadence, stim=stim,
-                             dither=dither, wcs_header=hdr, nreads=n,
+                             dither=dither, wcs_template=template,
+                             crval=(float(sky.ra.deg), float(sky.dec.deg)), nreads=n,
                              csm_arcsec=dither[1] * spec.pixel_arcsec,
                              pointing_offset_arcsec=offset))
     return plans

@@ -191,14 +191,6 @@ def _scan_vector(pa_deg: float) -> tuple[float, float]:
     return math.sin(pa), math.cos(pa)
 
 
-def _pointed(template, sky: SkyCoord):
-    """A copy of the WCS header ``template`` (:func:`array_wcs`) with its reference pixel at ``sky``."""
-    hdr = template.copy()
-    hdr["CRVAL1"] = float(sky.ra.deg)
-    hdr["CRVAL2"] = float(sky.dec.deg)
-    return hdr
-
-
 def _numbering(cfg, index: int, nreads: int) -> tuple[bool, int, int, int]:
     """(stim, EXPID, DCENUM, reads) of DCE ``index`` (see "Numbering" in the module notes)."""
     if cfg.band == 24:
@@ -235,14 +227,16 @@ def plan_scan(cfg) -> list[DCEPlan]:
         east_north = np.array(offsets).T * u.arcsec
         centres = centres.spherical_offsets_by(east_north[0], east_north[1])
     template = array_wcs(cfg.band, (cfg.ra_deg, cfg.dec_deg), cfg.pa_deg)   # SIP terms: once
+    ra, dec = centres.ra.deg, centres.dec.deg
     plans = []
-    for step, sky, offset in zip(steps, centres, offsets):
+    for step, offset in zip(steps, offsets):
         rate = step.direction * cfg.scan_rate_arcsec_s        # along the array's +y
         stim, expid, dcenum, n = _numbering(cfg, step.index, nreads)
         trail = cfg.scan_smear_fraction * rate * t_exp
         plans.append(DCEPlan(
             index=step.index, expid=expid, dcenum=dcenum, t_start_s=step.t_start_s, stim=stim,
-            dither=(0.0, 0.0), wcs_header=_pointed(template, sky),
+            dither=(0.0, 0.0), wcs_template=template,
+            crval=(float(ra[step.index]), float(dec[step.index])),
             nreads=n, csm_arcsec=0.0, pointing_offset_arcsec=offset,
             smear_arcsec=(trail * east, trail * north), scan_leg=step.leg,
             scan_rate_arcsec_s=rate, csm_ramp_arcsec=-(1.0 - cfg.scan_smear_fraction) * rate * t_exp))

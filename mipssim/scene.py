@@ -17,6 +17,7 @@ catalogue records it (``leak_jy_160``); ``include_leak`` switches it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from astropy import units as u
@@ -61,8 +62,9 @@ class Scene:
 
     def diffuse(self, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
         """Diffuse surface brightness at (ra, dec), MJy/sr."""
-        dx = (ra_deg - self.center.ra.deg) * np.cos(self.center.dec.rad) * 3600.0
-        dy = (dec_deg - self.center.dec.deg) * 3600.0
+        ra0, dec0, cos_dec0 = self._prepared().center
+        dx = (ra_deg - ra0) * cos_dec0 * 3600.0
+        dy = (dec_deg - dec0) * 3600.0
         total = np.zeros(np.shape(ra_deg))
         if self.include_background:
             wave = sum(np.sin(kx * dx + ky * dy + ph) for kx, ky, ph in self.cirrus_phases)
@@ -77,17 +79,14 @@ class Scene:
     def render(self, wcs: WCS, shape: tuple[int, int]) -> np.ndarray:
         """Mean surface brightness seen by each pixel of a frame with ``wcs``, MJy/sr."""
         spec = BANDS[self.band]
-        yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+        prep = self._prepared()
+        yy, xx = _pixel_grid(tuple(shape))
         ra, dec = wcs.all_pix2world(xx, yy, 0)
         image = self.diffuse(ra, dec)
-        if self.include_sources and len(self.sources):
-            xs, ys = wcs.all_world2pix(self.sources["ra"].to_value(u.deg),
-                                       self.sources["dec"].to_value(u.deg), 0)
-            flux = self.sources[f"flux_jy_{self.band}"].to_value(u.Jy)
-            if self.band == 160 and self.include_leak:
-                flux = flux + self.sources["leak_jy_160"].to_value(u.Jy)
-            for k in range(len(self.sources)):
-                prf = load_prf(self.band, float(self.sources["temperature_k"][k]), spec.pixel_arcsec)
+        if self.include_sources and len(prep.flux):
+            xs, ys = wcs.all_world2pix(prep.ra, prep.dec, 0)
+            for k in range(len(prep.flux)):
+                prf = prep.prfs[k]
                 if not (-prf.radius_pix < xs[k] < shape[1] + prf.radius_pix
                         and -prf.radius_pix < ys[k] < shape[0] + prf.radius_pix):
                     continue
@@ -95,8 +94,54 @@ class Scene:
                 y0, y1 = max(int(ys[k]) - r, 0), min(int(ys[k]) + r + 1, shape[0])
                 x0, x1 = max(int(xs[k]) - r, 0), min(int(xs[k]) + r + 1, shape[1])
                 frac = prf(yy[y0:y1, x0:x1] - ys[k], xx[y0:y1, x0:x1] - xs[k])
-                image[y0:y1, x0:x1] += flux[k] * frac / spec.pixel_sr / 1e6   # Jy -> MJy/sr
+                image[y0:y1, x0:x1] += prep.flux[k] * frac / spec.pixel_sr / 1e6   # Jy -> MJy/sr
         return image
+
+    def _prepared(self) -> _Prepared:
+        """Plain arrays of the centre and the sources, worked out once per (centre, catalogue).
+
+        Why: a scan map renders ~1600 frames of one scene, and reading a SkyCoord's angles or a
+        QTable's columns costs more than the arithmetic on a 32x32 frame.  Keyed by the
+        identity of ``center`` and ``sources`` (replacing either recomputes it), holding them
+        so that an identity is not reused while cached.
+        """
+        key = (self.center, self.sources, self.band, self.include_leak)
+        cached = self.__dict__.get("_prep")
+        if cached is not None and all(a is b for a, b in zip(cached[0], key)):
+            return cached[1]
+        spec = BANDS[self.band]
+        src = self.sources
+        flux = src[f"flux_jy_{self.band}"].to_value(u.Jy) if len(src) else np.zeros(0)
+        if len(src) and self.band == 160 and self.include_leak:
+            flux = flux + src["leak_jy_160"].to_value(u.Jy)
+        prep = _Prepared(
+            center=(self.center.ra.deg, self.center.dec.deg, np.cos(self.center.dec.rad)),
+            ra=src["ra"].to_value(u.deg) if len(src) else np.zeros(0),
+            dec=src["dec"].to_value(u.deg) if len(src) else np.zeros(0),
+            flux=flux,
+            prfs=[load_prf(self.band, float(src["temperature_k"][k]), spec.pixel_arcsec)
+                  for k in range(len(src))])
+        self.__dict__["_prep"] = (key, prep)
+        return prep
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What :meth:`Scene.render` needs of a scene, as plain numbers (see ``Scene._prepared``)."""
+
+    center: tuple[float, float, float]   # ra, dec (deg) and cos(dec) of the scene's centre
+    ra: np.ndarray                       # sources, deg
+    dec: np.ndarray
+    flux: np.ndarray                     # Jy at the band (plus the 160 um leak when included)
+    prfs: list                           # each source's PRF (by its temperature)
+
+
+@lru_cache(maxsize=8)
+def _pixel_grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column index grids of a frame (read-only: shared by every render)."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    yy.flags.writeable = xx.flags.writeable = False
+    return yy, xx
 
 
 def _source_positions(cfg, center: SkyCoord, rng: np.random.Generator, n: int) -> SkyCoord:
