@@ -187,3 +187,15 @@ def test_fbcd_written_with_cards_and_refused_without_overwrite(tmp_path):
     filter_observation(obs, window_dces=7, overwrite=True)
     assert fits.getheader(first)["HPFWIN"] == 7
     assert not list((obs / "bcd").glob("*.tmp"))
+
+
+def test_column_filter_of_a_wholly_masked_dce_uses_its_own_values():
+    # a DCE left out of the time median (e.g. after a stim flash) still gets its column filter
+    stack = _background(7)
+    stack[5] += np.linspace(0.0, 9.0, NX)[None, :]       # column offsets in that DCE only
+    mask = np.zeros(stack.shape, bool)
+    mask[5] = True
+    out = highpass(stack, T, mask=mask, window_dces=7, n_sigma=None)
+    ref = highpass(stack, T, window_dces=7, n_sigma=None)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out, 0.0, atol=1e-12)

@@ -35,6 +35,7 @@ class FilterReport:
     written: list[Path] = field(default_factory=list)
     skipped_stim: list[Path] = field(default_factory=list)
     masked_fraction: float = 0.0      # of all values, in the last pass
+    mask: np.ndarray | None = None    # (NDCE, NY, NX): values the last pass left out, as ``written``
 
 
 def fbcd_path(bcd_path: Path) -> Path:
@@ -145,4 +146,4 @@ def filter_observation(obs_dir: str | os.PathLike, *, overwrite: bool = False,
                        n_masked_sources=n_src)
         write_image(target, image.astype(np.float32), cards, overwrite=overwrite)
     return FilterReport(written=targets, skipped_stim=stim,
-                        masked_fraction=float(used.mean()))
+                        masked_fraction=float(used.mean()), mask=used)

@@ -49,9 +49,15 @@ def column_medians(stack: np.ndarray, *, mask: np.ndarray | None = None) -> np.n
     Returns
     -------
     ndarray, shape (NDCE, NX)
-        The medians; 0 for a column without any usable value (left uncorrected).
+        The medians.  A column whose values are all masked in a DCE (e.g. a
+        whole DCE left out of the time median, as after a stim flash) takes
+        the median of its finite values regardless of the mask; one without
+        any finite value gets 0 (left uncorrected).
     """
     med = _nanmedian(_usable(stack, mask), axis=1)
+    hole = np.isnan(med)
+    if mask is not None and hole.any():
+        med[hole] = _nanmedian(_usable(stack, None), axis=1)[hole]
     return np.nan_to_num(med, nan=0.0)
 
 
