@@ -43,6 +43,7 @@ APERTURE_PIX = 1.5       # aperture radius, pixels (~15" at 70 um, about the FWH
 AWAY_MJYSR = 0.05        # "away from sources": true source signal below this
 CONFIGS = {              # label -> filter_observation options (sources filled in from truth)
     "no masking (1 pass)": dict(n_sigma=None),
+    "no masking, no column filter": dict(n_sigma=None, column=False),
     "self-masked (2 passes, 3 sigma)": dict(n_sigma=3.0),
     "catalogue-masked + 2nd pass": dict(n_sigma=3.0, sources="truth"),
     "self-masked, no column filter": dict(n_sigma=3.0, column=False),

@@ -199,3 +199,23 @@ def test_column_filter_of_a_wholly_masked_dce_uses_its_own_values():
     ref = highpass(stack, T, window_dces=7, n_sigma=None)
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-12)
     np.testing.assert_allclose(out, 0.0, atol=1e-12)
+
+
+def test_bad_bcds_refused_by_name(tmp_path):
+    obs = _write_obs(tmp_path, n=4)
+    odd = obs / "bcd" / "SPITZER_M2_1_0000_0002_0_bcd.fits"
+    hdr = fits.getheader(odd)
+    fits.PrimaryHDU(np.zeros((5, 4), np.float32), hdr).writeto(odd, overwrite=True)
+    with pytest.raises(ValueError, match="SPITZER_M2_1_0000_0002_0_bcd.fits: unreadable"):
+        filter_observation(obs)
+    for kind in ("bunc", "bmask"):                     # consistent products, another shape
+        stem = str(odd)[: -len("_bcd.fits")]
+        fits.PrimaryHDU(np.zeros((5, 4), np.int32 if kind == "bmask" else np.float32)
+                        ).writeto(f"{stem}_{kind}.fits", overwrite=True)
+    with pytest.raises(ValueError, match="SPITZER_M2_1_0000_0002_0_bcd.fits: band/shape"):
+        filter_observation(obs)
+    hdr["CHNLNUM"] = 1
+    fits.PrimaryHDU(np.zeros((5, 4), np.float32), hdr).writeto(odd, overwrite=True)
+    with pytest.raises(ValueError, match="SPITZER_M2_1_0000_0002_0_bcd.fits: not a Ge"):
+        filter_observation(obs)
+    assert not list((obs / "bcd").glob("*_fbcd.fits"))

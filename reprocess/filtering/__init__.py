@@ -56,8 +56,18 @@ from drift: extended emission (cirrus, galaxies larger than the window's
 scan length) is removed, and an unmasked point source lifts the medians of
 the pixels and columns it covers, which are then subtracted from it and
 around it (the negative side-lobes).  ``benchmarks/ge_filter_loss.py``
-measures the point-source and extended-emission losses against the
-simulator's truth, with and without source masking.
+measures both against the simulator's truth.  On a 2-leg 70 um medium-rate
+scan map with 20 sources (seed 7; 15-DCE window; aperture r = 1.5 px; median
+over sources of filtered / unfiltered-minus-true-background):
+
+* no masking, one pass: 0.934 (column filter on), 0.957 (off): 4-7 % lost;
+* self-masked second pass (3 sigma, grown by 20"): 0.989; with the true
+  source list masked too: 0.993 (about 1 %, within the scatter over sources);
+* extended emission: the mean level (15 MJy/sr of zodi and cirrus) is
+  removed entirely, plus -0.15 MJy/sr more away from sources without masking
+  (sources lift the medians) and -0.01 with it; structure shorter than the
+  window's scan length passes and longer structure is removed (7 DCEs:
+  about half the cirrus structure's amplitude kept).
 """
 from .fbcd import GROW_ARCSEC, FilterReport, fbcd_path, filter_observation
 from .kernel import column_medians, highpass, running_median, source_mask

@@ -43,16 +43,32 @@ def fbcd_path(bcd_path: Path) -> Path:
     return bcd_path.with_name(bcd_path.name[: -len("_bcd.fits")] + "_fbcd.fits")
 
 
+def _check(path: Path, ccd, first) -> None:
+    """A Ge BCD with a time, of the band and shape of the ``first`` one; else InputError."""
+    if int(ccd.meta.get("CHNLNUM", 0)) not in _CHNL_BAND:
+        raise InputError(path, "not a Ge (70 or 160 um) BCD")
+    if "MJD_OBS" not in ccd.meta:
+        raise InputError(path, "no MJD_OBS card: cannot put the BCD in time order")
+    if first is not None and (ccd.meta["CHNLNUM"] != first.meta["CHNLNUM"]
+                              or ccd.shape != first.shape):
+        raise InputError(path, f"band/shape {ccd.meta['CHNLNUM']}/{ccd.shape} differs from the "
+                               f"first BCD's {first.meta['CHNLNUM']}/{first.shape}")
+
+
 def _load_stack(paths: list[Path]):
     """BCDs (stim DCEs left out) in time order: CCDData list, times (s), skipped stim paths."""
     ccds, kept, stim = [], [], []
     for p in paths:
-        ccd = load_bcd(p)
+        try:
+            ccd = load_bcd(p)
+        except InputError:
+            raise
+        except (ValueError, OSError) as err:      # e.g. a BCD and its bunc/bmask of other shapes
+            raise InputError(p, f"unreadable BCD ({err})") from err
         if bool(ccd.meta.get("STIMFLSH", False)):
             stim.append(p)
             continue
-        if int(ccd.meta.get("CHNLNUM", 0)) not in _CHNL_BAND:
-            raise InputError(p, "not a Ge (70 or 160 um) BCD")
+        _check(p, ccd, ccds[0] if ccds else None)
         ccds.append(ccd)
         kept.append(p)
     mjd = np.array([float(c.meta["MJD_OBS"]) for c in ccds])
