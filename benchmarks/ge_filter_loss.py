@@ -19,7 +19,11 @@ observation with :func:`reprocess.filtering.filter_observation` in each configur
 * extended emission, pixels whose true source signal is < 0.05 MJy/sr: the mean true sky there,
   the mean of (filtered - true sky), and the fraction of the background's structure
   (true background minus its mean) that survives (least-squares slope of filtered on it; 1:
-  what varies faster than the window passes, what is slower, including the mean, is removed).
+  what varies faster than the window passes, what is slower, including the mean, is removed);
+* what the filter gains: away from sources, the RMS over pixels of each pixel's time-mean
+  error (drift and calibration residuals that persist in a pixel), unfiltered (BCD - true sky)
+  and filtered (fBCD - the same filter applied to the true sky), beside what noise alone
+  (the BCDs' ``_bunc``) would give.
 """
 from __future__ import annotations
 
@@ -92,6 +96,23 @@ def _extended(filtered: np.ndarray, sky: np.ndarray, background: np.ndarray,
     return float(t.mean()), float((f - t).mean()), float((f * db).sum() / (db * db).sum())
 
 
+def _pixel_offsets(err: np.ndarray, away: np.ndarray) -> tuple[float, float]:
+    """RMS over pixels of each pixel's time-mean error (map mean removed), and RMS per value."""
+    e = np.where(away, err, np.nan)
+    seen = away.any(axis=0)
+    per_pixel = np.nanmean(e[:, seen], axis=0)
+    vals = e[np.isfinite(e)]
+    return float(np.std(per_pixel)), float(np.std(vals))
+
+
+def _noise_floor(unc: np.ndarray, away: np.ndarray) -> float:
+    """The RMS over pixels of a time-mean that noise alone (``unc``) would give."""
+    n = away.sum(axis=0)
+    var = np.where(away, unc, 0.0) ** 2
+    ok = n > 0
+    return float(np.sqrt(np.mean(var.sum(axis=0)[ok] / n[ok] ** 2)))
+
+
 def _run(obs: Path, label: str, opts: dict, truth: dict, sources) -> tuple:
     """Filter ``obs`` with ``opts`` and measure against ``truth``."""
     opts = dict(opts)
@@ -112,7 +133,11 @@ def _run(obs: Path, label: str, opts: dict, truth: dict, sources) -> tuple:
               "source": sky - bg}
     noisy, clean = _point_source_ratios(images, wcss, sources, good)
     away = good & (sky - bg < AWAY_MJYSR)
-    ext = _extended(filt, sky, bg, away) + _extended(ftruth, sky, bg, away)[2:]
+    ext = (_extended(filt, sky, bg, away) + _extended(ftruth, sky, bg, away)[2:]
+           + _pixel_offsets(filt - ftruth, away) + _pixel_offsets(bcd - sky, away))
+    unc = np.stack([fits.getdata(p.with_name(n + "_bunc.fits")).astype(np.float64)
+                    for p, n in zip(rep.written, names)])
+    ext = ext + (_noise_floor(unc, away & np.isfinite(unc)),)
     return label, noisy, clean, ext, rep.masked_fraction
 
 
@@ -129,8 +154,14 @@ def _print(rows, n_sources: int) -> None:
     print(f"\nextended emission (true source signal < {AWAY_MJYSR} MJy/sr), MJy/sr")
     print(f"{'configuration':<33} {'mean true sky':>14} {'mean(filt - true)':>18} "
           f"{'structure kept':>15} {'(noise-free)':>13}")
-    for label, _, _, (t, d, kept, kept_clean), _ in rows:
+    for label, _, _, (t, d, kept, kept_clean, *_), _ in rows:
         print(f"{label:<33} {t:>14.3f} {d:>18.3f} {kept:>15.3f} {kept_clean:>13.3f}")
+    base = rows[0][3][6:9]
+    print(f"\nerror against truth away from sources, MJy/sr (noise alone: {base[2]:.3f} / -)")
+    print(f"{'':<33} {'pixel time-mean RMS':>20} {'RMS per value':>14}")
+    print(f"{'unfiltered: BCD - true sky':<33} {base[0]:>20.3f} {base[1]:>14.3f}")
+    for label, _, _, ext, _ in rows:
+        print(f"{label:<33} {ext[4]:>20.3f} {ext[5]:>14.3f}")
 
 
 def main() -> None:
