@@ -219,3 +219,13 @@ def test_bad_bcds_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="SPITZER_M2_1_0000_0002_0_bcd.fits: not a Ge"):
         filter_observation(obs)
     assert not list((obs / "bcd").glob("*_fbcd.fits"))
+
+
+def test_source_found_in_a_wholly_masked_dce():
+    rng = np.random.default_rng(8)
+    filt = rng.normal(0.0, 1.0, (4, 16, 16))
+    filt[2, 8, 8] = 50.0
+    mask = np.zeros(filt.shape, bool)
+    mask[2] = True                                     # e.g. the DCE after a stim flash
+    m = source_mask(filt, n_sigma=10.0, grow_pix=0.0, mask=mask)
+    assert m[2, 8, 8] and m.sum() == 1

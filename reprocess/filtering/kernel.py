@@ -147,6 +147,12 @@ def _disk(radius_pix: float) -> np.ndarray:
     return (x * x + y * y <= radius_pix * radius_pix)[None]
 
 
+def _robust_sigma(vals: np.ndarray) -> np.ndarray:
+    """1.4826 MAD of each DCE's non-NaN values (NaN for a DCE without any)."""
+    dev = np.abs(vals - _nanmedian(vals, axis=(1, 2))[:, None, None])
+    return 1.4826 * _nanmedian(dev, axis=(1, 2))
+
+
 def source_mask(filtered: np.ndarray, *, n_sigma: float = 3.0, grow_pix: float = 2.0,
                 sigma: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
     """Pixels above ``n_sigma`` in a filtered stack, grown by ``grow_pix`` in each DCE.
@@ -161,7 +167,8 @@ def source_mask(filtered: np.ndarray, *, n_sigma: float = 3.0, grow_pix: float =
         Radius (pixels) of the disk each detected pixel is grown by, within its DCE.
     sigma : ndarray, optional
         1-sigma of each value (broadcastable to ``filtered``); default the robust
-        scatter (1.4826 MAD) of each DCE's unmasked finite values.
+        scatter (1.4826 MAD) of each DCE's unmasked finite values (all its finite
+        values if ``mask`` covers the whole DCE).
     mask : ndarray of bool, optional
         Values left out of the robust scatter.
 
@@ -169,10 +176,11 @@ def source_mask(filtered: np.ndarray, *, n_sigma: float = 3.0, grow_pix: float =
     -------
     ndarray of bool, shape (NDCE, NY, NX)
     """
-    vals = _usable(filtered, mask)
     if sigma is None:
-        dev = np.abs(vals - _nanmedian(vals, axis=(1, 2))[:, None, None])
-        sigma = (1.4826 * _nanmedian(dev, axis=(1, 2)))[:, None, None]
+        sigma = _robust_sigma(_usable(filtered, mask))
+        hole = np.isnan(sigma)                         # a wholly masked DCE: all its values
+        sigma[hole] = _robust_sigma(_usable(filtered, None))[hole]
+        sigma = sigma[:, None, None]
     with np.errstate(invalid="ignore"):
         hits = np.nan_to_num(np.asarray(filtered, dtype=np.float64), nan=-np.inf) > n_sigma * sigma
     if grow_pix <= 0 or not hits.any():
