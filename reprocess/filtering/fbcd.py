@@ -143,6 +143,8 @@ def filter_observation(obs_dir: str | os.PathLike, *, overwrite: bool = False,
     if not paths:
         raise InputError(Path(obs_dir, "bcd"), "no *_bcd.fits to filter")
     ccds, kept, times, stim = _load_stack(paths)
+    if not ccds:
+        raise InputError(Path(obs_dir, "bcd"), "only stim-DCE BCDs: nothing to filter")
     targets = _targets(kept, overwrite)
     band = _CHNL_BAND[int(ccds[0].meta["CHNLNUM"])]
     grow = GROW_ARCSEC[band] if grow_arcsec is None else grow_arcsec
