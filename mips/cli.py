@@ -143,6 +143,15 @@ def _cmd_mosaic(args) -> int:
     return 0
 
 
+def _cmd_filter(args) -> int:
+    from reprocess.filtering import filter_observation
+    report = filter_observation(args.dir, overwrite=args.overwrite, window_dces=args.window,
+                                column=not args.no_column,
+                                n_sigma=None if args.single_pass else args.n_sigma)
+    print(f"{args.dir}: {len(report.written)} filtered BCDs (*_fbcd.fits) written")
+    return 0
+
+
 def _bcd_paths(inputs) -> list[Path]:
     """``*_bcd.fits`` files given directly or found in observation folders (``DIR/bcd``) or folders."""
     paths: list[Path] = []
@@ -266,6 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out (and list) BCDs that cannot be used instead of stopping")
     m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     m.set_defaults(func=_cmd_mosaic)
+
+    f = sub.add_parser("filter", help="70/160 um: high-pass filtered BCDs (*_fbcd.fits) beside DIR/bcd's")
+    f.add_argument("dir", metavar="DIR")
+    f.add_argument("--window", type=int, default=15, help="DCEs in the running time median (default 15)")
+    f.add_argument("--no-column", action="store_true", help="no column-median filter")
+    f.add_argument("--n-sigma", type=float, default=3.0,
+                   help="second pass: mask what the first found above this (default 3)")
+    f.add_argument("--single-pass", action="store_true", help="no second pass (no source masking)")
+    f.add_argument("--overwrite", action="store_true", help="replace existing *_fbcd.fits")
+    f.set_defaults(func=_cmd_filter)
 
     d = sub.add_parser("demo", help="simulate, reprocess and validate a default observation "
                                     "(70 um unless --band)")

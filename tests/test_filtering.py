@@ -229,3 +229,18 @@ def test_source_found_in_a_wholly_masked_dce():
     mask[2] = True                                     # e.g. the DCE after a stim flash
     m = source_mask(filt, n_sigma=10.0, grow_pix=0.0, mask=mask)
     assert m[2, 8, 8] and m.sum() == 1
+
+
+def test_mips_filter_command_writes_fbcds_once(tmp_path, capsys):
+    from mips.cli import main
+    from mipssim.config import load_config
+    from mipssim.observe import simulate
+    from reprocess.pipeline import reprocess
+    obs = tmp_path / "obs"
+    simulate(load_config(band=70, seed=3, n_dce=12), obs)
+    reprocess(obs)
+    assert main(["filter", str(obs), "--window", "5"]) == 0
+    written = sorted((obs / "bcd").glob("*_fbcd.fits"))
+    assert len(written) == len(list((obs / "bcd").glob("*_bcd.fits")))
+    assert fits.getval(written[0], "HPFWIN") == 5
+    assert main(["filter", str(obs)]) == 2 and "exist" in capsys.readouterr().err
