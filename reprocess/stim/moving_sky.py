@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from .response import StimResponse, interpolate_response
 from .sky_model import flash_from_background
 
