@@ -92,7 +92,7 @@ def _skip(exc: InputError, skipped: list, keep_going: bool) -> None:
 
 def _load_checked(info: BcdInfo):
     """``load_bcd`` with the data, uncertainty and mask shapes checked against the header."""
-    ccd = load_bcd(info.path)
+    ccd = load_bcd(info.path, wcs=info.wcs)
     shapes = {ccd.data.shape, ccd.uncertainty.array.shape, np.shape(ccd.mask)}
     if shapes != {info.shape}:
         raise InputError(info.path, f"data/uncertainty/mask shapes {sorted(shapes)} disagree "

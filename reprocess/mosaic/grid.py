@@ -101,8 +101,7 @@ def _celestial_wcs(path: Path, header: fits.Header, shape: tuple[int, int]) -> W
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             wcs = WCS(header)
-            raw = WCS(header, fix=False)   # astropy's 'cdfix' turns an all-zero CD into 1 deg pixels
-            ok = wcs.has_celestial and wcs.naxis == 2 and abs(np.linalg.det(raw.pixel_scale_matrix)) > 0
+            ok = wcs.has_celestial and wcs.naxis == 2 and abs(_header_cd_det(header)) > 0
             if ok:
                 world = np.array(wcs.all_pix2world(*_edge_pixels(shape), 0))
                 scales = proj_plane_pixel_scales(wcs)
@@ -116,6 +115,16 @@ def _celestial_wcs(path: Path, header: fits.Header, shape: tuple[int, int]) -> W
         raise InputError(path, "no usable celestial WCS (non-celestial axes, singular or "
                                "non-finite pixel scale, or edges off the sky)")
     return wcs
+
+
+def _header_cd_det(header: fits.Header) -> float:
+    """Determinant of the linear pixel-to-sky matrix as the header's cards give it (CD, else PC x
+    CDELT), read before astropy's 'cdfix', which turns an all-zero CD into 1 deg pixels."""
+    if any(k in header for k in ("CD1_1", "CD1_2", "CD2_1", "CD2_2")):
+        cd = [[float(header.get(f"CD{i}_{j}", 0.0)) for j in (1, 2)] for i in (1, 2)]
+        return float(np.linalg.det(cd))
+    pc = [[float(header.get(f"PC{i}_{j}", float(i == j))) for j in (1, 2)] for i in (1, 2)]
+    return float(np.linalg.det(pc)) * float(header.get("CDELT1", 1.0)) * float(header.get("CDELT2", 1.0))
 
 
 def _edge_pixels(shape: tuple[int, int], n: int = _EDGE_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
