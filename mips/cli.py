@@ -178,7 +178,7 @@ def _refuse_to_overwrite(overwrite: bool, *paths) -> None:
 
 def _cmd_demo(args) -> int:
     from mips.demo import run_demo
-    return run_demo(args.out, band=args.band, seed=args.seed, n_dce=args.n_dce,
+    return run_demo(args.out, band=args.band, seed=args.seed, n_dce=args.n_dce, mode=args.mode,
                     overwrite=args.overwrite)
 
 
@@ -292,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--band", type=int, choices=(24, 70, 160), default=70)
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--n-dce", type=int, default=None, help="DCEs to simulate (default 240)")
+    d.add_argument("--mode", choices=("photometry", "scan"), default="photometry",
+                   help="scan: the default scan map, ending with its mosaic (DIR/mosaic.fits)")
     d.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     d.set_defaults(func=_cmd_demo)
     return p

@@ -205,7 +205,7 @@ def _outlier_figures(mosaics):
     return removed
 
 
-@pytest.mark.xfail(strict=True, reason="measured 89.7 % (98.8 % off-source): on a source the tolerance "
+@pytest.mark.xfail(strict=True, reason="measured 89.5 % (98.5 % off-source): on a source the tolerance "
                    "grows with the local slope (resampling), and hits smaller than that stay; goal 99 %")
 def test_outliers_removed(mosaics):
     assert _outlier_figures(mosaics)["all"] >= 0.99
@@ -286,3 +286,18 @@ def test_mips_mosaic_command_writes_once_and_refuses_to_overwrite(tmp_path, caps
     assert main(["mosaic", str(obs), "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err and out.read_bytes() == before
     assert main(["mosaic", str(tmp_path / "none"), "--out", str(tmp_path / "n.fits")]) == 2
+
+
+def test_160um_bcds_either_side_of_the_blank_row_are_mosaicked(tmp_path):
+    """The 160 um array's two rows sit either side of a blank (masked) one: normalised interpolation
+    keeps what lies within half a pixel of each row (NaN propagation would lose everything)."""
+    from mipssim.config import load_config
+    from mipssim.observe import simulate
+    from reprocess.pipeline import reprocess
+    obs = tmp_path / "obs160"
+    simulate(load_config(band=160, seed=4, n_dce=12), obs)
+    reprocess(obs)
+    hdul = make_mosaic(sorted((obs / "bcd").glob("*_bcd.fits")))
+    covered = hdul["COV"].data > 0
+    assert covered.sum() > 100 and np.isfinite(hdul[0].data[covered]).all()
+    assert np.all(hdul["UNC"].data[covered] > 0)

@@ -10,8 +10,13 @@ with ``P_ab`` the indicator of input pixels of parity ``(a, b)``,
 ``sum_ab interp(P_ab sigma^2) * interp(P_ab)`` is exactly ``sum_k w_k^2
 sigma_k^2``.  All planes go through one call (reproject broadcasts a stack
 over one WCS, so the SIP coordinate transform is done once per BCD).
-Masked and NaN input pixels are NaN in every plane, so any output pixel that
-touches one is left out (bilinear NaN propagation).
+Masked and NaN input pixels are left out by normalised interpolation: every
+plane is multiplied by the valid-pixel indicator ``v`` and the result divided
+by ``W = interp(v)``, the interpolation weight the valid neighbours carry
+(the variance by ``W^2``); an output pixel is kept where ``W >= MIN_WEIGHT``,
+i.e. within half a pixel of valid data.  (Propagating NaN instead would lose
+every output pixel next to a bad one: the whole 160 um array, whose two rows
+sit either side of a blank one.)
 
 Cutouts are written once to a temporary folder (float32 ``.npy``) and read
 back by the background matcher and both coadd passes: memory holds only one
@@ -56,21 +61,26 @@ class Cutout:
     var_smooth: np.ndarray
 
 
+MIN_WEIGHT = 0.5   # interpolation weight of valid input pixels an output pixel needs
+
+
 def _planes(ccd: CCDData) -> np.ndarray:
-    """Stack: data, var, 4 parity-masked variances, 4 parity indicators (bad pixels NaN)."""
+    """Stack, each plane times the valid-pixel indicator v: data, var, 4 parity-masked variances,
+    4 parity indicators, and v itself."""
     data = np.asarray(ccd.data, dtype=np.float64)
     var = np.asarray(ccd.uncertainty.array, dtype=np.float64) ** 2
     bad = ~np.isfinite(data) | ~np.isfinite(var) | (var <= 0)
     if ccd.mask is not None:
         bad |= np.asarray(ccd.mask, dtype=bool)
+    valid = ~bad
     yy, xx = np.indices(data.shape)
     parity = [((yy % 2) == a) & ((xx % 2) == b) for a in (0, 1) for b in (0, 1)]
-    stack = np.empty((10,) + data.shape)
-    stack[0], stack[1] = data, var
+    stack = np.empty((11,) + data.shape)
+    stack[0], stack[1] = np.where(valid, data, 0.0), np.where(valid, var, 0.0)
     for k, p in enumerate(parity):
-        stack[2 + k] = np.where(p, var, 0.0)
-        stack[6 + k] = p
-    stack[:6, bad] = np.nan
+        stack[2 + k] = np.where(p & valid, var, 0.0)
+        stack[6 + k] = p & valid
+    stack[10] = valid
     return stack
 
 
@@ -79,13 +89,18 @@ def resample_bcd(ccd: CCDData, out_wcs: WCS, box: Box) -> Cutout:
     cut_wcs = out_wcs[box.slices]
     planes, _ = reproject_interp((_planes(ccd), ccd.wcs), cut_wcs, shape_out=box.shape,
                                  order="bilinear", roundtrip_coords=False)
-    var = np.einsum("kyx,kyx->yx", planes[2:6], planes[6:10])
-    good = np.isfinite(planes[0]) & np.isfinite(var) & (var > 0)
+    weight = planes[10]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        good = np.isfinite(weight) & (weight >= MIN_WEIGHT)
+        data = planes[0] / weight
+        var = np.einsum("kyx,kyx->yx", planes[2:6], planes[6:10]) / weight ** 2
+        var_smooth = planes[1] / weight
+    good &= np.isfinite(data) & np.isfinite(var) & (var > 0)
     nan = np.float32(np.nan)
     return Cutout(box,
-                  np.where(good, planes[0], nan).astype(np.float32),
+                  np.where(good, data, nan).astype(np.float32),
                   np.where(good, var, nan).astype(np.float32),
-                  np.where(good, planes[1], nan).astype(np.float32))
+                  np.where(good, var_smooth, nan).astype(np.float32))
 
 
 class CutoutStore:
