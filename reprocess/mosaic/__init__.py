@@ -121,12 +121,26 @@ def _area_ratio(infos, out_wcs) -> float:
     return in_area / proj_plane_pixel_area(out_wcs)
 
 
+# Offsets are subtracted only when they are significant: their mean (off / err)^2 at least this.
+# Offsets at their noise (a 160 um BCD has 35 pixels) would add noise that is correlated along the
+# chain of overlapping BCDs, which the per-pixel uncertainty cannot describe.
+MIN_OFFSET_CHI2 = 4.0
+
+
 def _offsets(store, ratio: float, match_background: bool):
+    """Per-BCD offsets and errors (zeros when not matched or not significant) and whether applied."""
     n = len(store)
     if not match_background or n < 2:
-        return np.zeros(n), np.full(n, np.nan)
+        return np.zeros(n), np.full(n, np.nan), False
     i, j, off, w, _ = measure_pairs(store, in_over_out=ratio)
-    return solve_offsets(i, j, off, w, n, floor=error_floor(store, in_over_out=ratio))
+    offsets, errors = solve_offsets(i, j, off, w, n, floor=error_floor(store, in_over_out=ratio))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chi2 = np.nanmean((offsets / errors) ** 2)
+    if not chi2 >= MIN_OFFSET_CHI2:
+        log.info("background offsets at their noise (mean (offset / error)^2 = %.2f < %g): "
+                 "not subtracted", chi2, MIN_OFFSET_CHI2)
+        return np.zeros(n), errors, False
+    return offsets, errors, True
 
 
 def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
@@ -143,7 +157,9 @@ def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
     pixel_arcsec : float, optional
         Output pixel size; default 2.45", 4", 8" at 24, 70, 160 um.
     match_background : bool
-        Subtract a per-BCD additive offset from overlap matching.
+        Subtract a per-BCD additive offset from overlap matching, when the offsets
+        are significant (mean (offset / error)^2 >= ``MIN_OFFSET_CHI2``; header
+        ``BKGMATCH`` says whether they were).
     reject_sigma : float or None
         Outlier rejection threshold (sigmas); None: no rejection.
     keep_going : bool
@@ -168,11 +184,12 @@ def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
     with CutoutStore() as store:
         infos = _resample_all(infos, out_wcs, out_shape, store, skipped, keep_going)
         ratio = _area_ratio(infos, out_wcs) if infos else 1.0
-        offsets, errors = _offsets(store, ratio, match_background)
-        result = coadd(store, out_shape, offsets=offsets, reject_sigma=reject_sigma,
-                       pixel_ratio=float(np.sqrt(ratio)))
+        offsets, errors, matched = _offsets(store, ratio, match_background)
+        result = coadd(store, out_shape, offsets=offsets,
+                       offset_var=np.nan_to_num(errors) ** 2 if matched else None,
+                       reject_sigma=reject_sigma, pixel_ratio=float(np.sqrt(ratio)))
     return _hdulist(result, out_wcs, band, pix, infos, offsets, errors, skipped,
-                    match_background=match_background, reject_sigma=reject_sigma)
+                    match_background=matched, reject_sigma=reject_sigma)
 
 
 def _hdulist(result: CoaddResult, out_wcs, band, pix, infos, offsets, errors, skipped, *,

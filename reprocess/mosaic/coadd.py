@@ -58,24 +58,25 @@ class CoaddResult:
     rejected: np.ndarray
 
 
-def _inputs(store: CutoutStore, offsets: np.ndarray):
-    """(index, slices, background-corrected data, weight, valid) of each stored cutout."""
+def _inputs(store: CutoutStore, offsets: np.ndarray, offset_var: np.ndarray):
+    """(index, slices, background-corrected data, weight, valid) of each stored cutout; the
+    weight counts the offset's own error (a small array's offset is as noisy as its pixels)."""
     for k in range(len(store)):
         cut = store.get(k)
         if cut is None:
             continue
         valid = np.isfinite(cut.data) & np.isfinite(cut.var) & (cut.var > 0)
         x = np.where(valid, cut.data.astype(np.float64) - offsets[k], 0.0)
-        w = np.where(valid, 1.0 / np.where(valid, cut.var, 1.0), 0.0)
+        w = np.where(valid, 1.0 / np.where(valid, cut.var + offset_var[k], 1.0), 0.0)
         yield k, cut.box.slices, x, w, valid
 
 
-def _pass1(store: CutoutStore, shape: tuple[int, int], offsets: np.ndarray):
+def _pass1(store: CutoutStore, shape: tuple[int, int], offsets: np.ndarray, offset_var: np.ndarray):
     acc = {name: np.zeros(shape) for name in ("sw", "swx", "xmax_w", "xmin_w")}
     acc["n"] = np.zeros(shape, np.int32)
     acc["xmax"] = np.full(shape, -np.inf)
     acc["xmin"] = np.full(shape, np.inf)
-    for _, sl, x, w, valid in _inputs(store, offsets):
+    for _, sl, x, w, valid in _inputs(store, offsets, offset_var):
         acc["sw"][sl] += w
         acc["swx"][sl] += w * x
         acc["n"][sl] += valid
@@ -119,11 +120,11 @@ def _max_step(image: np.ndarray) -> np.ndarray:
     return steps
 
 
-def _pass2(store: CutoutStore, shape, offsets, mean, excess, trim, k: float):
+def _pass2(store: CutoutStore, shape, offsets, offset_var, mean, excess, trim, k: float):
     sw, swx = np.zeros(shape), np.zeros(shape)
     cov = np.zeros(shape, np.int32)
     rejected = np.zeros(len(store), np.int64)
-    for idx, sl, x, w, valid in _inputs(store, offsets):
+    for idx, sl, x, w, valid in _inputs(store, offsets, offset_var):
         var = np.where(valid, 1.0 / np.where(valid, w, 1.0), np.inf)
         bad = valid & trim[sl] & (np.abs(x - mean[sl]) > k * np.sqrt(var + excess[sl] ** 2))
         use = valid & ~bad
@@ -135,6 +136,7 @@ def _pass2(store: CutoutStore, shape, offsets, mean, excess, trim, k: float):
 
 
 def coadd(store: CutoutStore, shape: tuple[int, int], *, offsets: np.ndarray | None = None,
+          offset_var: np.ndarray | None = None,
           reject_sigma: float | None = 5.0, min_reject_coverage: int = 3,
           pixel_ratio: float = 1.0, slope: float = 0.5, rejection_passes: int = 2) -> CoaddResult:
     """Inverse-variance weighted, outlier-rejecting coadd of the cutouts in ``store``.
@@ -147,6 +149,8 @@ def coadd(store: CutoutStore, shape: tuple[int, int], *, offsets: np.ndarray | N
         (NY, NX) of the output grid.
     offsets : numpy.ndarray, optional
         Additive background offset of each BCD, subtracted before coadding.
+    offset_var : numpy.ndarray, optional
+        Variance of each offset, (MJy/sr)^2, added to every pixel's of that BCD.
     reject_sigma : float or None
         Inputs more than this many (scaled) sigmas from the pass-1 robust mean
         are rejected; None: no rejection (one pass).
@@ -167,14 +171,16 @@ def coadd(store: CutoutStore, shape: tuple[int, int], *, offsets: np.ndarray | N
     CoaddResult
     """
     offsets = np.zeros(len(store)) if offsets is None else np.asarray(offsets, float)
-    acc = _pass1(store, shape, offsets)
+    offset_var = np.zeros(len(store)) if offset_var is None else np.asarray(offset_var, float)
+    acc = _pass1(store, shape, offsets, offset_var)
     if reject_sigma is None:
         sw, swx, cov, rejected = acc["sw"], acc["swx"], acc["n"], np.zeros(len(store), np.int64)
     else:
         mean, excess, trim = _robust_centre(acc, min_reject_coverage, pixel_ratio, slope)
         del acc
         for _ in range(rejection_passes):
-            sw, swx, cov, rejected = _pass2(store, shape, offsets, mean, excess, trim, reject_sigma)
+            sw, swx, cov, rejected = _pass2(store, shape, offsets, offset_var, mean, excess, trim,
+                                            reject_sigma)
             with np.errstate(invalid="ignore", divide="ignore"):   # the cleaner mean sets the next pass
                 mean = np.where(sw > 0, swx / sw, np.nan)
             excess = slope * pixel_ratio * _max_step(mean)
