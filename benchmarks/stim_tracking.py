@@ -27,6 +27,7 @@ from astropy.io import fits
 from calibration.bitmask import BMASK, PMASK_FATAL
 from calibration.instrument import band_spec
 from calibration.products import load_products
+from mips.validate_flashes import kept_flashes
 from mipssim.config import load_config
 from mipssim.observe import simulate
 from reprocess.pipeline import reprocess
@@ -46,12 +47,6 @@ def _dce_time(g) -> float:
     return float(g.attrs["t_mid_s"]) if "t_mid_s" in g.attrs else float(g.attrs["t_start_s"])
 
 
-def _used_flashes(ramps: h5py.File, flashes: list[str]) -> np.ndarray:
-    """Indices into ``flashes`` of the flashes the pipeline kept (``ramps.h5`` ``/stim/t_mjd``)."""
-    t_slope = np.array([ramps["dce"][n].attrs["mjd_slope"] for n in flashes])
-    return np.unique([int(np.argmin(np.abs(t_slope - t))) for t in ramps["stim/t_mjd"][()]])
-
-
 def score(obs: Path) -> dict:
     """Calibration error of the BCDs on disk and the interpolation floor, per sky DCE."""
     with h5py.File(obs / "truth.h5", "r") as truth:
@@ -63,7 +58,7 @@ def score(obs: Path) -> dict:
         r_flash = np.array([dces[n]["responsivity"][()] for n in flashes])
         err, floor, floor_noisy, floor_used = [], [], [], []
         ramps = h5py.File(obs / "bcd" / "ramps.h5", "r")
-        used = _used_flashes(ramps, flashes)
+        used = np.unique(kept_flashes(ramps, flashes))
         t_used = t_flash[used]
         r_used = r_flash[used]
         band = int(fits.getval(next((obs / "raw").glob("*_raw.fits")), "CHNLNUM"))

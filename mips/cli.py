@@ -123,10 +123,7 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_mosaic(args) -> int:
-    import io
-
-    from calibration.folders import write_atomic
-    from reprocess.mosaic import make_mosaic
+    from reprocess.mosaic import make_mosaic, write_mosaic
     out = Path(args.out)
     _refuse_to_overwrite(args.overwrite, out)
     paths = _bcd_paths(args.inputs)
@@ -134,9 +131,7 @@ def _cmd_mosaic(args) -> int:
                        match_background=not args.no_match_background,
                        reject_sigma=None if args.no_reject else args.reject_sigma,
                        keep_going=args.keep_going)
-    buffer = io.BytesIO()
-    hdul.writeto(buffer)
-    write_atomic(out, buffer.getvalue())
+    write_mosaic(hdul, out, overwrite=args.overwrite)
     print(f"mosaic of {hdul[0].header.get('NINPUT', len(paths))} BCDs -> {out}"
           + (f" ({hdul[0].header['NSKIPPED']} left out, listed in its header)"
              if hdul[0].header.get("NSKIPPED") else ""))

@@ -48,18 +48,13 @@ def run_demo(out: str | Path = "demo_out", *, band: int = 70, seed: int = 1,
 
 def _mosaic(out: Path, overwrite: bool) -> Path:
     """The scan map's mosaic, ``out/mosaic.fits`` (written atomically)."""
-    import io
-
-    from calibration.folders import write_atomic
-    from reprocess.mosaic import make_mosaic
+    from reprocess.mosaic import make_mosaic, write_mosaic
     path = out / "mosaic.fits"
-    if path.exists() and not overwrite:
+    if path.exists() and not overwrite:      # refused before the work, not after
         raise FileExistsError(f"{path}: exists (use --overwrite to replace it)")
     t0 = time.monotonic()
     hdul = make_mosaic(sorted((out / "bcd").glob("*_bcd.fits")))
-    buffer = io.BytesIO()
-    hdul.writeto(buffer)
-    write_atomic(path, buffer.getvalue())
+    write_mosaic(hdul, path, overwrite=overwrite)
     ny, nx = hdul[0].data.shape
     print(f"\nmosaic of {hdul[0].header['NINPUT']} BCDs: {nx} x {ny} pixels, median coverage "
           f"{float(np.median(hdul['COV'].data[hdul['COV'].data > 0])):.0f}, made in "

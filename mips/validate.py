@@ -331,11 +331,11 @@ def score_bcds(obs: Path, truth: h5py.File, names: list[str], *, band: int,
 
     ``expected`` is the number of BCDs the observation should have (the good
     fraction's denominator, with the pixels truth's pmask calls usable).
-    ``map_errors(header)`` gives, for a BCD, ``(relative error, error in MJy/sr,
-    group)``: the per-pixel errors of the product maps, which ``_bunc`` carries
-    but which BCDs of one group share (Ge: ILLUM and dark, every BCD; 24 um: the
-    flat of its scan-mirror position and the dark of its DCENUM), from
-    :func:`map_errors`.
+    ``map_errors(read_header)`` gives, for a BCD (``read_header()`` returns its
+    header, read only if needed), ``(relative error, error in MJy/sr, group)``:
+    the per-pixel errors of the product maps, which ``_bunc`` carries but which
+    BCDs of one group share (Ge: ILLUM and dark, every BCD; 24 um: the flat of
+    its scan-mirror position and the dark of its DCENUM), from :func:`map_errors`.
     """
     usable = (truth["detector/pmask"][()] & PMASK_FATAL) == 0
     bad_bits = _bad_bits(band)
@@ -356,7 +356,8 @@ def score_bcds(obs: Path, truth: h5py.File, names: list[str], *, band: int,
         pull_n += good
         r, group = np.zeros(bcd.shape), None
         if map_errors is not None:
-            rel, absolute, group = map_errors(fits.getheader(obs / "bcd" / product_name(name, "bcd")))
+            bcd_path = obs / "bcd" / product_name(name, "bcd")
+            rel, absolute, group = map_errors(lambda: fits.getheader(bcd_path))
             with np.errstate(invalid="ignore", divide="ignore"):
                 r = np.where(good, np.hypot(bcd * rel, absolute) / unc, 0.0)
             r = np.clip(np.nan_to_num(r), 0.0, 1.0)
@@ -434,7 +435,7 @@ def validate(obs_dir: str | Path) -> dict:
 
 def map_errors(header: fits.Header, band: int) -> Callable | None:
     """Per-pixel product errors that BCDs share, from the products the BCD header's ``CALFILE``
-    names: a function of a BCD's header giving ``(relative error, error in MJy/sr, group)``
+    names: a function of a BCD's header reader giving ``(relative error, error in MJy/sr, group)``
     (:func:`score_bcds`), or None when the product set states no map errors (or the BCDs were
     made from products given in memory).
 
@@ -455,7 +456,7 @@ def map_errors(header: fits.Header, band: int) -> Callable | None:
     with np.errstate(invalid="ignore", divide="ignore"):
         shared = (np.asarray(prod.error("illum")) / prod.illum,
                   prod.fluxconv / prod.illum * np.asarray(prod.error("dark")), 0)
-    return lambda _header: shared
+    return lambda _read_header: shared       # the same for every BCD: no header needed
 
 
 def _si_map_errors(prod) -> Callable | None:
@@ -465,7 +466,8 @@ def _si_map_errors(prod) -> Callable | None:
     flats_err = np.broadcast_to(np.asarray(prod.error("flats"), dtype=float), prod.flats.shape)
     dark_err = np.broadcast_to(np.asarray(prod.error("dark"), dtype=float), prod.dark.shape)
 
-    def for_bcd(header):
+    def for_bcd(read_header):
+        header = read_header()
         plane = int(np.argmin(np.abs(prod.csm_arcsec - float(header.get("CSM_PRED", 0.0)))))
         dplane = min(int(header.get("DCENUM", 0)), len(prod.dark) - 1)
         flat = prod.flats[plane]

@@ -18,7 +18,14 @@ from calibration.instrument import band_spec
 
 from .validate import truth_band
 
-__all__ = ["flash_errors"]
+__all__ = ["flash_errors", "kept_flashes"]
+
+
+def kept_flashes(ramps: h5py.File, flashes: list[str]) -> np.ndarray:
+    """Indices into ``flashes`` (stim DCE names) of the flashes the reprocessor kept, in the order
+    of ``ramps.h5``'s ``/stim`` (matched by the time of the reads each slope used)."""
+    t_slope = np.array([ramps["dce"][n].attrs["mjd_slope"] for n in flashes])
+    return np.array([int(np.argmin(np.abs(t_slope - t))) for t in ramps["stim/t_mjd"][()]], dtype=int)
 
 
 def flash_errors(obs: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -27,11 +34,10 @@ def flash_errors(obs: Path) -> tuple[np.ndarray, np.ndarray]:
         pattern = truth["detector/stim_pattern"][()]
         good = (truth["detector/pmask"][()] & PMASK_FATAL) == 0
         stim_dn_s = band_spec(truth_band(obs)).stim_dn_s
-        flashes = {ramps["dce"][n].attrs["mjd_slope"]: n for n in ramps["dce"] if ramps["dce"][n].attrs["stim"]}
-        keys = np.array(sorted(flashes))
+        flashes = [n for n in ramps["dce"] if ramps["dce"][n].attrs["stim"]]
         med, rms = [], []
-        for t, value in zip(ramps["stim/t_mjd"][()], ramps["stim/response_dn_s"][()]):
-            name = flashes[keys[np.argmin(np.abs(keys - t))]]
+        for k, value in zip(kept_flashes(ramps, flashes), ramps["stim/response_dn_s"][()]):
+            name = flashes[k]
             true = truth["dce"][name]["responsivity"][()] * stim_dn_s * pattern
             err = (value / true - 1)[good & np.isfinite(value)]
             med.append(np.median(err))

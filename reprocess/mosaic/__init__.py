@@ -47,6 +47,7 @@ pixels are counted per BCD but not yet mapped back into the BCD masks.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 from pathlib import Path
@@ -54,6 +55,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.wcs.utils import proj_plane_pixel_area
+
+from calibration.folders import write_atomic
 
 from ..bcd import load_bcd
 from ..io import InputError
@@ -63,7 +66,7 @@ from .cutout import CutoutStore, resample_bcd
 from .grid import (DEFAULT_PIXEL_ARCSEC, BcdInfo, choose_band, footprint_box, grid_for,
                    inspect_bcd, mosaic_grid)
 
-__all__ = ["make_mosaic", "mosaic_grid", "solve_offsets", "coadd", "CoaddResult"]
+__all__ = ["make_mosaic", "write_mosaic", "mosaic_grid", "solve_offsets", "coadd", "CoaddResult"]
 
 log = logging.getLogger(__name__)
 
@@ -223,3 +226,15 @@ def _hdulist(result: CoaddResult, out_wcs, band, pix, infos, offsets, errors, sk
         fits.Column("OFFSET_ERR", "E", unit="MJy/sr", array=errors),
         fits.Column("REJECTED", "J", array=result.rejected)], name="INPUTS")
     return fits.HDUList([primary, unc, cov, table])
+
+
+def write_mosaic(hdul: fits.HDUList, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a mosaic from :func:`make_mosaic` to ``path`` atomically (serialised in memory,
+    then one write); an existing file is a ``FileExistsError`` unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: exists (use --overwrite to replace it)")
+    buffer = io.BytesIO()
+    hdul.writeto(buffer)
+    write_atomic(path, buffer.getvalue())
+    return path
