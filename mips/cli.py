@@ -147,6 +147,14 @@ def _cmd_filter(args) -> int:
     return 0
 
 
+def _cmd_flatfield(args) -> int:
+    from reprocess.selfcal import flatfield_observation
+    report = flatfield_observation(args.dir, args.out, grouping=args.group, overwrite=args.overwrite)
+    print(f"{args.out}/bcd: {len(report.written)} BCDs divided by {len(report.flats)} extra flat(s) "
+          f"(grouped by {args.group}; {100 * report.masked_fraction:.1f} % of values masked as sources)")
+    return 0
+
+
 def _bcd_paths(inputs) -> list[Path]:
     """``*_bcd.fits`` files given directly or found in observation folders (``DIR/bcd``) or folders."""
     paths: list[Path] = []
@@ -280,6 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--single-pass", action="store_true", help="no second pass (no source masking)")
     f.add_argument("--overwrite", action="store_true", help="replace existing *_fbcd.fits")
     f.set_defaults(func=_cmd_filter)
+
+    x = sub.add_parser("flatfield", help="extra flat field from the BCD stack (sources masked); "
+                                         "writes OUT/bcd")
+    x.add_argument("dir", metavar="DIR", help="observation folder (its bcd/ is read, never modified)")
+    x.add_argument("--out", required=True, help="output observation folder (OUT/bcd is written)")
+    x.add_argument("--group", choices=("none", "csm", "leg", "csm+leg"), default="csm",
+                   help="one flat per scan-mirror position (default), scan leg, both, or one in all")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing OUT/bcd")
+    x.set_defaults(func=_cmd_flatfield)
 
     d = sub.add_parser("demo", help="simulate, reprocess and validate a default observation "
                                     "(70 um unless --band)")
