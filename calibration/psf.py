@@ -21,7 +21,7 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
-__all__ = ["PRF", "PSF_TEMPERATURES_K", "CALIBRATOR_TEMPERATURE_K", "load_prf"]
+__all__ = ["CALIBRATOR_TEMPERATURE_K", "PRF", "PSF_TEMPERATURES_K", "load_prf", "load_psf"]
 
 PSF_TEMPERATURES_K = (10, 25, 50, 75, 100, 3000)
 # the flux calibrators' temperature per band: stars at 24 and 70 um; at 160 um the near-IR leak
@@ -94,3 +94,28 @@ def load_prf(band: int, temperature_k: float, pixel_arcsec: float) -> PRF:
         psf = np.array(hdul[0].data, dtype=float)
         scale = float(hdul[0].header["PIXSCALE"])
     return PRF(psf, psf_scale_arcsec=scale, pixel_arcsec=pixel_arcsec)
+
+
+@lru_cache(maxsize=16)
+def _load_psf_cached(band: int, temperature_k: float) -> tuple[np.ndarray, float]:
+    if band == 24:
+        path = resources.files("data") / "psf" / "mips_24_empirical_GOODS-S.fits"
+        with fits.open(str(path)) as hdul:
+            psf, scale = np.array(hdul[0].data, dtype=float), EMPIRICAL_24_SCALE
+    else:
+        t = min(PSF_TEMPERATURES_K, key=lambda tk: abs(np.log(tk) - np.log(max(temperature_k, 1.0))))
+        path = resources.files("data") / "psf" / f"mips_{band}_{t}K.fits"
+        with fits.open(str(path)) as hdul:
+            psf, scale = np.array(hdul[0].data, dtype=float), float(hdul[0].header["PIXSCALE"])
+    psf = psf / psf.sum()
+    psf.setflags(write=False)
+    return psf, scale
+
+
+def load_psf(band: int, temperature_k: float) -> tuple[np.ndarray, float]:
+    """The oversampled PSF image of ``band`` (sum 1, read-only) and its sample size in arcsec.
+
+    The same choice as :func:`load_prf`: the shipped STinyTim PSF nearest in log temperature at 70
+    and 160 um, the empirical GOODS-S PSF at 24 um.  Its centre is its brightest sample.
+    """
+    return _load_psf_cached(int(band), float(temperature_k))
