@@ -44,7 +44,7 @@ blackbody, to +-120", 0.8% of the light beyond) with its angular scale multiplie
 of the empirical GOODS-S PSF (best fit for that PSF's red sources: 0.89; stars: 0.860) and gives
 the Handbook's 10^4 K table 4.13 to 1% at r >= 7" (1.619 at r = 7" with a 20-32" annulus, HB
 1.61).  The empirical GOODS-S PSF itself is only 76" across and normalised within it, which misses
-the ~6% of the light beyond 38" (1.53 at r = 7").  ``psf="simulator"``: what :mod:`mipssim` renders
+the 5-6% of the light beyond 38" (1.53 at r = 7").  ``psf="simulator"``: what :mod:`mipssim` renders
 (the PRFs of :func:`calibration.psf.load_prf`: GOODS-S at 24 um), for photometry of simulated data.
 
 References
@@ -64,8 +64,8 @@ from scipy.integrate import trapezoid
 from .instrument import band_spec
 from .psf import CALIBRATOR_TEMPERATURE_K, load_psf, load_stinytim_24, pixel_integrated
 
-__all__ = ["BANDS", "REFERENCE_TEMPERATURE_K", "REFERENCE_WAVELENGTH_UM", "VEGA_ZERO_POINT_JY",
-           "aperture_correction", "bandpass", "colour_correction", "flux_from_vega_magnitude",
+__all__ = ["BANDS", "CALIBRATION_APERTURES", "REFERENCE_TEMPERATURE_K", "REFERENCE_WAVELENGTH_UM",
+           "VEGA_ZERO_POINT_JY", "aperture_correction", "bandpass", "colour_correction", "flux_from_vega_magnitude",
            "mean_photon_wavelength_um", "ujy_per_mjysr", "vega_magnitude"]
 
 BANDS = (24, 70, 160)
@@ -73,9 +73,14 @@ ARCSEC_PER_RADIAN = 648000.0 / np.pi
 REFERENCE_WAVELENGTH_UM = {24: 23.68, 70: 71.42, 160: 155.9}   # [HB 4.3.5 /51]
 REFERENCE_TEMPERATURE_K = 1.0e4                               # calibrators: a 10^4 K blackbody [HB 4.3.5]
 # zero-magnitude flux densities [HB, zero points as quoted in issue 15; shared/docs/mips-facts.md
-# marks them UNCONFIRMED; Vega's CALSPEC model through the bandpasses gives 7.1, 0.78, 0.159 Jy]
+# marks them UNCONFIRMED; the CALSPEC Vega model (Bohlin 2014) through the bandpasses, quoted in this
+# convention, gives 7.03, 0.765, 0.157 Jy: 2.0, 1.6, 1.2% lower]
 VEGA_ZERO_POINT_JY = {24: 7.17, 70: 0.778, 160: 0.159}
 PSF_KINDS = ("model", "simulator")
+# the flux calibrators' apertures, band: (radius, sky annulus) arcsec, and the published correction
+# [SSC http://ssc.spitzer.caltech.edu/mips/apercorr/; 160 um radius as printed there]
+CALIBRATION_APERTURES = {24: (35.0, (40.0, 50.0), 1.082), 70: (35.0, (39.0, 65.0), 1.22),
+                         160: (24.0, (64.0, 128.0), 2.603)}
 _HC_OVER_K_UM_K = 14387.7688                                  # h c / k_B, um K
 
 
