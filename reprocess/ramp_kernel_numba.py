@@ -3,21 +3,29 @@
 Same algorithm, other loop order
 --------------------------------
 :mod:`reprocess.ramps` runs the algorithm vectorised over pixels: every step is an array
-operation over a block of a few thousand ramps, which costs a pass over (NDIFF, P) temporaries
-per step and recomputes the GLS weights of every difference.  Here each ramp is handled from
-start to end in registers and a few 32-element scratch arrays (one pass over its reads), and
-the pixels are spread over threads with ``prange``.  The work per ramp also drops:
+operation over a block of a few thousand ramps, so each step is a pass over (NDIFF, P)
+temporaries in memory, and every difference's weight is recomputed from scratch.  Here each
+ramp is handled from start to end in registers and a few NDIFF-long scratch arrays (one pass
+over its reads), and blocks of 128 pixels are spread over threads with ``prange``.  The work
+per ramp also drops, without changing the arithmetic of what is computed:
 
-* the closed-form weights of a segment of ``m`` differences need ``expm1(k log r)`` only for
-  ``k = 1..m`` (both ``r^i - 1`` and ``r^(m+1-i) - 1`` are entries of that table), so one GLS
-  costs ``m`` calls of ``expm1`` instead of ``2 m``;
-* the median that starts each fit is a selection (quickselect), not a sort.
+* the closed-form weights of a run of ``m`` differences need ``expm1(k log r)`` only for
+  ``k = 1..m`` -- ``r^i - 1`` and ``r^(m+1-i) - 1`` are both entries of that table -- and the
+  weights are symmetric (``w_i = w_(m+1-i)`` to the last bit), so half are computed;
+* the table itself is exact ``expm1`` at ``k = 1..4`` and at the powers of two, the entries in
+  between from ``r^(q+j) - 1 = (r^q - 1) + (r^j - 1) + (r^q - 1)(r^j - 1)`` (no cancellation:
+  the three terms' sum is at least the largest of them), at most four steps from exact values:
+  6 calls of ``expm1`` per fit of 31 differences instead of 62, within 3 ulps;
+* the median that starts each fit comes from a sorting network (:mod:`._sort32_numba`),
+  branch-free, instead of a sort that mispredicts half its branches on noise;
+* the worst jump candidate is found on ``|d - rate dt|`` (its noise is the same for every
+  difference of the ramp): one division per round instead of one per difference.
 
-Every floating-point operation of :mod:`reprocess.ramps` is kept, in the same order (sums over
-reads run from the first difference to the last, skipping the zero-weight terms the numpy path
-adds as exact zeros), so the two agree to the last bits of ``expm1``/``log1p``: numpy may use
-vectorised versions of those functions that differ from the C library's by an ulp, which moves
-slopes by ~1e-16 relative.
+Otherwise every floating-point operation of :mod:`reprocess.ramps` is kept, in the same order
+(sums over reads run from the first difference to the last, skipping the zero-weight terms the
+numpy path adds as exact zeros).  The results differ by the table's few ulps and by numpy's
+vectorised ``expm1``/``log1p``, which may differ from the C library's by an ulp: ~1e-14 of a
+slope's error bar, while jump flags and segment counts are the same.
 
 Threads and determinism
 -----------------------
@@ -32,8 +40,10 @@ when installed, else numba's own workqueue).  The workqueue must not be entered 
 threads at once, so launches are serialised by a lock (each launch uses every thread anyway).
 
 The compiled code is cached on disk (``cache=True``, in ``__pycache__`` or
-``NUMBA_CACHE_DIR``): the first call of a new installation compiles for a few seconds,
-later processes load it.
+``NUMBA_CACHE_DIR``), one version per reads dtype (float32, float64; others are converted to
+float64 first): the first call of a new installation compiles for ~8 CPU-seconds, later
+processes load it (~1.5 s for numba's own start-up on the first call).  Divisions follow IEEE
+(``error_model="numpy"``), as numpy's do, instead of raising on a zero.
 """
 from __future__ import annotations
 
@@ -94,55 +104,63 @@ def fit_pixels(flat: np.ndarray, good: np.ndarray | None, *, read_time: float, g
     return slope, err, jumps, n_reads, n_seg
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _fit_all(flat, good, has_good, dt, gain, rn, excess, threshold, min_reads, max_jumps,
              slope, err, jumps, n_reads, n_seg):
-    nreads, npix = flat.shape
+    """Blocks of ``_BLOCK`` pixels spread over the threads (the parallel loop holds nothing else:
+    it is what takes numba long to compile)."""
+    npix = flat.shape[1]
+    for b in prange((npix + _BLOCK - 1) // _BLOCK):
+        _fit_block(b * _BLOCK, min(npix, (b + 1) * _BLOCK), flat, good, has_good, dt, gain, rn, excess,
+                   threshold, min_reads, max_jumps, slope, err, jumps, n_reads, n_seg)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fit_block(p0, p1, flat, good, has_good, dt, gain, rn, excess, threshold, min_reads, max_jumps,
+               slope, err, jumps, n_reads, n_seg):
+    """Fit pixels ``p0 .. p1 - 1``, one ramp at a time, into the output arrays."""
+    nreads = flat.shape[0]
     n = nreads - 1
-    nblocks = (npix + _BLOCK - 1) // _BLOCK
-    for b in prange(nblocks):
-        p0 = b * _BLOCK
-        p1 = min(npix, p0 + _BLOCK)
-        tile = np.empty((_BLOCK, nreads))              # the block's reads, ramp by ramp
-        ok = np.ones((_BLOCK, nreads), dtype=np.bool_)
-        for k in range(nreads):                        # read rows are contiguous: copy them across
-            for j in range(p1 - p0):
-                tile[j, k] = flat[k, p0 + j]
-            if has_good:
-                for j in range(p1 - p0):
-                    ok[j, k] = good[k, p0 + j]
-        d = np.empty(n)                                # differences, DN (0 where unusable)
-        usable = np.empty(n, dtype=np.bool_)
-        jump = np.empty(n, dtype=np.bool_)
-        use = np.empty(n, dtype=np.bool_)
-        nchunks = (n + _NET - 1) // _NET
-        work = np.empty(nchunks * _NET)                # median scratch
-        heads = np.empty(nchunks, dtype=np.int64)
-        table = np.empty((2, n + 1))                   # expm1(k log r); weights of a run
+    tile = np.empty((p1 - p0, nreads))                 # the block's reads, ramp by ramp
+    ok = np.ones((p1 - p0, nreads), dtype=np.bool_)
+    for k in range(nreads):                            # read rows are contiguous: copy them across
         for j in range(p1 - p0):
-            p = p0 + j
-            _differences(tile[j], ok[j], d, usable)
-            s2 = rn[p] * rn[p]
-            ex = max(excess[p], 0.0) * dt              # as np.maximum: NaN stays NaN
-            rate = _find_jumps(d, usable, jump, use, work, heads, table, dt, gain[p], s2, ex,
-                               threshold, max_jumps)
-            for k in range(n):
-                use[k] = usable[k] and not jump[k]
-                if jump[k]:
-                    jumps[k + 1, p] = True
-            nused, nsegs = _drop_short_segments(use, min_reads - 1)
-            num, den = _gls_sums(d, use, table, _independent_var(rate, dt, gain[p], ex), s2)
-            if den > 0.0:
-                slope[p] = num / (den * dt)
-                err[p] = 1.0 / math.sqrt(den) / dt
-            else:
-                slope[p] = np.nan
-                err[p] = np.nan
-            n_seg[p] = nsegs
-            n_reads[p] = nused + nsegs
+            tile[j, k] = flat[k, p0 + j]
+        if has_good:
+            for j in range(p1 - p0):
+                ok[j, k] = good[k, p0 + j]
+    d = np.empty(n)                                    # differences, DN (0 where unusable)
+    usable = np.empty(n, dtype=np.bool_)
+    jump = np.empty(n, dtype=np.bool_)
+    use = np.empty(n, dtype=np.bool_)
+    nchunks = (n + _NET - 1) // _NET
+    work = np.empty(nchunks * _NET)                    # median scratch
+    heads = np.empty(nchunks, dtype=np.int64)
+    table = np.empty((2, n + 1))                       # expm1(k log r); weights of a run
+    for j in range(p1 - p0):
+        p = p0 + j
+        _differences(tile[j], ok[j], d, usable)
+        s2 = rn[p] * rn[p]
+        ex = max(excess[p], 0.0) * dt                  # as np.maximum: NaN stays NaN
+        rate = _find_jumps(d, usable, jump, use, work, heads, table, dt, gain[p], s2, ex,
+                           threshold, max_jumps)
+        for k in range(n):
+            use[k] = usable[k] and not jump[k]
+            if jump[k]:
+                jumps[k + 1, p] = True
+        nused, nsegs = _drop_short_segments(use, min_reads - 1)
+        num, den = _gls_sums(d, use, table, _independent_var(rate, dt, gain[p], ex), s2)
+        if den > 0.0:
+            slope[p] = num / (den * dt)
+            err[p] = 1.0 / math.sqrt(den) / dt
+        else:
+            slope[p] = np.nan
+            err[p] = np.nan
+        n_seg[p] = nsegs
+        n_reads[p] = nused + nsegs
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _differences(reads, ok, d, usable):
     """Differences of one ramp's reads, and whether both reads of each are usable (finite, good)."""
     prev = reads[0]
@@ -157,13 +175,16 @@ def _differences(reads, ok, d, usable):
         prev_ok = cur_ok
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _find_jumps(d, usable, jump, use, work, heads, table, dt, gain, s2, ex, threshold, max_jumps):
     """Flag jumps (into ``jump``) like ``ramps._find_jumps``; returns the GLS rate without them.
 
     Each round compares every used difference with the rate in units of its noise, flags the
-    worst above ``threshold`` (the first of those within ``_TIE`` of it) and refits.  ``work``
-    holds the round's z-scores (the median is done with it by then).
+    worst above ``threshold`` (the first of those within ``_TIE`` of it) and refits.  The noise
+    is the same for all differences, so the candidates are ranked by ``|d - rate dt|`` (held in
+    ``work``, which the median is done with by then) and only the worst is divided by it;
+    numpy ranks the quotients, which can only differ for a value within rounding of the
+    ``_TIE`` boundary.
     """
     n = d.size
     for k in range(n):
@@ -172,19 +193,17 @@ def _find_jumps(d, usable, jump, use, work, heads, table, dt, gain, s2, ex, thre
     rate = _rate_gls(d, use, work, heads, table, dt, gain, s2, ex)
     for _ in range(max_jumps):
         sd = math.sqrt(max(2.0 * s2 + _independent_var(rate, dt, gain, ex), _P_FLOOR))
-        zmax = -np.inf
+        rate_dt = rate * dt
+        amax = -1.0
         for k in range(n):
-            z = -1.0
-            if use[k]:
-                z = abs(d[k] - rate * dt) / sd
-                if math.isnan(z):
-                    z = -1.0
-            work[k] = z
-            zmax = max(zmax, z)
+            a = abs(d[k] - rate_dt) if use[k] else -1.0
+            work[k] = a
+            amax = max(amax, a)                        # a NaN rate: no candidate
+        zmax = amax / sd if amax >= 0.0 else -1.0      # = the largest z, one division
         if not zmax > threshold:
             break
         worst = 0
-        tied = zmax * (1.0 - _TIE)
+        tied = amax * (1.0 - _TIE)
         for k in range(n):                             # the first of the worst (ramps._find_jumps)
             if work[k] >= tied:
                 worst = k
@@ -195,7 +214,7 @@ def _find_jumps(d, usable, jump, use, work, heads, table, dt, gain, s2, ex, thre
     return rate
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _independent_var(rate, dt, gain, ex):
     """Shot + excess variance of one difference at ``rate`` (``_Noise.independent_var``), DN^2."""
     if math.isnan(rate):                               # np.nan_to_num
@@ -203,7 +222,7 @@ def _independent_var(rate, dt, gain, ex):
     return max(min(rate, _DBL_MAX), 0.0) * dt / gain + ex
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rate_gls(d, use, work, heads, table, dt, gain, s2, ex):
     """GLS rate of the used differences with weights at their median rate (DN/s)."""
     start = _median(d, use, work, heads) / dt
@@ -213,7 +232,7 @@ def _rate_gls(d, use, work, heads, table, dt, gain, s2, ex):
     return np.nan
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _median(d, use, work, heads):
     """Median of ``d`` where ``use`` (NaN when none): the mean of the two middle values when even.
 
@@ -253,7 +272,7 @@ def _median(d, use, work, heads):
     return 0.5 * (low + best)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _weight_table(table, mmax, p, s2):
     """Fill ``table[k] = expm1(k log r)`` for k = 1..mmax; return the weights' scale (= p, floored).
 
@@ -268,16 +287,18 @@ def _weight_table(table, mmax, p, s2):
     else:
         scale = _P_FLOOR
     logr = -math.log1p(0.5 * eps + math.sqrt(eps * (1.0 + 0.25 * eps)))
-    for k in range(1, mmax + 1):
-        q = k & ~3
-        if k < 4 or q == k:
+    top = 4                                            # the largest power of two <= k
+    for k in range(1, mmax + 1):                      # see the module docstring
+        if k <= 4 or k == 2 * top:
             table[k] = math.expm1(k * logr)
+            top = max(top, k)
         else:                                          # r^(q+j) - 1 from r^q - 1 and r^j - 1
+            q = top if k & 3 == 0 else k & ~3
             table[k] = table[q] + table[k - q] + table[q] * table[k - q]
     return scale
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _gls_sums(d, use, table, p, s2):
     """GLS numerator and denominator over the runs of used differences, first to last.
 
@@ -306,26 +327,28 @@ def _gls_sums(d, use, table, p, s2):
         m = 1
         while k + m < n and use[k + m]:
             m += 1
-        for i in range(1, m + 1):                      # gls_weights' operations, in its order
-            if 2 * i <= m + 1:
-                em_i = expm1_k[i]
-                em_j = expm1_k[m + 1 - i]
-                wn = em_i * em_j
-                wd = em_i + em_j
-                wd += 2.0
-                wd += wn
-                wd *= scale
-                w = wn / wd
-                half[i] = w
-            else:                                      # symmetric, to the last bit
-                w = half[m + 1 - i]
+        mid = (m + 1) // 2
+        for i in range(1, mid + 1):                    # gls_weights' operations, in its order
+            em_i = expm1_k[i]
+            em_j = expm1_k[m + 1 - i]
+            wn = em_i * em_j
+            wd = em_i + em_j
+            wd += 2.0
+            wd += wn
+            wd *= scale
+            w = wn / wd
+            half[i] = w
+            num += w * d[k + i - 1]
+            den += w
+        for i in range(mid + 1, m + 1):                # symmetric, to the last bit
+            w = half[m + 1 - i]
             num += w * d[k + i - 1]
             den += w
         k += m
     return num, den
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _drop_short_segments(use, min_len):
     """Unset runs of ``use`` shorter than ``min_len``; return the differences and runs left."""
     n = use.size

@@ -97,7 +97,7 @@ _P_FLOOR = 1e-12          # DN^2: weights for zero rate and zero read noise (uni
 _EPS_FLOOR = 1e-200       # p / sigma_r^2 floor: zero rate gives the read-noise limit, not 0/0
 _TIE = 1e-9               # jump candidates this close (relative) to the worst are tied with it
 KERNELS = ("numba", "numpy")
-_NUMBA_DTYPES = "fdhHi"   # reads the numba kernel takes as they are: float32/64, int16, uint16, int32
+_NUMBA_DTYPES = "fd"      # reads the numba kernel takes as they are (one compiled version each)
 
 
 @dataclass
