@@ -12,10 +12,12 @@ per ramp also drops, without changing the arithmetic of what is computed:
 * the closed-form weights of a run of ``m`` differences need ``expm1(k log r)`` only for
   ``k = 1..m`` -- ``r^i - 1`` and ``r^(m+1-i) - 1`` are both entries of that table -- and the
   weights are symmetric (``w_i = w_(m+1-i)`` to the last bit), so half are computed;
-* the table itself is exact ``expm1`` at ``k = 1..4`` and at the powers of two, the entries in
-  between from ``r^(q+j) - 1 = (r^q - 1) + (r^j - 1) + (r^q - 1)(r^j - 1)`` (no cancellation:
-  the three terms' sum is at least the largest of them), at most four steps from exact values:
-  6 calls of ``expm1`` per fit of 31 differences instead of 62, within 3 ulps;
+* the table itself needs one call of ``expm1``: ``r - 1``; the others follow from
+  ``r^(a+b) - 1 = (r^a - 1) + (r^b - 1) + (r^a - 1)(r^b - 1)`` with ``a`` the largest power of
+  two below ``k``.  Nothing cancels (the first two terms have one sign, the product is smaller
+  than either), so the rounding errors add up slowly: within 4 ulps of ``expm1(k log r)`` for
+  ``k <= 79`` and any ``log r`` (checked over 1e-9..60); the ``2 m`` calls of ``expm1`` it
+  replaces were the largest single cost of a fit;
 * the median that starts each fit comes from a sorting network (:mod:`._sort32_numba`),
   branch-free, instead of a sort that mispredicts half its branches on noise;
 * the worst jump candidate is found on ``|d - rate dt|`` (its noise is the same for every
@@ -292,14 +294,13 @@ def _weight_table(table, mmax, p, s2):
     else:
         scale = _P_FLOOR
     logr = -math.log1p(0.5 * eps + math.sqrt(eps * (1.0 + 0.25 * eps)))
-    top = 4                                            # the largest power of two <= k
-    for k in range(1, mmax + 1):                      # see the module docstring
-        if k <= 4 or k == 2 * top:
-            table[k] = math.expm1(k * logr)
-            top = max(top, k)
-        else:                                          # r^(q+j) - 1 from r^q - 1 and r^j - 1
-            q = top if k & 3 == 0 else k & ~3
-            table[k] = table[q] + table[k - q] + table[q] * table[k - q]
+    table[1] = math.expm1(logr)
+    top = 1                                            # the largest power of two < k
+    for k in range(2, mmax + 1):                      # r^(a+b) - 1 from r^a - 1 and r^b - 1
+        a = top
+        if k == 2 * top:
+            top = k
+        table[k] = table[a] + table[k - a] + table[a] * table[k - a]
     return scale
 
 
