@@ -153,8 +153,9 @@ def main() -> None:
           f"rejecting mosaic in {t_hr:.1f} s")
     print(f"  mosaic pixels with coverage >= 3: {deep.sum()}; moved > 3 UNC by cosmic rays (hit), "
           f"left > 3 UNC after rejection (left)")
-    for name, sel in (("all", deep), ("off-source", deep & ~near), (f"on-source (<{radius:g}\")", deep & near),
-                      ("coverage 3-9", deep & (cov < 10)), ("coverage >= 10", cov >= 10)):
+    classes = (("all", deep), ("off-source", deep & ~near), (f"on-source (<{radius:g}\")", deep & near),
+               ("coverage 3-9", deep & (cov < 10)), ("coverage >= 10", cov >= 10))
+    for name, sel in classes:
         n_hit, n_left = int((hit & sel).sum()), int((left & sel).sum())
         print(f"    {name:22s} hit {n_hit:7d} left {n_left:6d} removed {1 - n_left / max(n_hit, 1):8.3%}")
     stats_hit.report("with cosmic rays")

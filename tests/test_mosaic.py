@@ -280,7 +280,8 @@ def test_resampling_matches_reproject(data):
     rng = np.random.default_rng(3)
     image = true_sky(*WCS(header).all_pix2world(*np.indices(info.shape)[::-1], 0)) \
         + rng.normal(0, SIGMA, info.shape)
-    ccd = CCDData(image, unit="MJy/sr", wcs=info.wcs, uncertainty=StdDevUncertainty(np.full(info.shape, SIGMA)))
+    ccd = CCDData(image, unit="MJy/sr", wcs=info.wcs,
+                  uncertainty=StdDevUncertainty(np.full(info.shape, SIGMA)))
     box = footprint_box(info, out_wcs, shape)
     ours = resample(ccd, pixel_map(info.wcs, out_wcs, box, info.shape)).data
     theirs, _ = reproject_interp((image, info.wcs), out_wcs[box.slices], shape_out=box.shape,

@@ -12,21 +12,33 @@ Steps, one module each:
   celestial WCS; anything else is an :class:`~reprocess.io.InputError` naming
   the file) and one north-up TAN grid covering all of them is chosen, with
   2.45", 4" or 8" pixels at 24, 70, 160 um.
-* :mod:`.cutout`: each BCD is read once and resampled (bilinear, through its
-  SIP distortion) onto the rectangle of the grid it covers.  MJy/sr is a
-  surface brightness, so interpolation preserves it and the total flux of
-  the grid (sum times the output pixel area) is that of the sky.  The
+* :mod:`.cutout`: each BCD is read and resampled (bilinear, through its SIP
+  distortion) onto the rectangle of the grid it covers; where each output pixel
+  falls on the BCD (the expensive inverse SIP) is computed once and stored.
+  MJy/sr is a surface brightness, so interpolation preserves it and the total
+  flux of the grid (sum times the output pixel area) is that of the sky.  The
   variance carried is ``sum w_k^2 sigma_k^2`` of the interpolation, the true
   per-pixel variance of a resampled pixel (interpolating ``sigma^2`` instead
-  would overstate it up to 4x between input pixel centres).
+  would overstate it up to 4x between input pixel centres).  A cubic-spline
+  resampling (the *detection image*) is stored beside it for the outlier
+  reference.
 * :mod:`.background`: one additive offset per BCD from the medians of the
   pairwise overlap differences, weighted by the overlap's independent pixels
   over its noise, with pair outliers rejected, solved as one sparse weighted
   least-squares problem with the mean offset fixed to 0.
-* :mod:`.coadd`: an inverse-variance weighted mean in two streaming passes:
-  pass 1 a trimmed mean, pass 2 the mean of the inputs within ``reject_sigma``
-  sigmas of it (each input's own sigma, plus an interpolation tolerance that
-  grows with the mosaic's local slope so that sources are not clipped).
+* :mod:`.outliers`: outliers are found in the BCD frame: the per-pixel median
+  of the detection images (computed in tiles, so memory has a fixed budget)
+  is blotted onto every BCD and each BCD pixel's pull against it, with its own
+  noise, the median's and the stack's scatter beyond the noise, is tested
+  (``reject_sigma``), with a tolerance of 10 % of a source's brightness for
+  what no interpolation of the samples reproduces; MOPEX's dual outlier where
+  2 BCDs cover the sky, optionally its single-frame radhit where 1 does.
+* :mod:`.coadd`: one streaming pass: each BCD is read again, its outliers
+  masked so that every output pixel a rejected pixel touched is left out of
+  that BCD's contribution, resampled through its stored map and accumulated
+  into an inverse-variance weighted mean.
+* :mod:`.rmask`: optionally each BCD's rejected pixels to ``<stem>_brmsk.fits``
+  beside it (MOPEX's RMask bits; the BCD itself is never changed).
 
 Trade-offs against ``reproject.mosaicking.reproject_and_coadd(...,
 match_background=True)`` (0.21): reproject's matcher loops over all N^2
@@ -36,13 +48,15 @@ several times the noise-limited error at ~1600 BCDs), keeps every reprojected
 cutout in memory, and has no outlier rejection, uncertainty or coverage
 mosaic.  Here pairs come from a k-d tree of footprints, the solve is one
 sparse LSQR (deterministic), cutouts are spilled to a temporary folder (disk,
-not memory, grows with N: about 3 float32 planes per BCD) and read back for
-each pass, and the coadd's memory is a fixed number of output-sized arrays.
-Costs: the cutouts are read three times from disk; the resampling is
-bilinear only (reproject's ``exact`` and ``adaptive`` are not offered), which
-smooths the noise and slightly lowers sharp peaks; offsets are constants (no
-planes); low-coverage (< 3) pixels are never outlier-rejected, and rejected
-pixels are counted per BCD but not yet mapped back into the BCD masks.
+not memory, grows with N: 5 float32 planes per BCD: data, its noise, detection
+image and the pixel map) and read back for each pass, and memory is a fixed
+number of output-sized arrays, one BCD and one tile of the reference's stack
+(within ``REFERENCE_MEMORY_BYTES``); what grows with N is only a few numbers
+and the parsed WCS per BCD.  Costs: every BCD is read from disk twice and the
+cutouts three times; the resampling is bilinear only (reproject's ``exact``
+and ``adaptive`` are not offered), which smooths the noise and slightly lowers
+sharp peaks; offsets are constants (no planes); on a source, a cosmic ray
+fainter than about 10 % of the source's brightness (plus 5 sigma) is kept.
 """
 from __future__ import annotations
 

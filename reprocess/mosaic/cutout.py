@@ -223,12 +223,14 @@ class CutoutStore:
         self._dir = Path(self._tmp.name)
         self.boxes: list[Box | None] = []
         self._get = lru_cache(maxsize=cache_size)(self._read)
+        self._map = lru_cache(maxsize=128)(self._memory_map)
 
     def __enter__(self) -> "CutoutStore":
         return self
 
     def __exit__(self, *exc) -> None:
         self._get.cache_clear()
+        self._map.cache_clear()
         self._tmp.cleanup()
 
     def __len__(self) -> int:
@@ -250,9 +252,13 @@ class CutoutStore:
         return self._get(index)
 
     def planes(self, index: int, names: tuple[str, ...], slices: tuple[slice, slice]) -> np.ndarray:
-        """Planes ``names`` of cutout ``index`` over ``slices`` of its box, read through a memory map."""
-        stored = np.load(self._dir / f"{index}.npy", mmap_mode="r")
+        """Planes ``names`` of cutout ``index`` over ``slices`` of its box, read through a memory map
+        (the last 128 maps are kept open: a tile's neighbour reads the same cutouts)."""
+        stored = self._map(index)
         return np.stack([stored[_PLANES.index(n)][slices] for n in names])
+
+    def _memory_map(self, index: int) -> np.ndarray:
+        return np.load(self._dir / f"{index}.npy", mmap_mode="r")
 
     def _read(self, index: int) -> Cutout | None:
         box = self.boxes[index]
