@@ -123,14 +123,21 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_mosaic(args) -> int:
-    from reprocess.mosaic import make_mosaic, write_mosaic
+    from reprocess.mosaic import check_rmask_targets, make_mosaic, rmask_writer, write_mosaic
     out = Path(args.out)
     _refuse_to_overwrite(args.overwrite, out)
     paths = _bcd_paths(args.inputs)
+    reject_sigma = None if args.no_reject else args.reject_sigma
+    if args.rmask and reject_sigma is None:
+        raise ValueError("--rmask writes the rejected pixels: it needs outlier rejection (no --no-reject)")
+    writer = None
+    if args.rmask:
+        check_rmask_targets(paths, overwrite=args.overwrite)
+        writer = rmask_writer(reject_sigma=reject_sigma, overwrite=args.overwrite)
     hdul = make_mosaic(paths, band=args.band, pixel_arcsec=args.pixel,
                        match_background=not args.no_match_background,
-                       reject_sigma=None if args.no_reject else args.reject_sigma,
-                       keep_going=args.keep_going)
+                       reject_sigma=reject_sigma, radhit=args.radhit,
+                       keep_going=args.keep_going, on_rmask=writer)
     write_mosaic(hdul, out, overwrite=args.overwrite)
     print(f"mosaic of {hdul[0].header.get('NINPUT', len(paths))} BCDs -> {out}"
           + (f" ({hdul[0].header['NSKIPPED']} left out, listed in its header)"
@@ -274,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not fit one additive offset per BCD from the overlaps")
     m.add_argument("--reject-sigma", type=float, default=5.0, help="outlier threshold (default 5)")
     m.add_argument("--no-reject", action="store_true", help="no outlier rejection")
+    m.add_argument("--radhit", action="store_true",
+                   help="also reject single-frame radiation hits where only one BCD covers the sky")
+    m.add_argument("--rmask", action="store_true",
+                   help="write each BCD's rejected pixels to <stem>_brmsk.fits beside it "
+                        "(RMask bits; the BCD itself is never changed)")
     m.add_argument("--keep-going", action="store_true",
                    help="leave out (and list) BCDs that cannot be used instead of stopping")
     m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
