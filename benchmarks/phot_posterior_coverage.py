@@ -8,13 +8,15 @@ Synthetic cases (``--cases``), each seed one image rendered from the same PRF th
 Gaussian noise of a 24 um BCD's level (0.2 MJy/sr per 2.55" pixel) on a flat background:
 
 - ``single``: a faint isolated source at S/N 3-10 (uniform);
-- ``pair``: two sources 1 FWHM apart in a random direction, S/N 5-15 each;
+- ``pair``: two sources 1 FWHM apart in a random direction, S/N 5-15 each, position box +-0.5 pixel;
 - ``zero``: a source of zero flux, fitted with the flat flux prior and with ``positive_flux=True``
   (shows what the positivity prior does to a faint source's intervals).
 
-Each start position is the truth plus a uniform offset within the +-1 pixel position box, i.e. the
-truth is drawn from the position prior about the start: the condition under which Bayesian credible
-intervals cover at their nominal rate.  For flux, x and y: the fraction of sources whose 68 % and 95 %
+The start positions are drawn first (random sub-pixel phase; the pair's 1 FWHM apart), then each
+truth uniformly within the position box about its start (+-1 pixel, the pair's +-0.5): the truths
+are drawn from the position prior given the starts, the condition under which Bayesian credible
+intervals cover at their nominal rate (fluxes and background, linear under flat priors, need no such
+condition).  For flux, x and y: the fraction of sources whose 68 % and 95 %
 intervals contain the truth, with the binomial standard error sqrt(p (1 - p) / n); the pulls
 (median - truth) / (half the 68 % interval); the coverage of the linear fit's flux +- error at the
 start positions (what a PRF fit that trusts those positions would quote); acceptance, n_tau (kept
@@ -45,6 +47,7 @@ from reprocess.photometry.posterior import flux_per_pixel_unit, posterior_photom
 BAND, PIX, SIGMA = 24, 2.55, 0.2
 SHAPE = (27, 27)
 QS = ("q2p5", "q16", "q84", "q97p5")
+PAIR_BOX_PIX = 0.5             # the pair's position box: their true separation stays 1 FWHM +- ~0.4 pix
 RADIUS = 5                    # cutout half-size, pixels: ~2 FWHM of the 24 um PRF at 2.55"
 
 
@@ -68,16 +71,22 @@ class Synthetic:
             img += f / self.c * self.prf(self.yy - y, self.xx - x)
         return img
 
-    def truths(self, case, rng):
+    def trial(self, case, rng):
+        """Start positions, the position box and the truths [(flux, x, y), ...] of one image.
+
+        The starts are drawn first (a random sub-pixel phase), then each truth uniformly in the
+        position box about its start: the truths are drawn from the prior given the starts.
+        """
         centre = 13.0 + rng.uniform(-0.5, 0.5, 2)
-        if case == "single":
-            return [(rng.uniform(3, 10) * self.sigma_f, *centre)]
-        if case == "zero":
-            return [(0.0, *centre)]
-        phi = rng.uniform(0, np.pi)
-        d = 0.5 * self.fwhm * np.array([np.cos(phi), np.sin(phi)])
-        return [(rng.uniform(5, 15) * self.sigma_f, *(centre - d)),
-                (rng.uniform(5, 15) * self.sigma_f, *(centre + d))]
+        if case == "pair":
+            phi = rng.uniform(0, np.pi)
+            d = 0.5 * self.fwhm * np.array([np.cos(phi), np.sin(phi)])
+            starts, box, snr = [centre - d, centre + d], PAIR_BOX_PIX, rng.uniform(5, 15, 2)
+        else:
+            starts, box = [centre], 1.0
+            snr = [0.0] if case == "zero" else [rng.uniform(3, 10)]
+        truths = [(f * self.sigma_f, *(s + rng.uniform(-box, box, 2))) for f, s in zip(snr, starts)]
+        return [tuple(s) for s in starts], box, truths
 
 
 def _records(tab, truths):
@@ -123,11 +132,10 @@ def run_synthetic(case: str, n_seeds: int, positive_flux: bool = False) -> None:
     t0 = time.perf_counter()
     for seed in range(n_seeds):
         rng = np.random.default_rng([seed, {"single": 0, "pair": 1, "zero": 2}[case]])
-        truths = syn.truths(case, rng)
+        starts, box, truths = syn.trial(case, rng)
         img = syn.image(truths, rng)
-        starts = [(x + rng.uniform(-1, 1), y + rng.uniform(-1, 1)) for _, x, y in truths]
         tab = posterior_photometry(img, np.full(SHAPE, SIGMA), band=BAND, positions=starts, pixel_arcsec=PIX,
-                                   seed=seed, positive_flux=positive_flux)
+                                   seed=seed, positive_flux=positive_flux, position_box_pix=box)
         records += _records(tab, truths)
         diag.append((tab["acceptance"][0], tab["n_tau"][0], bool(tab["short_chain"][0])))
     label = (f"{case}: 24 um, 2.55\" pixels, sigma_F {syn.sigma_f:.0f} uJy, FWHM {syn.fwhm:.2f} pix, "
@@ -175,8 +183,8 @@ def run_simulated(seed: int, n_sources: int, n_dce: int, workdir: str | None, ma
                 ids = on[groups == gid]
                 if ids.size > max_group or not inner[ids].all():
                     continue
-                starts = np.column_stack([x[ids] + rng.uniform(-1, 1, ids.size),
-                                          y[ids] + rng.uniform(-1, 1, ids.size)])
+                starts = np.column_stack([x[ids] - rng.uniform(-1, 1, ids.size),    # truth uniform in the
+                                          y[ids] - rng.uniform(-1, 1, ids.size)])   # box about the start
                 tab = posterior_photometry(np.asarray(bcd.data, float), np.asarray(bcd.uncertainty.array, float),
                                            band=24, positions=starts, pixel_arcsec=PIX, mask=bcd.mask,
                                            background="plane", cutout_radius_pix=RADIUS,

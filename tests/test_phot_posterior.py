@@ -142,21 +142,22 @@ def test_bad_error_at_masked_pixels_is_fine():
 def _coverage_trial(case: str, seed: int) -> list[tuple[str, float, np.ndarray]]:
     """One synthetic image; (parameter, truth, [q2.5, q16, q84, q97.5]) per source and parameter.
 
-    The truths are drawn from the priors' distribution about the start positions (each start is the
-    truth plus a uniform offset within the position box), which is what makes Bayesian intervals
-    cover at their nominal rate; fluxes at S/N 3-10 (single) or 5-15 each (a pair 1 FWHM apart).
+    The start positions are drawn first, then each truth uniformly in the position box about its
+    start (the truths are drawn from the prior given the starts, which is what makes Bayesian
+    intervals cover at their nominal rate); fluxes at S/N 3-10 (single) or 5-15 each (a pair 1 FWHM
+    apart, whose box is +-0.5 pixel so that their true separation stays ~1 FWHM).
     """
     rng = np.random.default_rng([seed, 0 if case == "single" else 1])
     centre = 13.0 + rng.uniform(-0.5, 0.5, 2)
     if case == "single":
-        truths = [(rng.uniform(3, 10) * SIGMA_F, *centre)]
+        starts, box, snr = [centre], 1.0, [rng.uniform(3, 10)]
     else:
         phi = rng.uniform(0, np.pi)
         d = 0.5 * FWHM_PIX * np.array([np.cos(phi), np.sin(phi)])
-        truths = [(rng.uniform(5, 15) * SIGMA_F, *(centre - d)), (rng.uniform(5, 15) * SIGMA_F, *(centre + d))]
+        starts, box, snr = [centre - d, centre + d], 0.5, rng.uniform(5, 15, 2)
+    truths = [(f * SIGMA_F, *(s + rng.uniform(-box, box, 2))) for f, s in zip(snr, starts)]
     img = render(truths) + rng.normal(0, SIGMA, SHAPE)
-    starts = [(x + rng.uniform(-1, 1), y + rng.uniform(-1, 1)) for _, x, y in truths]
-    tab = run(img, starts, seed=seed, **QUICK)
+    tab = run(img, [tuple(s) for s in starts], seed=seed, position_box_pix=box, **QUICK)
     out = []
     for row, truth in zip(tab, truths):
         for col, value in zip(("flux", "x", "y"), truth):

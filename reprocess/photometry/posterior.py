@@ -35,7 +35,7 @@ The priors, and why
   beyond the sources).
 
 Walkers start in a ball around the weighted linear least-squares fit at the start positions (its
-covariance for fluxes and background, the Fisher matrix for positions, clipped to a quarter of the
+covariance for fluxes and background, the Fisher matrix for positions, clipped to a fifth of the
 box), and emcee's ensemble sampler (:func:`reprocess.calib.posterior.sample_posterior`, shared with
 the FLUXCONV posterior; seeded, so the same seed gives identical numbers) runs a fixed number of
 steps; the first ``burn`` are discarded.  Its proposals are differential-evolution moves (ter Braak
@@ -220,7 +220,7 @@ class _GroupModel:
         scale = np.sqrt(np.abs(np.diag(cov)))
         scale[lin] = np.sqrt(np.diag(cov_lin))
         pos = np.r_[np.arange(1, 3 * n, 3), np.arange(2, 3 * n, 3)]
-        scale[pos] = np.clip(np.nan_to_num(scale[pos], nan=self.box), 1e-3, self.box / 4)
+        scale[pos] = np.clip(np.nan_to_num(scale[pos], nan=self.box), 1e-3, self.box / 5)
         return start, scale
 
 
@@ -233,8 +233,8 @@ def _names(ids: Sequence[int], background: str) -> list[str]:
     return [f"{q}_{i}" for i in ids for q in ("flux", "x", "y")] + list(_BACKGROUND_TERMS[background])
 
 
-def _check_inputs(image, error, mask, positions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Arrays of the right shapes, or a ValueError saying which is wrong."""
+def _check_inputs(image, error, mask, positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mask and the start positions' x and y, or a ValueError saying which input is wrong."""
     if image.ndim != 2:
         raise ValueError(f"image: expected a 2-D array, got shape {image.shape}")
     if error.shape != image.shape:
@@ -253,7 +253,7 @@ def _check_inputs(image, error, mask, positions) -> tuple[np.ndarray, np.ndarray
         k = int(np.flatnonzero(off)[0])
         raise ValueError(f"source {k} at (x, y) = ({pos[k, 0]:.2f}, {pos[k, 1]:.2f}) is off the image "
                          f"({nx} x {ny} pixels): its cutout would be empty")
-    return error, mask, pos[:, 0].copy(), pos[:, 1].copy()
+    return mask, pos[:, 0].copy(), pos[:, 1].copy()
 
 
 def posterior_photometry(image: np.ndarray | u.Quantity, error: np.ndarray | u.Quantity, *, band: int,
@@ -274,7 +274,7 @@ def posterior_photometry(image: np.ndarray | u.Quantity, error: np.ndarray | u.Q
     image : (NY, NX) array or Quantity
         Surface brightness; a plain array is taken to be MJy/sr.  NaN pixels are left out.
     error : (NY, NX) array or Quantity
-        1-sigma uncertainty of each pixel, the image's unit.  Zero, negative or NaN values at usable
+        1-sigma uncertainty of each pixel (a plain array: in the image's unit).  Zero, negative or NaN values at usable
         pixels of a cutout are refused (ValueError): mask such pixels.
     band : int
         24, 70 or 160: selects the PRF.
@@ -324,7 +324,7 @@ def posterior_photometry(image: np.ndarray | u.Quantity, error: np.ndarray | u.Q
     unit = image.unit if isinstance(image, u.Quantity) else u.MJy / u.sr
     image = np.asarray(image.value if isinstance(image, u.Quantity) else image, dtype=float)
     error = np.asarray(error.to_value(unit) if isinstance(error, u.Quantity) else error, dtype=float)
-    error, mask, xs, ys = _check_inputs(image, error, mask, positions)
+    mask, xs, ys = _check_inputs(image, error, mask, positions)
     if background not in _BACKGROUND_TERMS:
         raise ValueError(f"background: expected one of {sorted(_BACKGROUND_TERMS)}, got {background!r}")
     if position_box_pix <= 0:
