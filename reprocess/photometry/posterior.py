@@ -373,8 +373,9 @@ def _fit_group(image, error, usable, prf, xs, ys, ids, gid, *, radius, c_ujy, ba
     cut = _cutout(image, error, usable, xs, ys, radius, len(names))
     model = _GroupModel(prf, cut, xs, ys, c_ujy=c_ujy, background=background, box=box,
                         positive_flux=positive_flux)
-    start, scale = model.linear_start()
-    if positive_flux:
+    linear, scale = model.linear_start()
+    start = linear.copy()
+    if positive_flux:                     # the walkers' ball inside the prior
         start[0:3 * len(ids):3] = np.maximum(start[0:3 * len(ids):3], 4 * scale[0:3 * len(ids):3])
     ndim = len(names)
     nw = int(nwalkers or max(32, 4 * ndim))
@@ -394,7 +395,7 @@ def _fit_group(image, error, usable, prf, xs, ys, ids, gid, *, radius, c_ujy, ba
         common.update(_summary(post, term, term))
     rows = []
     for k, i in enumerate(ids):
-        row = {"id": int(i), "x_init": xs[k], "y_init": ys[k], "flux_init": start[3 * k],
+        row = {"id": int(i), "x_init": xs[k], "y_init": ys[k], "flux_init": linear[3 * k],
                "flux_init_err": scale[3 * k], **common}
         for q in ("flux", "x", "y"):
             row.update(_summary(post, f"{q}_{i}", q))
