@@ -120,6 +120,8 @@ _JACOBIAN_STEP_PIX = 0.5      # central differences: exact for quadratic SIP ter
 _GRADIENT_STEP_PIX = 0.02     # PRF gradient (position refinement), central differences
 _MAX_STEP_PIX = 0.3           # largest position change per Gauss-Newton step, pixels
 _CONVERGED_PIX = 1e-3         # a refinement step below this (pixels) has converged
+_CLIP_ROUNDS = 5              # outlier rejection rounds at most
+MODEL_TOLERANCE = 0.05        # fraction of the source model counted as noise when judging outliers
 _DEGENERATE = 1e-9            # relative eigenvalue below which a combination of fluxes is unconstrained
 
 
@@ -205,9 +207,12 @@ class LocalPRF:
         self.base_arcsec = float(base_arcsec)
 
     @property
-    def radius_arcsec(self) -> float:
-        """Half-size of the PSF image, arcsec."""
-        return self.prf.radius_pix * self.base_arcsec
+    def reach_arcsec(self) -> float:
+        """Largest distance along a detector axis from the PSF's centre to its image's edge, arcsec:
+        a pixel whose centre is further than this plus half a pixel along either axis gets nothing."""
+        ny, nx = (k - 1 for k in self.prf._integral.shape)
+        cy, cx = self.prf.center
+        return max(cy, ny - cy, cx, nx - cx) * self.base_arcsec / self.prf.ratio
 
     def __call__(self, dy, dx, sy_arcsec, sx_arcsec) -> np.ndarray:
         """Flux fraction in pixels of ``sy`` x ``sx`` arcsec centred (dy, dx) pixels from the source."""
@@ -317,10 +322,10 @@ class _Frame:
     geometry: PixelGeometry = field(repr=False)
 
 
-def _frame(name, ccd, wcs, ra, dec, *, fit_arcsec, model_arcsec, fwhm_arcsec, flags):
+def _frame(name, ccd, wcs, ra, dec, *, fit_arcsec, margin_arcsec, fwhm_arcsec, flags):
     """Used pixels of one BCD (None if no source's fit region touches it); sets PARTIAL/MASKED_CORE."""
     ny, nx = ccd.data.shape
-    near = _near_frame(wcs, (ny, nx), ra, dec, model_arcsec)
+    near = _near_frame(wcs, (ny, nx), ra, dec, margin_arcsec)
     if near.size == 0:
         return None
     geo = local_pixel_geometry(wcs, ra[near], dec[near])
@@ -402,7 +407,13 @@ class _System:
     background: np.ndarray    # background parameter of each pixel
     n_background: int
     pixel_group: np.ndarray   # group of each pixel's background
+    owner: np.ndarray         # the source nearest each pixel (whose fit region holds it)
     a: sparse.csr_matrix      # (pixels, columns): fluxes (uJy), then position offsets (arcsec)
+    rejected: np.ndarray = None   # outlying pixels, left out of the fit
+
+    def __post_init__(self):
+        if self.rejected is None:
+            self.rejected = np.zeros(self.data.size, bool)
 
 
 def _model_columns(frames, ra, dec, prfs, offsets, fluxes, refined, model_arcsec):
@@ -458,8 +469,9 @@ def _pairs(frames, ra, dec, offsets, model_arcsec):
             f.wcs, *_untangent(ra[src], dec[src], offsets[src, 0], offsets[src, 1]))
         dy = f.iy[None, :] - geo.y[:, None]
         dx = f.ix[None, :] - geo.x[:, None]
-        reach = np.hypot(dy * geo.sy_arcsec[:, None], dx * geo.sx_arcsec[:, None]) \
-            <= model_arcsec[src][:, None]
+        sy, sx = geo.sy_arcsec[:, None], geo.sx_arcsec[:, None]
+        reach = ((np.abs(dy) * sy <= model_arcsec[src][:, None] + 0.5 * sy)
+                 & (np.abs(dx) * sx <= model_arcsec[src][:, None] + 0.5 * sx))
         k, pix = np.nonzero(reach)
         out.append((start + pix, src[k], dy[k, pix], dx[k, pix], geo.sy_arcsec[k], geo.sx_arcsec[k],
                     MJYSR_PER_UJY_SR / geo.omega_sr[k], geo.inv_jacobian[k]))
@@ -471,16 +483,17 @@ def _pairs(frames, ra, dec, offsets, model_arcsec):
 
 def _normal_equations(system: _System):
     """Schur complement ``S`` (backgrounds eliminated) and its right-hand side."""
-    w, d, a = system.weight, system.data, system.a
+    w, d, a = np.where(system.rejected, 0.0, system.weight), system.data, system.a
     nb = system.n_background
     b = sparse.csr_matrix((np.ones(d.size), (np.arange(d.size), system.background)), shape=(d.size, nb))
     wa = sparse.diags(w) @ a
     nbb = np.bincount(system.background, weights=w, minlength=nb)
     rb = np.bincount(system.background, weights=w * d, minlength=nb)
     nfb = (wa.T @ b).tocsr()
-    s = (a.T @ wa - nfb @ sparse.diags(1.0 / nbb) @ nfb.T).tocsr()
-    rhs = wa.T @ d - nfb @ (rb / nbb)
-    return s, rhs, nfb, nbb, rb
+    inv_nbb = np.divide(1.0, nbb, out=np.zeros(nb), where=nbb > 0)   # 0: all its pixels rejected
+    s = (a.T @ wa - nfb @ sparse.diags(inv_nbb) @ nfb.T).tocsr()
+    rhs = wa.T @ d - nfb @ (rb * inv_nbb)
+    return s, rhs, nfb, inv_nbb, rb
 
 
 @dataclass
@@ -493,7 +506,7 @@ class _Solution:
 
 def _solve(system: _System, active: np.ndarray) -> _Solution:
     """Solve the normal equations per connected component for the ``active`` columns."""
-    s, rhs, nfb, nbb, rb = _normal_equations(system)
+    s, rhs, nfb, inv_nbb, rb = _normal_equations(system)
     n_col = s.shape[0]
     params = np.full(n_col, np.nan)
     var = np.full(n_col, np.nan)
@@ -507,7 +520,7 @@ def _solve(system: _System, active: np.ndarray) -> _Solution:
         p, v, bad = _solve_component(s[idx][:, idx], rhs[idx])
         params[idx], var[idx], degenerate[idx] = p, v, bad
     ok = np.isfinite(params)
-    bg = (rb - nfb[ok].T @ params[ok]) / nbb
+    bg = (rb - nfb[ok].T @ params[ok]) * inv_nbb
     return _Solution(params, var, degenerate, bg)
 
 
@@ -536,9 +549,11 @@ def _solve_component(s, rhs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- driver
 
 def joint_photometry(bcds, positions, *, band: int, temperature_k=None,
-                     refine_positions: bool = False, fit_radius_fwhm: float = 2.0,
-                     group_fwhm: float = 2.0, psf: tuple[np.ndarray, float] | None = None,
-                     refine_min_snr: float = 5.0, max_iterations: int = 10) -> QTable:
+                     refine_positions: bool = False, fit_radius_fwhm: float = 3.0,
+                     group_fwhm: float = 2.0, background: str = "bcd",
+                     psf: tuple[np.ndarray, float] | None = None,
+                     refine_min_snr: float = 5.0, max_iterations: int = 10,
+                     reject_sigma: float | None = 5.0) -> QTable:
     """Fluxes of point sources at given sky positions, fitted jointly over the BCDs that saw them.
 
     Parameters
@@ -559,17 +574,24 @@ def joint_photometry(bcds, positions, *, band: int, temperature_k=None,
         Pixels within this many FWHM of a source enter the fit.
     group_fwhm : float
         Sources closer than this many FWHM form a blended group (one background per BCD).
+    background : {"bcd", "group"}
+        A constant background per group and BCD (default), or one per group shared by all BCDs
+        (for BCDs whose offsets are already matched: it costs less precision, see the module notes).
     psf : (image, arcsec per sample), optional
         An oversampled PSF to use instead of the shipped one (every source).
     max_iterations : int
         Gauss-Newton iterations of the position refinement at most.
+    reject_sigma : float or None
+        Pixels further than this many sigmas from the model (noise plus ``MODEL_TOLERANCE`` of the
+        sources' model, in quadrature) are left out: cosmic rays and other unflagged outliers.
+        None: no rejection.
 
     Returns
     -------
     QTable
         One row per input position, in order: ``ra``, ``dec`` (deg; refined if asked), ``flux`` and
         ``flux_err`` (uJy; NaN when not measured), ``n_bcd`` and ``n_pix`` (BCDs and pixels of the
-        source's own fit region), ``chi2_dof`` (of its group's pixels), ``group``, ``group_size``,
+        source's own fit region), ``n_rejected`` (outlying pixels left out), ``chi2_dof`` (of its group's pixels), ``group``, ``group_size``,
         ``flags`` (bits of :data:`FLAGS`, listed in ``meta['flags']``); with refinement also
         ``ra_err``, ``dec_err`` and ``shift`` (arcsec).  Fluxes are the band's quoted flux densities
         (no colour correction), in the calibration of the BCDs.
@@ -581,6 +603,8 @@ def joint_photometry(bcds, positions, *, band: int, temperature_k=None,
         (naming it).
     """
     band = band_spec(band).band
+    if background not in ("bcd", "group"):
+        raise ValueError(f'background must be "bcd" or "group", got {background!r}')
     ra, dec = _positions(positions)
     n = ra.size
     temps = np.broadcast_to(np.asarray(CALIBRATOR_TEMPERATURE_K[band] if temperature_k is None
@@ -588,7 +612,8 @@ def joint_photometry(bcds, positions, *, band: int, temperature_k=None,
     prfs = _prfs(band, temps, psf)
     fwhm = FWHM_ARCSEC[band]
     fit_arcsec = fit_radius_fwhm * fwhm
-    model_arcsec = np.array([max(p.radius_arcsec, fit_arcsec) for p in prfs])
+    model_arcsec = np.array([p.reach_arcsec for p in prfs])
+    margin = max(np.sqrt(2) * (model_arcsec.max() if n else 0.0), fit_arcsec) + 2 * band_spec(band).pixel_arcsec
     group = _groups(ra, dec, group_fwhm * fwhm)
     flags = np.zeros(n, np.int64)
     frames = []
@@ -597,28 +622,29 @@ def joint_photometry(bcds, positions, *, band: int, temperature_k=None,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fr = _frame(name, ccd, wcs, ra, dec, fit_arcsec=fit_arcsec,
-                        model_arcsec=float(model_arcsec.max()) if n else 0.0, fwhm_arcsec=fwhm,
+                        margin_arcsec=margin, fwhm_arcsec=fwhm,
                         flags=flags)
         if fr is not None:
             frames.append(fr)
-    system, n_bcd, n_pix = _assemble(frames, group, n)
+    system, n_bcd, n_pix = _assemble(frames, group, n, per_bcd=background == "bcd")
     measured = n_pix > 0
     flags[~measured] |= FLAGS["OFF_IMAGE"]
     sizes = np.bincount(group, minlength=group.max() + 1 if n else 0)[group] if n else np.zeros(0, int)
     flags[sizes > 1] |= FLAGS["BLENDED"]
     result = _fit(system, frames, ra, dec, prfs, model_arcsec, measured, group, refine_positions,
-                  refine_min_snr, max_iterations)
+                  refine_min_snr, max_iterations, reject_sigma)
     flags[result.degenerate] |= FLAGS["DEGENERATE"]
     flags[result.not_converged] |= FLAGS["NOT_CONVERGED"]
     return _table(ra, dec, result, n_bcd, n_pix, group, sizes, flags, refine_positions, band, temps,
                   fit_radius_fwhm, group_fwhm)
 
 
-def _assemble(frames, group, n):
-    """Pixels of all frames with their background parameters; per-source BCD and pixel counts."""
+def _assemble(frames, group, n, *, per_bcd: bool):
+    """Pixels of all frames with their background parameters (one per group and BCD, or per group);
+    per-source BCD and pixel counts."""
     n_bcd = np.zeros(n, int)
     n_pix = np.zeros(n, int)
-    data, weight, background, pixel_group = [], [], [], []
+    data, weight, background, pixel_group, owner = [], [], [], [], []
     n_bg = 0
     for f in frames:
         fitted = f.sources[f.fit_sources]
@@ -628,12 +654,17 @@ def _assemble(frames, group, n):
         labels, inverse = np.unique(g, return_inverse=True)
         background.append(n_bg + inverse)
         pixel_group.append(g)
+        owner.append(f.owner)
         n_bg += labels.size
         data.append(f.data)
         weight.append(f.weight)
     cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
-    system = _System(data=cat(data, float), weight=cat(weight, float), background=cat(background, int),
-                     n_background=n_bg, pixel_group=cat(pixel_group, int), a=None)
+    groups, background = cat(pixel_group, int), cat(background, int)
+    if not per_bcd:
+        labels, background = np.unique(groups, return_inverse=True)
+        n_bg = labels.size
+    system = _System(data=cat(data, float), weight=cat(weight, float), background=background,
+                     n_background=n_bg, pixel_group=groups, owner=cat(owner, int), a=None)
     return system, n_bcd, n_pix
 
 
@@ -644,28 +675,55 @@ class _Result:
     pos_var: np.ndarray       # (n, 2) east, north variances, arcsec^2 (NaN when not refined)
     shift: np.ndarray         # (n, 2) arcsec
     chi2_dof: np.ndarray      # per source: chi^2 / dof of its group's pixels
+    n_rejected: np.ndarray    # per source: outlying pixels left out (nearest this source)
     degenerate: np.ndarray
     not_converged: np.ndarray
 
 
 def _fit(system, frames, ra, dec, prfs, model_arcsec, measured, group, refine, min_snr,
-         max_iter) -> _Result:
-    """The linear flux solve, then (optionally) Gauss-Newton steps on the positions."""
+         max_iter, reject_sigma) -> _Result:
+    """The linear flux solve with outlier rejection, then (optionally) Gauss-Newton steps on the
+    positions and the rejection again."""
     n = ra.size
     none = np.zeros(0, int)
     system.a = _model_columns(frames, ra, dec, prfs, None, None, none, model_arcsec)
-    sol = _solve(system, measured)
+    sol = _clip(system, _solve(system, measured), measured, n, reject_sigma)
     offsets = np.zeros((n, 2))
     refined = none
     not_converged = np.zeros(n, bool)
     if refine:
         sol, offsets, refined, not_converged = _refine(system, frames, ra, dec, prfs, model_arcsec,
                                                        measured, sol, min_snr, max_iter)
+        active = np.concatenate([measured, np.ones(2 * refined.size, bool)])
+        sol = _clip(system, sol, active, n, reject_sigma)
     pos_var = np.full((n, 2), np.nan)
     pos_var[refined] = sol.variance[n:].reshape(-1, 2)
     return _Result(flux=sol.params[:n], flux_var=sol.variance[:n], pos_var=pos_var, shift=offsets,
-                   chi2_dof=_chi2_dof(system, sol, group, refined), degenerate=sol.degenerate[:n],
-                   not_converged=not_converged)
+                   chi2_dof=_chi2_dof(system, sol, group, refined),
+                   n_rejected=np.bincount(system.owner[system.rejected], minlength=n),
+                   degenerate=sol.degenerate[:n], not_converged=not_converged)
+
+
+def _clip(system: _System, sol: _Solution, active: np.ndarray, n: int, reject_sigma) -> _Solution:
+    """Leave out pixels more than ``reject_sigma`` off the model and solve again, until the set of
+    outliers stops changing (each round judges every pixel anew, so a pixel is never lost for good).
+
+    The tolerance is the pixel's noise plus ``MODEL_TOLERANCE`` of the sources' model there, in
+    quadrature, so that a PRF mismatch on a bright core is not taken for a cosmic ray.
+    """
+    if reject_sigma is None or system.data.size == 0:
+        return sol
+    for _ in range(_CLIP_ROUNDS):
+        params = np.nan_to_num(sol.params)
+        sources = system.a[:, :n] @ params[:n]
+        model = system.a @ params + sol.backgrounds[system.background]
+        tol = reject_sigma * np.sqrt(1.0 / system.weight + (MODEL_TOLERANCE * sources) ** 2)
+        rejected = np.abs(system.data - model) > tol
+        if np.array_equal(rejected, system.rejected):
+            break
+        system.rejected = rejected
+        sol = _solve(system, active)
+    return sol
 
 
 def _chi2_dof(system: _System, sol: _Solution, group: np.ndarray, refined: np.ndarray) -> np.ndarray:
@@ -675,9 +733,10 @@ def _chi2_dof(system: _System, sol: _Solution, group: np.ndarray, refined: np.nd
         return np.full(n, np.nan)
     n_groups = int(group.max()) + 1
     model = system.a @ np.nan_to_num(sol.params) + sol.backgrounds[system.background]
-    resid2 = system.weight * (system.data - model) ** 2
+    keep = ~system.rejected
+    resid2 = np.where(keep, system.weight * (system.data - model) ** 2, 0.0)
     chi2 = np.bincount(system.pixel_group, weights=resid2, minlength=n_groups)
-    dof = np.bincount(system.pixel_group, minlength=n_groups).astype(float)
+    dof = np.bincount(system.pixel_group[keep], minlength=n_groups).astype(float)
     bg_group = np.zeros(system.n_background, int)
     bg_group[system.background] = system.pixel_group
     dof -= np.bincount(bg_group, minlength=n_groups)
@@ -744,6 +803,7 @@ def _table(ra, dec, res, n_bcd, n_pix, group, sizes, flags, refine, band, temps,
     out["flux_err"] = err * u.uJy
     out["n_bcd"] = n_bcd
     out["n_pix"] = n_pix
+    out["n_rejected"] = res.n_rejected
     out["chi2_dof"] = res.chi2_dof
     out["group"] = group
     out["group_size"] = sizes
