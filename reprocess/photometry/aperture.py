@@ -6,13 +6,14 @@ For each source: photutils' exact-overlap circular aperture sum (``aperture_phot
 as the 3-sigma-clipped median of the annulus (``ApertureStats``), and ``flux = (sum - sky x area)
 x C x (uJy per MJy/sr of one pixel)``.  The pixel's solid angle comes from the image's WCS
 (:func:`calibration.photometric.ujy_per_mjysr` of the square pixel of the same area), never from a
-nominal scale.  ``C`` is the aperture correction: the PSF's curve of growth for this aperture and
-annulus (:func:`calibration.photometric.aperture_correction`) times a *resampling factor* for a
-``reprocess.mosaic`` mosaic, whose point sources are the PSF convolved with the native pixel and
-the interpolation kernel (:mod:`.mosaic_prf`): the factor is the ratio of what the same estimator
-(this module's, photutils inside) measures on the PSF (sampled 8x finer than the mosaic, which
-reproduces the curve of growth) and on the mosaic's PRF (at 16 sub-pixel phases).  At 70 um, r = 16" with 39-65" sky, the
-broader mosaic PSF loses ~6 % more flux outside the aperture than the PSF alone.
+nominal scale.  ``C`` is the aperture correction: the image PSF's curve of growth for this aperture and
+annulus (:func:`calibration.photometric.aperture_correction`: the optical PSF integrated over the
+detector pixel) times a *resampling factor* for a ``reprocess.mosaic`` mosaic, whose point sources
+are that image PSF convolved again with the interpolation kernel (:mod:`.mosaic_prf`): the factor
+is the ratio of what the same estimator (this module's, photutils inside) measures on the
+detector-pixel PRF (sampled 8x finer than the mosaic, which reproduces the curve of growth) and on
+the mosaic's PRF (at 16 sub-pixel phases).  At 70 um, r = 16" with 39-65" sky, the mosaic's
+broader PSF puts several percent more of the flux outside the aperture.
 
 Errors
 ------
@@ -45,6 +46,7 @@ from photutils.aperture import (
 )
 from scipy import ndimage
 
+from calibration.instrument import band_spec
 from calibration.photometric import aperture_correction, ujy_per_mjysr
 from calibration.psf import CALIBRATOR_TEMPERATURE_K, load_prf
 
@@ -230,25 +232,34 @@ def _model_fraction(prf, radius_pix, annulus_pix, phases: int = _PHASES) -> floa
 def aperture_correction_for(band: int, *, radius_arcsec: float,
                             annulus_arcsec: tuple[float, float] | None, pixel_arcsec: float,
                             temperature_k: float | None = None, resampling: str = "bilinear",
-                            bcd_to_mosaic: np.ndarray | None = None) -> ApertureCorrection:
-    """Aperture correction of a mosaic's apertures: the PSF's (``calibration.photometric``) times
-    the resampling factor of :mod:`.mosaic_prf` (1 for ``resampling="none"``)."""
-    psf = aperture_correction(band, radius_arcsec, annulus_arcsec=annulus_arcsec,
-                              temperature=temperature_k)
+                            bcd_to_mosaic: np.ndarray | None = None,
+                            psf: str = "model") -> ApertureCorrection:
+    """Aperture correction of a mosaic's apertures: the image PSF's
+    (:func:`calibration.photometric.aperture_correction`, the optical PSF integrated over the
+    detector pixel; ``psf`` "model" for real data, "simulator" for :mod:`mipssim` data) times the
+    resampling factor of :mod:`.mosaic_prf` (1 for ``resampling="none"``)."""
+    image_psf = aperture_correction(band, radius_arcsec, annulus_arcsec=annulus_arcsec,
+                                    temperature=temperature_k, psf=psf)
     if resampling == "none":
-        return ApertureCorrection(psf, 1.0)
+        return ApertureCorrection(image_psf, 1.0)
     r = radius_arcsec / pixel_arcsec
     ann = None if annulus_arcsec is None else tuple(a / pixel_arcsec for a in annulus_arcsec)
     reach = (ann[1] if ann else r) + 2.0
     mos = mosaic_prf(band, resampling=resampling, bcd_to_mosaic=bcd_to_mosaic,
                      pixel_arcsec=pixel_arcsec, temperature_k=temperature_k, radius_pix=reach)
-    # the PSF itself: the same estimator on pixels 1/_FINE of the mosaic's (its pixel-integration
-    # changes the fraction by < 1e-4), which reproduces the curve of growth behind ``psf``
+    # the image PSF before resampling (the detector-pixel PRF), sampled _FINE times finer than the
+    # mosaic: the same estimator on it reproduces the curve of growth behind ``image_psf``
     temp = CALIBRATOR_TEMPERATURE_K[int(band)] if temperature_k is None else float(temperature_k)
-    fine = load_prf(int(band), temp, pixel_arcsec / _FINE)
-    psf_fraction = _model_fraction(fine, r * _FINE, tuple(a * _FINE for a in ann) if ann else None,
-                                   phases=1)
-    return ApertureCorrection(psf, psf_fraction / _model_fraction(mos, r, ann))
+    native = band_spec(band).pixel_arcsec
+    prf = load_prf(int(band), temp, native)
+    step = pixel_arcsec / _FINE / native
+
+    def fine(dy, dx):
+        return prf(dy * step, dx * step) * step ** 2
+
+    before = _model_fraction(fine, r * _FINE, tuple(a * _FINE for a in ann) if ann else None,
+                             phases=1)
+    return ApertureCorrection(image_psf, before / _model_fraction(mos, r, ann))
 
 
 def aperture_photometry_uJy(image: np.ndarray, uncertainty: np.ndarray, x, y, *, wcs, band: int,
@@ -256,7 +267,7 @@ def aperture_photometry_uJy(image: np.ndarray, uncertainty: np.ndarray, x, y, *,
                             annulus_arcsec: tuple[float, float] | None = None,
                             temperature_k: float | None = None, coverage: np.ndarray | None = None,
                             mask: np.ndarray | None = None, resampling: str = "bilinear",
-                            bcd_to_mosaic: np.ndarray | None = None) -> QTable:
+                            bcd_to_mosaic: np.ndarray | None = None, psf: str = "model") -> QTable:
     """Aperture photometry of a mosaic (MJy/sr) at pixel positions (x, y), in uJy, corrected.
 
     Parameters
@@ -277,6 +288,8 @@ def aperture_photometry_uJy(image: np.ndarray, uncertainty: np.ndarray, x, y, *,
         How the mosaic was made (:func:`.mosaic_prf.mosaic_prf`).
     bcd_to_mosaic : (2, 2) array, optional
         Orientation of the BCDs on the mosaic (:func:`.mosaic_prf.bcd_to_mosaic_matrix`).
+    psf : {"model", "simulator"}
+        PSF of the aperture correction (:func:`calibration.photometric.aperture_correction`).
 
     Returns
     -------
@@ -297,7 +310,7 @@ def aperture_photometry_uJy(image: np.ndarray, uncertainty: np.ndarray, x, y, *,
                             mask=mask, correlation=corr)
     apcor = aperture_correction_for(band, radius_arcsec=r_as, annulus_arcsec=ann_as,
                                     pixel_arcsec=pix, temperature_k=temperature_k,
-                                    resampling=resampling, bcd_to_mosaic=bcd_to_mosaic)
+                                    resampling=resampling, bcd_to_mosaic=bcd_to_mosaic, psf=psf)
     scale = ujy_per_mjysr(pix) * apcor.total
     out = QTable()
     out["x"] = np.atleast_1d(np.asarray(x, dtype=float))

@@ -23,9 +23,12 @@ coverage edge beyond requiring 70 % of the filter's weight on valid pixels.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from astropy.stats import SigmaClip
 from astropy.table import QTable
+from astropy.utils.exceptions import AstropyUserWarning
 from photutils.background import Background2D, MedianBackground
 from photutils.centroids import centroid_quadratic
 from photutils.detection import find_peaks
@@ -150,8 +153,10 @@ def detect_sources(image: np.ndarray, uncertainty: np.ndarray, *, prf, nsigma: f
                                  correlation=correlation)
     box = max(3, int(2 * np.floor(fwhm / 2) + 1))
     finite = np.isfinite(snr)
-    peaks = find_peaks(np.where(finite, snr, 0.0), nsigma, box_size=box, mask=~finite,
-                       centroid_func=centroid_quadratic) if finite.any() else None
+    with warnings.catch_warnings():   # a peak on a coverage edge cannot take a quadratic: its
+        warnings.simplefilter("ignore", AstropyUserWarning)     # centroid is NaN -> the peak pixel
+        peaks = find_peaks(np.where(finite, snr, 0.0), nsigma, box_size=box, mask=~finite,
+                           centroid_func=centroid_quadratic) if finite.any() else None
     return _table(peaks, flux, snr, wcs)
 
 
