@@ -146,7 +146,7 @@ def measure_apertures(image: np.ndarray, uncertainty: np.ndarray, x, y, *, radiu
     area = aper.area
     phot = aperture_photometry(data, aper, error=sig, method="exact")
     total = np.asarray(aperture_photometry(np.ones(image.shape), aper, method="exact")["aperture_sum"])
-    flags[total < area * (1 - 1e-9)] |= PhotFlag.OFF_IMAGE
+    flags[~(total >= area * (1 - 1e-9))] |= PhotFlag.OFF_IMAGE      # NaN: wholly off
     for plane, bit in ((nodata, PhotFlag.NO_COVERAGE), (masked, PhotFlag.MASKED)):
         hit = np.asarray(aperture_photometry(plane.astype(float), aper, method="exact")["aperture_sum"])
         flags[hit > 0] |= bit

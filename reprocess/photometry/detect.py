@@ -32,6 +32,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from photutils.background import Background2D, MedianBackground
 from photutils.centroids import centroid_quadratic
 from photutils.detection import find_peaks
+from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
 
 from .mosaic_prf import correlated_variance_factor
@@ -44,12 +45,23 @@ _MIN_FILTER_WEIGHT = 0.7     # fraction of the filter's weight that must fall on
 
 def background_map(image: np.ndarray, valid: np.ndarray, *, box_pix: int) -> np.ndarray:
     """Smooth background (photutils ``Background2D``: 3-sigma-clipped medians in ``box_pix``
-    boxes, 3x3 median filter), same unit as ``image``; NaN where there is no data."""
+    boxes, 3x3 median filter), same unit as ``image``; NaN where there is no data.
+
+    Boxes with more than half their pixels without data are interpolated over; where coverage is
+    so patchy that no box qualifies (a 160 um scan map's along-scan gaps), up to 90 %; failing
+    that, the clipped median of the whole image.
+    """
     box = int(max(8, min(box_pix, min(image.shape) // 2)))
-    bkg = Background2D(np.where(valid, image, 0.0), box, coverage_mask=~valid, filter_size=3,
-                       sigma_clip=SigmaClip(sigma=3.0, maxiters=10),
-                       bkg_estimator=MedianBackground(), exclude_percentile=50.0)
-    return np.where(valid, bkg.background, np.nan)
+    for exclude in (50.0, 90.0):
+        try:
+            bkg = Background2D(np.where(valid, image, 0.0), box, coverage_mask=~valid,
+                               filter_size=3, sigma_clip=SigmaClip(sigma=3.0, maxiters=10),
+                               bkg_estimator=MedianBackground(), exclude_percentile=exclude)
+            return np.where(valid, bkg.background, np.nan)
+        except ValueError:
+            continue
+    level = float(np.ma.median(SigmaClip(sigma=3.0, maxiters=10)(image[valid])))
+    return np.where(valid, level, np.nan)
 
 
 def _kernel(prf, radius: float) -> np.ndarray:
@@ -155,6 +167,7 @@ def detect_sources(image: np.ndarray, uncertainty: np.ndarray, *, prf, nsigma: f
     finite = np.isfinite(snr)
     with warnings.catch_warnings():   # a peak on a coverage edge cannot take a quadratic: its
         warnings.simplefilter("ignore", AstropyUserWarning)     # centroid is NaN -> the peak pixel
+        warnings.simplefilter("ignore", NoDetectionsWarning)    # an empty table says it
         peaks = find_peaks(np.where(finite, snr, 0.0), nsigma, box_size=box, mask=~finite,
                            centroid_func=centroid_quadratic) if finite.any() else None
     return _table(peaks, flux, snr, wcs)

@@ -22,7 +22,10 @@ the mosaic-pixel PRF would read such a source low by several percent, and an ape
 from the PSF alone would be too small by as much.  :class:`MosaicPRF` tabulates the convolved
 model on a grid of 1/10 mosaic pixel in the mosaic's frame (the PSF and both kernels live in the
 BCD's frame, rotated on the sky by the array's position angle: ``bcd_to_mosaic``), with its
-gradient for the position fit; a lookup is a bilinear interpolation of the tables.
+gradient for the position fit; a lookup is a bilinear interpolation of the tables.  (The gradient
+is the table's central differences, interpolated likewise: continuous, so Gauss-Newton settles in
+noisy data.  The bilinear interpolant's own derivatives jump at every node, 0.1 pixel apart, and
+made the position steps of ~2 % of sources oscillate across nodes in a 1000-source test.)
 
 Noise correlation
 -----------------

@@ -25,8 +25,8 @@ for the whole image costs a few array passes, whatever the number of sources.
 
 Errors
 ------
-The covariance of a block of coupled parameters (a connected component of the normal matrix) is
-``C = (J^T W J)^-1``; that is the error for independent pixel noise.  A resampled mosaic's noise is
+The covariance of a group's parameters (on the group's own pixels) is ``C = (J^T W J)^-1``; that
+is the error for independent pixel noise.  A resampled mosaic's noise is
 correlated between neighbouring pixels (:func:`.mosaic_prf.noise_correlation`), so the reported
 error is the sandwich ``var(p_k) = e_k^T R e_k`` with ``e_k = (C J^T W^1/2)_k`` the estimator of
 parameter ``k`` on the normalised pixels and ``R`` their correlation: the least-squares estimate
@@ -97,6 +97,7 @@ class _Problem:
         ny, nx = image.shape
         n = len(x0)
         self.n, self.ng = n, int(group.max()) + 1 if n else 0
+        self.group = group
         self.r_fit, self.r_model = r_fit, r_model
         oy, ox = _disc_offsets(r_fit)
         py = np.rint(y0).astype(np.intp)[:, None] + oy
@@ -162,9 +163,13 @@ class _Problem:
         return jac, model, d2 <= self.r_fit ** 2
 
 
-def _solve(jac, resid):
-    """Gauss-Newton step of every column of ``jac`` (0 for empty columns) by one sparse solve of
-    the normal equations; also returns their diagonal."""
+def _solve(jac, resid, cols=None):
+    """Gauss-Newton step of the columns ``cols`` (default all) of ``jac`` (0 for empty columns)
+    by one sparse solve of the normal equations; also returns their diagonal."""
+    if cols is not None:
+        step, diag = np.zeros(jac.shape[1]), np.zeros(jac.shape[1])
+        step[cols], diag[cols] = _solve(jac[:, cols], resid)
+        return step, diag
     normal = (jac.T @ jac).tocsc()
     diag = normal.diagonal()
     normal = normal + sparse.diags(np.where(diag > 0, 1e-12 * diag, 1.0))
@@ -268,10 +273,13 @@ def _iterate(prob, prf, x0, y0, active, flags, *, fit_positions, min_snr, max_sh
     if len(prob.pix) == 0:
         return flux, bkg, y, x, fit_pos, 0
     moving = np.zeros(n, dtype=bool)
+    diag = np.zeros(3 * n + prob.ng)
+    cols = None
     it = 0
     for it in range(max_iter + 1):
         jac, model, _ = prob.jacobian(prf, flux, y, x, fit_pos)
-        step, diag = _solve(jac, (prob.data - model - bkg[prob.pix_group]) / prob.sigma)
+        step, d = _solve(jac, (prob.data - model - bkg[prob.pix_group]) / prob.sigma, cols)
+        diag = d if cols is None else np.where(d > 0, d, diag)
         flux += step[:n]
         bkg += step[3 * n:]
         dy, dx = step[n:2 * n], step[2 * n:3 * n]
@@ -299,6 +307,11 @@ def _iterate(prob, prf, x0, y0, active, flags, *, fit_positions, min_snr, max_sh
             fit_pos &= bright
             if not moving.any():
                 break
+            # later iterations solve only the groups that still move (the rest stay put)
+            live = np.zeros(prob.ng, dtype=bool)
+            live[prob.group[moving]] = True
+            src = live[prob.group]
+            cols = np.nonzero(np.r_[src, src & fit_pos, src & fit_pos, live])[0]
     else:
         flags[moving] |= PhotFlag.NOT_CONVERGED
     flags[limited] |= PhotFlag.POSITION_LIMIT
@@ -323,7 +336,9 @@ def _result(prob, prf, x0, y0, group, active, flags, state, corr) -> QTable:
         resid = (prob.data - model - bkg[prob.pix_group]) / prob.sigma
         jac.eliminate_zeros()
         cols = np.nonzero(np.diff(jac.indptr) > 0)[0]
-        vi, vc = _block_variances(jac[:, cols].tocsr(), prob.py, prob.px, corr)
+        col_group = np.r_[group, group, group, np.arange(ng)][cols]
+        vi, vc = _block_variances(jac[:, cols].tocsr(), prob.py, prob.px, corr,
+                                  col_group, prob.pix_group)
         var_ind[cols], var_corr[cols] = vi, vc
         src, row = prob.e_src, prob.e_row
         npix = np.bincount(src, near, minlength=n).astype(int)
@@ -356,61 +371,70 @@ def _result(prob, prf, x0, y0, group, active, flags, state, corr) -> QTable:
     return out
 
 
-def _block_variances(jac, py, px, corr):
+def _block_variances(jac, py, px, corr, col_group, row_group):
     """Independent-noise and correlated-noise variances of every column of ``jac`` (CSR, rows =
-    pixels at (py, px), weighted by 1/sigma), block by block of coupled parameters."""
+    pixels at (py, px), weighted by 1/sigma), group by group.
+
+    A group's block is its own parameters on its own pixels: the couplings between groups (a
+    source's far wings on a neighbouring group's pixels) are left out of the errors, which keeps
+    blocks small even where, through wings, the whole field is one connected component.  Blocks
+    are bucketed by their number of parameters and their pixel bounding box (rounded up to 4
+    pixels), and each bucket is one batched dense computation on stamps of that size.
+    """
     npar = jac.shape[1]
-    normal = (jac.T @ jac).tocsr()
-    nb, block = connected_components(normal, directed=False)
-    # each row's block: that of its first parameter
-    rows_nz = np.diff(jac.indptr) > 0
-    row_block = np.full(jac.shape[0], -1)
-    row_block[rows_nz] = block[jac.indices[jac.indptr[:-1][rows_nz]]]
-    k_of_block = np.bincount(block, minlength=nb)
-    order = np.argsort(block, kind="stable")
-    rank = np.empty(npar, dtype=np.intp)
-    starts = np.r_[0, np.cumsum(k_of_block)[:-1]]
-    rank[order] = np.arange(npar) - starts[block[order]]
-    var_ind, var_corr = np.full(npar, np.nan), np.full(npar, np.nan)
+    _, block = np.unique(col_group, return_inverse=True)
+    nb = int(block.max()) + 1 if npar else 0
     coo = jac.tocoo()
-    for k in np.unique(k_of_block):
-        blocks = np.nonzero(k_of_block == k)[0]
-        _bucket(blocks, k, block, rank, row_block, coo, py, px, corr, var_ind, var_corr)
+    own = row_group[coo.row] == col_group[coo.col]
+    coo = sparse.coo_matrix((coo.data[own], (coo.row[own], coo.col[own])), shape=jac.shape)
+    eblock = block[coo.col]
+    ey, ex = py[coo.row], px[coo.row]
+    order = np.argsort(eblock, kind="stable")
+    starts = np.searchsorted(eblock[order], np.arange(nb))
+    y_lo = np.minimum.reduceat(ey[order], starts)
+    x_lo = np.minimum.reduceat(ex[order], starts)
+    hgt = -(-(np.maximum.reduceat(ey[order], starts) - y_lo + 1) // 4) * 4
+    wid = -(-(np.maximum.reduceat(ex[order], starts) - x_lo + 1) // 4) * 4
+    k_of_block = np.bincount(block, minlength=nb)
+    porder = np.argsort(block, kind="stable")
+    rank = np.empty(npar, dtype=np.intp)
+    rank[porder] = np.arange(npar) - np.r_[0, np.cumsum(k_of_block)[:-1]][block[porder]]
+    key = (k_of_block.astype(np.int64) * 100000 + hgt) * 100000 + wid
+    _, bucket = np.unique(key, return_inverse=True)
+    border = np.argsort(bucket, kind="stable")
+    bstart = np.searchsorted(bucket[border], np.arange(bucket.max() + 1))
+    slot = np.empty(nb, dtype=np.intp)             # a block's index within its bucket
+    slot[border] = np.arange(nb) - bstart[bucket[border]]
+    e_order = np.argsort(bucket[eblock], kind="stable")
+    e_bounds = np.searchsorted(bucket[eblock][e_order], np.arange(bucket.max() + 2))
+    p_order = np.argsort(bucket[block], kind="stable")
+    p_bounds = np.searchsorted(bucket[block][p_order], np.arange(bucket.max() + 2))
+    var_ind, var_corr = np.full(npar, np.nan), np.full(npar, np.nan)
+    for u in range(bucket.max() + 1):
+        e = e_order[e_bounds[u]:e_bounds[u + 1]]
+        cols = p_order[p_bounds[u]:p_bounds[u + 1]]
+        first = block[cols[0]]
+        m, k, h, w = np.count_nonzero(bucket == u), k_of_block[first], hgt[first], wid[first]
+        b = slot[eblock[e]]
+        pix = (ey[e] - y_lo[eblock[e]]) * w + (ex[e] - x_lo[eblock[e]])
+        jb = np.zeros((m, h * w, k))
+        jb[b, pix, rank[coo.col[e]]] = coo.data[e]
+        vi, vc = _dense_variances(jb, (h, w), corr)
+        var_ind[cols] = vi[slot[block[cols]], rank[cols]]
+        var_corr[cols] = vc[slot[block[cols]], rank[cols]]
     return var_ind, var_corr
 
 
-def _bucket(blocks, k, block, rank, row_block, coo, py, px, corr, var_ind, var_corr):
-    """Dense covariances of the blocks of ``k`` parameters (batched), on padded pixel stamps."""
-    local = np.full(block.max() + 1, -1)
-    local[blocks] = np.arange(len(blocks))
-    in_rows = local[np.maximum(row_block, 0)] >= 0
-    in_rows &= row_block >= 0
-    rb = local[row_block[in_rows]]
-    ry, rx = py[in_rows], px[in_rows]
-    order = np.argsort(rb, kind="stable")
-    starts = np.searchsorted(rb[order], np.arange(len(blocks)))
-    y_lo, y_hi = (np.minimum.reduceat(ry[order], starts), np.maximum.reduceat(ry[order], starts))
-    x_lo, x_hi = (np.minimum.reduceat(rx[order], starts), np.maximum.reduceat(rx[order], starts))
-    hgt = int((y_hi - y_lo).max()) + 1
-    wid = int((x_hi - x_lo).max()) + 1
-    sel = local[block[coo.col]] >= 0
-    b = local[block[coo.col[sel]]]
-    r = coo.row[sel]
-    pix = (py[r] - y_lo[b]) * wid + (px[r] - x_lo[b])
-    jb = np.zeros((len(blocks), hgt * wid, k))
-    jb[b, pix, rank[coo.col[sel]]] = coo.data[sel]
-    normal = np.einsum("bpi,bpj->bij", jb, jb)
+def _dense_variances(jb, stamp, corr):
+    """(independent, correlated) variances of the parameters of a stack of blocks: ``jb`` is
+    (blocks, pixels of the stamp, parameters), weighted by 1/sigma."""
+    jt = jb.transpose(0, 2, 1)
+    normal = jt @ jb
     try:
         cov = np.linalg.inv(normal)
     except np.linalg.LinAlgError:
         cov = np.linalg.pinv(normal)
-    est = np.einsum("bij,bpj->bip", cov, jb).reshape(len(blocks), k, hgt, wid)
-    if corr.size > 1:
-        smooth = ndimage.correlate(est, corr[None, None], mode="constant")
-    else:
-        smooth = est * corr.ravel()[0]
-    vc = (est * smooth).sum(axis=(2, 3))
-    cols = np.nonzero(local[block] >= 0)[0]
-    cb, cr = local[block[cols]], rank[cols]
-    var_ind[cols] = np.diagonal(cov, axis1=1, axis2=2)[cb, cr]
-    var_corr[cols] = vc[cb, cr]
+    est = (cov @ jt).reshape(jb.shape[0], jb.shape[2], *stamp)
+    smooth = (ndimage.correlate(est, corr[None, None], mode="constant") if corr.size > 1
+              else est * corr.ravel()[0])
+    return np.diagonal(cov, axis1=1, axis2=2), (est * smooth).sum(axis=(2, 3))
