@@ -5,7 +5,9 @@ distance:
 
 * ours: :func:`reprocess.photometry.prf_fit.fit_prf` with the mosaic's PRF
   (:func:`reprocess.photometry.mosaic_prf.mosaic_prf`), flux + position per source and a constant
-  background per group, all groups in one sparse solve per Gauss-Newton iteration;
+  background per group, all groups in one sparse solve per Gauss-Newton iteration; and again on
+  photutils' background-subtracted image without a background term (the same information as
+  photutils has);
 * photutils 3.0 ``PSFPhotometry`` with an ``ImagePSF`` made of the same model sampled at 1/4
   pixel, ``fit_shape`` the odd square of about our fit disc's area, initial fluxes from an
   aperture of the fit radius, the default TRF fitter, once without a grouper (each source alone:
@@ -84,8 +86,8 @@ def from_observation(obs: Path, n: int):
     return mos.data, mos.uncertainty, x[keep], y[keep], flux[keep], prf, valid, mos.pixel_arcsec
 
 
-def run_ours(image, unc, x0, y0, prf, valid):
-    return fit_prf(image, unc, x0, y0, prf=prf, mask=~valid)
+def run_ours(image, unc, x0, y0, prf, valid, *, background_order=0):
+    return fit_prf(image, unc, x0, y0, prf=prf, mask=~valid, background_order=background_order)
 
 
 def photutils_setup(image, unc, prf, valid, r_fit, *, grouped: bool):
@@ -142,12 +144,17 @@ def main() -> None:
         configs.pop("photutils, grouped")
     setups = {name: photutils_setup(image, unc, prf, valid, r_fit, grouped=g)
               for name, g in configs.items()}
-    times = {"ours": []} | {name: [] for name in configs}
+    times = {"ours": [], "ours, bkg subtracted": []} | {name: [] for name in configs}
     results = {}
+    bkg_sub = setups[next(iter(setups))][1]
     for _ in range(args.reps):
         t0 = time.perf_counter()
         results["ours"] = run_ours(image, unc, x0, y0, prf, valid)
         times["ours"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        results["ours, bkg subtracted"] = run_ours(bkg_sub, unc, x0, y0, prf, valid,
+                                                   background_order=None)
+        times["ours, bkg subtracted"].append(time.perf_counter() - t0)
         for name, (phot, data, err) in setups.items():
             t0 = time.perf_counter()
             results[name] = run_photutils(phot, data, err, valid, x0, y0)

@@ -6,7 +6,12 @@ import pytest
 from astropy.io import fits
 from astropy.table import QTable
 from astropy.wcs import WCS
-from photutils.aperture import ApertureStats, CircularAnnulus, CircularAperture, aperture_photometry
+from photutils.aperture import (
+    ApertureStats,
+    CircularAnnulus,
+    CircularAperture,
+    aperture_photometry,
+)
 from scipy import ndimage, signal
 
 from calibration.instrument import band_spec
@@ -59,7 +64,6 @@ def test_prf_fit_recovers_noiseless_image_exactly(band):
 def test_prf_fit_exact_with_the_calibration_prf():
     """Any PRF callable works (derivatives by central differences): calibration.psf's PRF."""
     prf = load_prf(70, 3000.0, 9.98)          # a BCD's PRF, fitted on a BCD-like image
-    rng = np.random.default_rng(3)
     shape = (32, 32)
     y, x = np.array([10.3, 21.6]), np.array([11.2, 19.7])
     flux = np.array([400.0, 150.0])
@@ -69,7 +73,6 @@ def test_prf_fit_exact_with_the_calibration_prf():
                   model_radius_pix=40.0, tol_pix=1e-10, tol_sigma=0.0, max_iter=50)
     np.testing.assert_allclose(res["flux_fit"], flux, rtol=1e-6)
     np.testing.assert_allclose(np.c_[res["x_fit"], res["y_fit"]], np.c_[x, y], atol=1e-6)
-    assert rng is not None
 
 
 def test_mosaic_prf_is_the_phase_average_of_a_weighted_bilinear_coadd():
@@ -280,7 +283,7 @@ def test_not_fits_refused(tmp_path):
 
 
 def test_cli_writes_catalog_and_refuses_overwrite(tmp_path, capsys):
-    path, x, y = _mosaic_file(tmp_path / "m.fits")
+    path, x, _ = _mosaic_file(tmp_path / "m.fits")
     out = tmp_path / "cat.ecsv"
     assert main(["photometry", str(path), "--out", str(out), "--votable", "--psf", "simulator"]) == 0
     cat = QTable.read(out)
@@ -327,3 +330,23 @@ def test_write_catalog_atomic_and_refuses(tmp_path):
     with pytest.raises(FileExistsError, match="c.ecsv"):
         write_catalog(cat, out)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("order", [None, 1, 2])
+def test_prf_fit_background_orders_exact(order):
+    """A background that is a plane or a quadratic is fitted exactly by that order; none at all
+    with ``background_order=None`` on a background-free image."""
+    prf = mosaic_prf(70, pixel_arcsec=4.0)
+    rng = np.random.default_rng(61)
+    shape = (160, 160)
+    gy, gx = np.mgrid[20:150:30, 20:150:30]
+    y = gy.ravel() + rng.uniform(0, 1, gy.size)
+    x = gx.ravel() + rng.uniform(0, 1, gx.size)
+    flux = rng.uniform(20, 200, len(x))
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    sky = {None: 0.0, 1: 3.0 + 0.01 * xx - 0.02 * yy,
+           2: 3.0 + 0.01 * xx - 0.02 * yy + 2e-4 * xx ** 2 - 1e-4 * xx * yy + 3e-4 * yy ** 2}[order]
+    image = prf.render(shape, y, x, flux) + sky
+    res = fit_prf(image, np.full(shape, 0.05), x + 0.1, y - 0.1, prf=prf, background_order=order,
+                  tol_pix=1e-10, tol_sigma=0.0, max_iter=40)
+    np.testing.assert_allclose(res["flux_fit"], flux, rtol=1e-6)

@@ -238,7 +238,7 @@ def measure(source, *, method: str = "prf", band: int | None = None, nsigma: flo
             temperature_k: float | None = None, psf: str = "model", colour: dict | None = None,
             radius_arcsec: float | None = None, annulus_arcsec: tuple[float, float] | None = None,
             positions: QTable | None = None, residual_pass: bool = True,
-            inflate_errors: bool = True, bcd_dir=None) -> QTable:
+            inflate_errors: bool = True, background_order: int = 0, bcd_dir=None) -> QTable:
     """Detect and measure the point sources of a mosaic.
 
     Parameters
@@ -266,6 +266,10 @@ def measure(source, *, method: str = "prf", band: int | None = None, nsigma: flo
         PRF method: detect again on the residual image and refit with what it finds.
     inflate_errors : bool
         PRF method: ``flux_err = flux_err_stat * sqrt(max(1, reduced chi^2))``.
+    background_order : {0, 1, 2}
+        PRF method: each fit group's background is a constant, a plane or a quadratic.
+    bcd_dir : path-like, optional
+        Where the mosaic's BCDs are (their orientation; :func:`read_mosaic`).
 
     Returns
     -------
@@ -294,7 +298,7 @@ def measure(source, *, method: str = "prf", band: int | None = None, nsigma: flo
     if method == "prf":
         table = _prf_table(mos, prf, found, b, nsigma=nsigma, temperature_k=temperature_k, psf=psf,
                            residual=residual_pass and positions is None, forced=positions is not None,
-                           mask=no_data, inflate=inflate_errors)
+                           mask=no_data, inflate=inflate_errors, order=background_order)
     else:
         table = _aperture_table(mos, prf, found, b, temperature_k=temperature_k, psf=psf,
                                 radius_arcsec=radius_arcsec, annulus_arcsec=annulus_arcsec)
@@ -315,9 +319,9 @@ def _forced(positions: QTable, wcs) -> QTable:
 
 
 def _prf_table(mos, prf, found, band, *, nsigma, temperature_k, psf, residual, forced, mask,
-               inflate) -> QTable:
+               inflate, order) -> QTable:
     fit = fit_prf(mos.data, mos.uncertainty, found["x"], found["y"], prf=prf, mask=mask,
-                  fit_positions=not forced)
+                  fit_positions=not forced, background_order=order)
     det_snr = np.asarray(found["snr"], dtype=float)
     ids = np.asarray(found["id"])
     if residual and len(fit):
@@ -325,7 +329,8 @@ def _prf_table(mos, prf, found, band, *, nsigma, temperature_k, psf, residual, f
         if len(extra):
             xs = np.r_[np.where(np.isfinite(fit["x_fit"]), fit["x_fit"], fit["x_init"]), extra["x"]]
             ys = np.r_[np.where(np.isfinite(fit["y_fit"]), fit["y_fit"], fit["y_init"]), extra["y"]]
-            fit = fit_prf(mos.data, mos.uncertainty, xs, ys, prf=prf, mask=mask)
+            fit = fit_prf(mos.data, mos.uncertainty, xs, ys, prf=prf, mask=mask,
+                          background_order=order)
             det_snr = np.r_[det_snr, np.asarray(extra["snr"], dtype=float)]
             ids = np.r_[ids, ids.max(initial=0) + np.arange(1, len(extra) + 1)]
     scale = ujy_per_mjysr(mos.pixel_arcsec) / prf_normalisation(band, temperature_k=temperature_k,
@@ -347,6 +352,8 @@ def _prf_table(mos, prf, found, band, *, nsigma, temperature_k, psf, residual, f
     out["detection_snr"] = det_snr
     out["flags"] = np.asarray(fit["flags"], dtype=np.int32)
     out.meta["prf_flux_normalisation"] = prf_normalisation(band, temperature_k=temperature_k, psf=psf)
+    out.meta["prf_fit_radius_fwhm"] = 1.5
+    out.meta["background_per_group"] = ("constant", "plane", "quadratic")[order]
     out.meta["errors"] = ("flux_err_stat: PRF fit error from UNC with the mosaic's noise "
                           "correlation; flux_err: that times sqrt(max(1, reduced_chi2))"
                           if inflate else "flux_err: PRF fit error from UNC with the mosaic's "

@@ -3,9 +3,13 @@
 Method
 ------
 Each source ``s`` is ``F_s P(y - y_s, x - x_s)`` with ``P`` the PRF (for a ``reprocess.mosaic``
-mosaic the resampled one of :mod:`.mosaic_prf`), on top of a constant background per *group*.
-Sources closer than twice the fit radius (default 1.5 FWHM, so 3 FWHM) are one group: their fit
-regions touch, so they share pixels and a background and are fitted together (blends).  A pixel is
+mosaic the resampled one of :mod:`.mosaic_prf`), on top of a background per *group* (a constant,
+or a plane or quadratic surface: ``background_order``).  Sources closer than twice the fit radius
+(default 1.5 FWHM, so 3 FWHM) are one group: their fit regions touch, so they share pixels and a
+background and are fitted together (blends).  The grouping radius is a trade-off: a larger fit
+radius adds pixels with less information per pixel (and more background structure and neighbour
+light) while making groups larger; within 1.5 FWHM a PRF fit has ~99 % of the information on a
+flux that the whole image has (for a Gaussian, 1 - exp(-4 ln2 1.5^2)).  A pixel is
 fitted when it lies within the fit radius of a source; every source is modelled on every fitted
 pixel within its model radius (3 FWHM), so a bright neighbour's wings are part of the model even
 across groups.
@@ -14,26 +18,30 @@ For fixed positions the model is linear in the fluxes and backgrounds: one weigh
 least-squares problem ``J p = d`` over all fitted pixels of the image at once, rows weighted by
 ``1 / UNC``.  ``J`` is sparse (a source touches ~``pi (3 FWHM)^2`` pixels), so it is assembled as a
 ``scipy.sparse`` matrix from flat arrays -- no Python loop over sources -- and its normal equations,
-block-diagonal up to the couplings of neighbours, are solved by one sparse LU (``spsolve``).
+block-diagonal up to the couplings of neighbours, are solved by one sparse LU (``spsolve``) --
+the Tractor's forced photometry, done for a single image.
 Positions are then refined by Gauss-Newton: the PRF's gradient adds two columns per source
 (``-F dP/dy``, ``-F dP/dx``) and each iteration is the same sparse solve for all sources together;
 a step is capped at 0.5 pixel per iteration and the total shift at ``max_shift_pix`` (flagged when
-reached); sources below ``min_snr_position`` keep the detected position (flagged).  This is the
+reached); sources below ``min_snr_position`` keep the detected position (flagged).  After two
+iterations only the groups still moving are solved again.  This is the
 trade-off against photutils' ``PSFPhotometry``, which calls an astropy fitter (Levenberg-Marquardt
 / TRF with numerical model evaluations) once per group in Python: one sparse solve per iteration
 for the whole image costs a few array passes, whatever the number of sources.
 
 Errors
 ------
-The covariance of a group's parameters (on the group's own pixels) is ``C = (J^T W J)^-1``; that
-is the error for independent pixel noise.  A resampled mosaic's noise is
+The covariance of a group's parameters (on the group's own pixels; the weak couplings to other
+groups through far wings are left out, so that blocks stay small in crowded fields) is
+``C = (J^T W J)^-1``; that is the error for independent pixel noise.  A resampled mosaic's noise is
 correlated between neighbouring pixels (:func:`.mosaic_prf.noise_correlation`), so the reported
 error is the sandwich ``var(p_k) = e_k^T R e_k`` with ``e_k = (C J^T W^1/2)_k`` the estimator of
 parameter ``k`` on the normalised pixels and ``R`` their correlation: the least-squares estimate
 stays unbiased, only its variance changes (about 2.5x in sigma at 70 um).  A chi^2 check: each
 source's reduced chi^2 over its fit disc is reported and flagged ``POOR_FIT`` beyond ``1 + 5
-sqrt(2 sum rho^2 / n)``, the spread of a noise-only chi^2 of ``n`` correlated pixels; the errors
-are not inflated by it (a PRF mismatch on a bright source is a model error, not noise).
+sqrt(2 sum rho^2 / n)``, the spread of a noise-only chi^2 of ``n`` correlated pixels.  This module
+reports the noise error; :func:`reprocess.photometry.catalog.measure` scales it by
+``sqrt(max(1, chi^2))`` for the catalogue (a PRF mismatch on a bright source is an error too).
 """
 from __future__ import annotations
 
@@ -93,7 +101,7 @@ class _Problem:
     that the sparse pattern is fixed and each iteration only refills the values.
     """
 
-    def __init__(self, image, unc, valid, x0, y0, group, *, r_fit, r_model, reach):
+    def __init__(self, image, unc, valid, x0, y0, group, *, r_fit, r_model, reach, order=0):
         ny, nx = image.shape
         n = len(x0)
         self.n, self.ng = n, int(group.max()) + 1 if n else 0
@@ -116,6 +124,8 @@ class _Problem:
         self.py, self.px = np.divmod(self.pix, nx)
         self.data = image.ravel()[self.pix].astype(float)
         self.sigma = unc.ravel()[self.pix].astype(float)
+        self.basis = _background_basis(self, x0, y0, group, order, r_fit)
+        self.nt = self.basis.shape[1]
         self.active = self.disc_used > 0      # sources with at least one valid pixel to fit
         self._entries(x0, y0, self.active, r_model + reach, nx, ny)
         self._pattern()
@@ -139,11 +149,12 @@ class _Problem:
         """CSC pattern of the Jacobian (columns: fluxes, y, x, backgrounds) and the permutation
         from the value arrays to CSC order."""
         n, npix = self.n, len(self.pix)
-        rows = np.concatenate([self.e_row] * 3 + [np.arange(npix)])
+        nt = self.nt
+        rows = np.concatenate([self.e_row] * 3 + [np.repeat(np.arange(npix), nt)])
         cols = np.concatenate([self.e_src, n + self.e_src, 2 * n + self.e_src,
-                               3 * n + self.pix_group])
+                               (3 * n + self.pix_group[:, None] * nt + np.arange(nt)).ravel()])
         probe = sparse.csc_matrix((np.arange(len(rows), dtype=float) + 1.0, (rows, cols)),
-                                  shape=(npix, 3 * n + self.ng))
+                                  shape=(npix, 3 * n + self.ng * nt))
         self.perm = probe.data.astype(np.intp) - 1
         self.jac = probe
 
@@ -156,11 +167,34 @@ class _Problem:
         f, gy, gx = _evaluate(prf, dy, dx)
         f = np.where(d2 <= self.r_model ** 2, f, 0.0)
         amp = np.where(fit_pos[self.e_src], -flux[self.e_src] * self.e_w, 0.0)
-        vals = np.concatenate([f * self.e_w, amp * gy, amp * gx, 1.0 / self.sigma])
+        vals = np.concatenate([f * self.e_w, amp * gy, amp * gx,
+                               (self.basis / self.sigma[:, None]).ravel()])
         jac = self.jac.copy()
         jac.data = vals[self.perm]
         model = np.bincount(self.e_row, flux[self.e_src] * f, minlength=len(self.pix))
         return jac, model, d2 <= self.r_fit ** 2
+
+    def background(self, bkg: np.ndarray) -> np.ndarray:
+        """The groups' background polynomials at the fitted pixels."""
+        return (self.basis * bkg.reshape(self.ng, self.nt)[self.pix_group]).sum(axis=1)
+
+
+def _background_basis(prob, x0, y0, group, order, r_fit) -> np.ndarray:
+    """(pixels, terms) polynomial basis of each pixel's group background: 1; x, y; x^2, xy, y^2,
+    in units of the fit radius from the group's mean source position (no terms for None)."""
+    if order is None:
+        return np.zeros((len(prob.pix), 0))
+    if order not in (0, 1, 2):
+        raise ValueError(f"background order {order!r}: expected None, 0, 1 or 2")
+    terms = [np.ones(len(prob.pix))]
+    if order and len(prob.pix):
+        count = np.bincount(group, minlength=prob.ng)
+        cx = np.bincount(group, x0, minlength=prob.ng) / np.maximum(count, 1)
+        cy = np.bincount(group, y0, minlength=prob.ng) / np.maximum(count, 1)
+        u = (prob.px - cx[prob.pix_group]) / r_fit
+        v = (prob.py - cy[prob.pix_group]) / r_fit
+        terms += [u, v] + ([u * u, u * v, v * v] if order == 2 else [])
+    return np.column_stack(terms) if len(prob.pix) else np.zeros((0, len(terms)))
 
 
 def _solve(jac, resid, cols=None):
@@ -188,7 +222,7 @@ def fit_prf(image: np.ndarray, uncertainty: np.ndarray, x: np.ndarray, y: np.nda
             mask: np.ndarray | None = None, fit_positions: bool = True,
             min_snr_position: float = 5.0, max_shift_pix: float | None = None,
             max_iter: int = 20, tol_pix: float = 1e-3, tol_sigma: float = 0.05,
-            correlation: np.ndarray | None = None) -> QTable:
+            correlation: np.ndarray | None = None, background_order: int | None = 0) -> QTable:
     """Fit fluxes, positions and group backgrounds of point sources starting at (x, y).
 
     Parameters
@@ -219,6 +253,10 @@ def fit_prf(image: np.ndarray, uncertainty: np.ndarray, x: np.ndarray, y: np.nda
         ``tol_sigma`` times its own error.
     correlation : 2-D array, optional
         Noise correlation between pixels by offset (default the PRF's ``correlation``, else none).
+    background_order : {0, 1, 2, None}
+        Each group's background: a constant, a plane, or a quadratic surface (for structured
+        backgrounds, e.g. cirrus under a 160 um PSF; each order costs noise); None: no background
+        (an image whose background has been subtracted).
 
     Returns
     -------
@@ -251,7 +289,7 @@ def fit_prf(image: np.ndarray, uncertainty: np.ndarray, x: np.ndarray, y: np.nda
     x0[~finite], y0[~finite] = -1e6, -1e6
     group = _groups(x0, y0, 2 * r_fit) if n else np.zeros(0, int)
     prob = _Problem(image, unc, valid, x0, y0, group, r_fit=r_fit, r_model=r_model,
-                    reach=max_shift + _STEP_CAP_PIX)
+                    reach=max_shift + _STEP_CAP_PIX, order=background_order)
     active = prob.active
     flags = np.zeros(n, dtype=np.int32)
     flags[prob.disc_inside < prob.disc_pixels] |= PhotFlag.OFF_IMAGE
@@ -266,19 +304,19 @@ def _iterate(prob, prf, x0, y0, active, flags, *, fit_positions, min_snr, max_sh
              tol, tol_sigma):
     """A linear pass, Gauss-Newton position refinement, a final linear pass; the final state."""
     n = prob.n
-    flux, bkg = np.zeros(n), np.zeros(prob.ng)
+    flux, bkg = np.zeros(n), np.zeros(prob.ng * prob.nt)
     y, x = y0.copy(), x0.copy()
     fit_pos = np.zeros(n, dtype=bool)
     limited = np.zeros(n, dtype=bool)
     if len(prob.pix) == 0:
         return flux, bkg, y, x, fit_pos, 0
     moving = np.zeros(n, dtype=bool)
-    diag = np.zeros(3 * n + prob.ng)
+    diag = np.zeros(3 * n + prob.ng * prob.nt)
     cols = None
     it = 0
     for it in range(max_iter + 1):
         jac, model, _ = prob.jacobian(prf, flux, y, x, fit_pos)
-        step, d = _solve(jac, (prob.data - model - bkg[prob.pix_group]) / prob.sigma, cols)
+        step, d = _solve(jac, (prob.data - model - prob.background(bkg)) / prob.sigma, cols)
         diag = d if cols is None else np.where(d > 0, d, diag)
         flux += step[:n]
         bkg += step[3 * n:]
@@ -311,14 +349,15 @@ def _iterate(prob, prf, x0, y0, active, flags, *, fit_positions, min_snr, max_sh
             live = np.zeros(prob.ng, dtype=bool)
             live[prob.group[moving]] = True
             src = live[prob.group]
-            cols = np.nonzero(np.r_[src, src & fit_pos, src & fit_pos, live])[0]
+            cols = np.nonzero(np.r_[src, src & fit_pos, src & fit_pos,
+                                    np.repeat(live, prob.nt)])[0]
     else:
         flags[moving] |= PhotFlag.NOT_CONVERGED
     flags[limited] |= PhotFlag.POSITION_LIMIT
     flags[active & ~fit_pos & ~limited & fit_positions] |= PhotFlag.FIXED_POSITION
     # the final linear pass: fluxes and backgrounds exact for the final positions
     jac, model, _ = prob.jacobian(prf, flux, y, x, np.zeros(n, dtype=bool))
-    step, _ = _solve(jac, (prob.data - model - bkg[prob.pix_group]) / prob.sigma)
+    step, _ = _solve(jac, (prob.data - model - prob.background(bkg)) / prob.sigma)
     flux += step[:n]
     bkg += step[3 * n:]
     return flux, bkg, y, x, fit_pos, it
@@ -326,24 +365,24 @@ def _iterate(prob, prf, x0, y0, active, flags, *, fit_positions, min_snr, max_sh
 
 def _result(prob, prf, x0, y0, group, active, flags, state, corr) -> QTable:
     flux, bkg, y, x, fit_pos, n_iter = state
-    n, ng = prob.n, prob.ng
-    var_corr = np.full(3 * n + ng, np.nan)
-    var_ind = np.full(3 * n + ng, np.nan)
+    n, ng, nt = prob.n, prob.ng, prob.nt
+    var_corr = np.full(3 * n + ng * nt, np.nan)
+    var_ind = np.full(3 * n + ng * nt, np.nan)
     chi2 = np.full(n, np.nan)
     npix = np.zeros(n, dtype=int)
     if len(prob.pix):
         jac, model, near = prob.jacobian(prf, flux, y, x, fit_pos)
-        resid = (prob.data - model - bkg[prob.pix_group]) / prob.sigma
+        resid = (prob.data - model - prob.background(bkg)) / prob.sigma
         jac.eliminate_zeros()
         cols = np.nonzero(np.diff(jac.indptr) > 0)[0]
-        col_group = np.r_[group, group, group, np.arange(ng)][cols]
+        col_group = np.r_[group, group, group, np.repeat(np.arange(ng), nt)][cols]
         vi, vc = _block_variances(jac[:, cols].tocsr(), prob.py, prob.px, corr,
                                   col_group, prob.pix_group)
         var_ind[cols], var_corr[cols] = vi, vc
         src, row = prob.e_src, prob.e_row
         npix = np.bincount(src, near, minlength=n).astype(int)
         ssq = np.bincount(src, near * resid[row] ** 2, minlength=n)
-        dof = npix - 1 - 2 * fit_pos
+        dof = npix - 1 - 2 * fit_pos - nt / np.bincount(group, minlength=ng)[group]
         with np.errstate(divide="ignore", invalid="ignore"):
             chi2 = np.where(dof > 0, ssq / dof, np.nan)
             spread = np.sqrt(2.0 * (corr ** 2).sum() / np.maximum(dof, 1))
@@ -360,8 +399,12 @@ def _result(prob, prf, x0, y0, group, active, flags, state, corr) -> QTable:
     out["flux_fit"] = np.where(nan, np.nan, flux)
     out["flux_err"] = np.sqrt(var_corr[:n])
     out["flux_err_indep"] = np.sqrt(var_ind[:n])
-    out["background"] = np.where(nan, np.nan, bkg[group] if n else np.zeros(0))
-    out["background_err"] = np.sqrt(var_corr[3 * n:][group]) if n else np.zeros(0)
+    # the background polynomial's constant term: its value at the group's mean source position
+    if nt:
+        out["background"] = np.where(nan, np.nan, bkg[group * nt] if n else np.zeros(0))
+        out["background_err"] = np.sqrt(var_corr[3 * n:][group * nt]) if n else np.zeros(0)
+    else:
+        out["background"], out["background_err"] = np.zeros(n), np.zeros(n)
     out["group_id"] = group
     out["group_size"] = sizes
     out["n_pix"] = npix
