@@ -16,7 +16,8 @@ Printed per method:
   position, so the sample is not selected on the measurement): inverse-variance weighted mean and
   median of measured / true, with the weighted mean's standard error; also without flagged sources;
 * pulls (measured - true) / flux_err of matched sources, by true S/N: mean, standard deviation and
-  robust (1.4826 MAD) spread;
+  robust (1.4826 MAD) spread; also for isolated sources (no other true source within 2 FWHM
+  brighter than the source's own 1-sigma noise), which separates the error model from confusion;
 * completeness (detected fraction) and median flux ratio of the detected, in bins of true S/N down
   to 3 sigma, and the detections matched to no source.
 
@@ -140,16 +141,27 @@ def score(obs: Path, band: int, method: str, nsigma: float) -> dict:
     flags = np.zeros(len(truth), dtype=int)
     meas[got] = cat["flux"].value[idx[got]]
     err[got] = cat["flux_err"].value[idx[got]]
+    err_stat = np.full(len(truth), np.nan)
+    if "flux_err_stat" in cat.colnames:
+        err_stat[got] = cat["flux_err_stat"].value[idx[got]]
     flags[got] = np.asarray(cat["flags"])[idx[got]]
     matched_det = np.zeros(len(cat), dtype=bool)
     matched_det[idx[got]] = True
-    inside = np.zeros(len(cat), dtype=bool)   # detections away from the coverage edge
-    inside[:] = (np.asarray(cat["flags"]) & FATAL) == 0
+    inside = (np.asarray(cat["flags"]) & FATAL) == 0    # detections away from the coverage edge
+    # isolated: no other true source within 2 FWHM brighter than this one's 1-sigma noise
+    tx, ty = np.asarray(forced["x"]), np.asarray(forced["y"])
+    pairs = cKDTree(np.c_[tx, ty]).query_pairs(2 * fwhm, output_type="ndarray")
+    isolated = np.ones(len(truth), dtype=bool)
+    for i, j in pairs:
+        if true_f[j] > sigma[i]:
+            isolated[i] = False
+        if true_f[i] > sigma[j]:
+            isolated[j] = False
     return {"method": method, "n_true": int(usable.sum()), "truth": true_f, "snr": snr_true,
             "usable": usable, "got": got & np.isfinite(meas), "meas": meas, "err": err,
             "flags": flags, "spurious": int((~matched_det & inside).sum()), "n_det": len(cat),
             "seconds": seconds, "spurious_snr": np.asarray(cat["snr"])[~matched_det & inside],
-            "meta": cat.meta}
+            "meta": cat.meta, "isolated": isolated, "err_stat": err_stat}
 
 
 def report(res: dict) -> None:
@@ -180,10 +192,22 @@ def report(res: dict) -> None:
               f"{np.median(m[det] / f[det]) if det.any() else np.nan:12.4f}   "
               f"{np.mean(p) if det.any() else np.nan:9.3f}  {np.std(p) if det.any() else np.nan:8.3f}"
               f"  {robust(p):6.3f}")
-    s = got & (snr > 5)
-    print(f"pulls, true S/N > 5 (n={s.sum()}): mean {np.mean(pull[s]):+.3f}, std {np.std(pull[s]):.3f}, "
-          f"robust {robust(pull[s]):.3f};  S/N > 20: std {np.std(pull[got & (snr > 20)]):.3f}, "
-          f"robust {robust(pull[got & (snr > 20)]):.3f}")
+    stat = (m - f) / res["err_stat"]
+    for label, sel, pl in (("all", got, pull), ("isolated", got & res["isolated"], pull),
+                           ("all, noise-only error", got, stat),
+                           ("isolated, noise-only error", got & res["isolated"], stat)):
+        s5, s20 = sel & (snr > 5), sel & (snr > 20)
+        if s5.sum() < 3 or not np.isfinite(pl[s5]).all():
+            continue
+        print(f"pulls, {label}: true S/N > 5 (n={s5.sum()}): mean {np.mean(pl[s5]):+.3f}, std "
+              f"{np.std(pl[s5]):.3f}, robust {robust(pl[s5]):.3f};  S/N > 20 (n={s20.sum()}): "
+              f"mean {np.mean(pl[s20]):+.3f}, std {np.std(pl[s20]):.3f}, robust "
+              f"{robust(pl[s20]):.3f}")
+    s = got & res["isolated"] & (snr > 20)
+    if s.sum() >= 3:
+        ratio, w = m[s] / f[s], (f[s] / e[s]) ** 2
+        print(f"S/N>20 isolated (n={s.sum()}): weighted mean ratio {np.sum(w * ratio) / np.sum(w):.4f} "
+              f"+- {1 / np.sqrt(np.sum(w)):.4f}, median {np.median(ratio):.4f}")
 
 
 def main() -> None:

@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 from astropy.table import QTable
-from photutils.background import Background2D, MedianBackground
 from photutils.psf import ImagePSF, PSFPhotometry, SourceGrouper
 from scipy import ndimage
 
 from calibration.photometric import ujy_per_mjysr
+from reprocess.photometry.detect import background_map
 from reprocess.photometry.mosaic_prf import mosaic_prf
 from reprocess.photometry.prf_fit import fit_prf
 
@@ -99,8 +99,7 @@ def photutils_setup(image, unc, prf, valid, r_fit, *, grouped: bool):
     box = 2 * int(np.sqrt(np.pi) * r_fit // 2) + 1
     phot = PSFPhotometry(model, (box, box), aperture_radius=r_fit,
                          grouper=SourceGrouper(2 * r_fit) if grouped else None)
-    bkg = Background2D(np.where(valid, image, 0.0), 64, coverage_mask=~valid, filter_size=3,
-                       bkg_estimator=MedianBackground()).background
+    bkg = background_map(image, valid, box_pix=64)       # photutils Background2D inside
     data = np.where(valid, image - bkg, 0.0)
     err = np.where(valid, unc, 1.0)
     return phot, data, err
