@@ -1,4 +1,4 @@
-"""The ``mips`` command: simulate, reprocess, validate, demo.
+"""The ``mips`` command: simulate, reprocess, validate, mosaic, photometry, demo.
 
 This front door is the only code that uses both the simulator and the
 reprocessor.  Errors on bad input are one line on stderr with a non-zero exit
@@ -162,6 +162,19 @@ def _cmd_flatfield(args) -> int:
     return 0
 
 
+def _cmd_photometry(args) -> int:
+    from reprocess.photometry.catalog import photometry_catalog, write_catalog
+    out = Path(args.out)
+    _refuse_to_overwrite(args.overwrite, out, *([out.with_suffix(".vot")] if args.votable else []))
+    colour = ({"temperature": args.colour_temperature} if args.colour_temperature is not None
+              else {"alpha": args.colour_alpha} if args.colour_alpha is not None else None)
+    table = photometry_catalog(args.inputs, method=args.method, band=args.band, nsigma=args.nsigma,
+                               temperature_k=args.temperature, psf=args.psf, colour=colour)
+    paths = write_catalog(table, out, votable=args.votable, overwrite=args.overwrite)
+    print(f"{len(table)} sources ({args.method}) -> {', '.join(map(str, paths))}")
+    return 0
+
+
 def _bcd_paths(inputs) -> list[Path]:
     """``*_bcd.fits`` files given directly or found in observation folders (``DIR/bcd``) or folders."""
     paths: list[Path] = []
@@ -309,6 +322,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one flat per scan-mirror position (default), scan leg, both, or one in all")
     x.add_argument("--overwrite", action="store_true", help="replace an existing OUT/bcd")
     x.set_defaults(func=_cmd_flatfield)
+
+    ph = sub.add_parser("photometry", help="point-source catalogue of mosaics (ECSV: uJy, deg)")
+    ph.add_argument("inputs", nargs="+", metavar="FILE.fits|DIR",
+                    help="mosaics (mips mosaic), or folders holding mosaic.fits (else their *.fits)")
+    ph.add_argument("--out", required=True, help="output catalogue (ECSV)")
+    ph.add_argument("--votable", action="store_true", help="also write a VOTable (same name, .vot)")
+    ph.add_argument("--method", choices=("prf", "aperture"), default="prf",
+                    help="PRF fitting (default) or aperture photometry")
+    ph.add_argument("--band", type=int, choices=(24, 70, 160), default=None,
+                    help="default: the mosaic's BAND card")
+    ph.add_argument("--nsigma", type=float, default=5.0, help="detection threshold (default 5)")
+    ph.add_argument("--temperature", type=float, default=None,
+                    help="source blackbody temperature, K: chooses the 70/160 um PSF and the "
+                         "aperture correction (default: the flux calibrators')")
+    ph.add_argument("--psf", choices=("model", "simulator"), default="model",
+                    help="simulator: data made by mips simulate (its PSFs); model: real data")
+    ph.add_argument("--colour-temperature", type=float, default=None,
+                    help="add colour-corrected fluxes for a blackbody of this temperature, K")
+    ph.add_argument("--colour-alpha", type=float, default=None,
+                    help="add colour-corrected fluxes for F_nu ~ nu^alpha")
+    ph.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    ph.set_defaults(func=_cmd_photometry)
 
     d = sub.add_parser("demo", help="simulate, reprocess and validate a default observation "
                                     "(70 um unless --band)")
