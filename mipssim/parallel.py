@@ -1,0 +1,91 @@
+"""Run independent chunks of work in parallel with dask: the simulator's one parallel driver.
+
+A scan map is simulated in chunks of consecutive DCEs, each a pure function of
+its arguments (the configuration, its DCEs' plans and the state they start
+from, :mod:`.carry`) that writes its own files; nothing flows between chunks,
+so any scheduler may run them in any order and the files are the same.
+
+:func:`run_chunks` is kept to one function so that one place can route every
+parallel run of the toolkit later.  Without a client it uses dask's
+``processes`` scheduler on a pool of ``workers`` processes forked from the
+caller's main thread, each killed by the kernel when the parent dies (Linux
+``PR_SET_PDEATHSIG``, as ``reprocess.pipeline`` does), so a killed
+``mips simulate`` leaves nothing writing; tasks are dispatched one at a time
+(dask batches 6 by default, which would leave a worker idle at the end).  With
+a ``dask.distributed`` client the chunks run on its cluster, whose workers must
+see the output folder.  Progress is reported per finished chunk.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+__all__ = ["run_chunks"]
+
+log = logging.getLogger(__name__)
+
+
+def run_chunks(func: Callable, chunks: Sequence, *, workers: int = 1, client=None,
+               progress: Callable[[int], None] | None = None) -> list:
+    """``[func(chunk) for chunk in chunks]``, computed in parallel with dask.
+
+    Parameters
+    ----------
+    func : callable
+        A module-level function (pickled by reference); ``func(chunk)`` returns the number of
+        units of work it did (DCEs), which ``progress`` accumulates.
+    chunks : sequence
+        Picklable arguments, one task each.
+    workers : int
+        Processes of the local pool (ignored with ``client``).
+    client : dask.distributed.Client, optional
+        Run on this cluster instead.
+    progress : callable, optional
+        Called as ``progress(done)`` with the summed results of the chunks finished so far.
+
+    Returns
+    -------
+    list
+        The results in the order of ``chunks``.  The first exception a chunk raises is raised
+        (after the running chunks have finished).
+    """
+    import dask
+    from dask.callbacks import Callback
+
+    tasks = [dask.delayed(func, pure=False)(chunk, dask_key_name=f"chunk-{i}")
+             for i, chunk in enumerate(chunks)]
+    done = [0]
+
+    def finished(key, result, *_):
+        done[0] += result
+        if progress is not None:
+            progress(done[0])
+
+    if client is not None:
+        from distributed import as_completed
+        futures = client.compute(tasks)
+        for fut in as_completed(futures):
+            if fut.status == "finished":
+                finished(fut.key, fut.result())
+        return client.gather(futures)
+    context = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool, Callback(posttask=finished):
+        return list(dask.compute(*tasks, scheduler="processes", pool=pool, chunksize=1))
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: be killed when the parent process dies (Linux), never write on alone
+    (the same as ``reprocess.pipeline._die_with_parent``, which mipssim may not import)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:       # 1 = PR_SET_PDEATHSIG
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if os.getppid() != parent_pid:
+        os._exit(1)
