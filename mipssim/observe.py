@@ -347,7 +347,6 @@ class _GeAor:
         self.spec = self.detector.spec
         self.ramp_starts = _ramp_starts(cfg.band, self.nreads)
         streams = _aor_streams(cfg)
-        self._cr_history = streams["cr_history"]
         self.scene = make_scene(cfg, streams["scene"])
         self.drift = DriftModel.draw(streams["drift"], rms=cfg.drift_rms,
                                      min_period_s=cfg.drift_min_period_s,
@@ -372,7 +371,8 @@ class _GeAor:
 
     def initial_carry(self) -> GeCarry:
         """The state at the AOR start: the CR excess built up since the last anneal."""
-        return GeCarry(cr=CRState(_initial_excess(self.cfg, self.spec.shape, self._cr_history)),
+        rng = _aor_streams(self.cfg)["cr_history"]      # a fresh generator: the same state every call
+        return GeCarry(cr=CRState(_initial_excess(self.cfg, self.spec.shape, rng)),
                        transient=_transient_state(self.cfg))
 
     def working_state(self, carry: GeCarry) -> GeCarry:
@@ -496,6 +496,7 @@ class _SiAor:
         self.scene = make_scene(cfg, _aor_streams(cfg)["scene"])
         self.headers = RawHeaders(cfg, self.spec)
         self.factors = factors
+        self._spots: dict[float, np.ndarray] = {}
 
     @staticmethod
     def args_of(cfg: SimConfig, plans) -> tuple:
@@ -520,7 +521,9 @@ class _SiAor:
         sky = self.scene.render(plan.wcs, self.spec.shape)
         ff = (si_as.first_frame_factor(plan.dcenum, cfg.first_frame_factors)
               if cfg.include_first_frame else 1.0)
-        spots = det.spot_map(plan.csm_arcsec, include=cfg.include_spots)
+        spots = self._spots.get(plan.csm_arcsec)
+        if spots is None:                          # a deterministic map per mirror position
+            spots = self._spots[plan.csm_arcsec] = det.spot_map(plan.csm_arcsec, include=cfg.include_spots)
         photo = ff * det.spec.dn_s_per_mjysr * det.gainflat * spots * sky
         photo = np.where(det.pmask != 0, 0.0, photo)    # bad (dead) pixels collect no photocurrent
         dark = (det.dark(plan.dcenum, cfg.jailbar_factors, include_jailbar=cfg.include_jailbar)
