@@ -222,22 +222,55 @@ def _simulate_into(cfg: SimConfig, out: Path, progress, *, workers: int = 1,
     chunks = [_Chunk(cfg=cfg, plans=plans[a:b], factors=aor.factors[a:b], start=None, raw_dir=raw_dir,
                      part=out / f"truth.part-{k:05d}.h5", aor_args=aor.args)
               for k, (a, b) in enumerate(bounds)]
+    truth = TruthWriter(out / "truth.h5", seed=cfg.seed, config_toml=to_toml(cfg),
+                        software=software_version())
+    merged = _TruthMerge(truth, aor, chunks)
     try:
+        truth.add_sources(aor.scene.sources)
         if workers == 1 and client is None:       # in order, each chunk from the last one's state
             carry = aor.initial_carry()
-            for chunk in chunks:
+            for k, chunk in enumerate(chunks):
                 carry = _simulate_chunk(chunk, carry, aor=aor, progress=progress, total=len(plans))
+                merged.finished(k)
         else:
             for chunk, start in zip(chunks, _start_states(aor, plans, bounds)):
                 chunk.start = start
-            run_chunks(_chunk_task, chunks, workers=workers, client=client,
-                       progress=progress and (lambda done: progress(done, len(plans))))
-        _merge_truth(cfg, aor, chunks, out / "truth.h5")
+
+            def finished(k: int, n_dce: int) -> None:
+                merged.finished(k)
+                if progress is not None:
+                    progress(merged.n_dce, len(plans))
+            run_chunks(_chunk_task, chunks, workers=workers, client=client, on_result=finished)
+        aor.add_truth(truth)
+    except BaseException:
+        truth.abort()
+        raise
     finally:
         for chunk in chunks:
             chunk.part.unlink(missing_ok=True)
+    truth.close()
     log.info("simulated %d DCEs of band %d into %s", len(plans), cfg.band, out.parent)
     return out
+
+
+class _TruthMerge:
+    """Copies finished chunks' truth into ``truth.h5`` in DCE order, as soon as each chunk and all
+    those before it are done (while later chunks still run), deleting each chunk's file."""
+
+    def __init__(self, truth: TruthWriter, aor, chunks):
+        self.truth, self.aor, self.chunks = truth, aor, chunks
+        self.done: set[int] = set()
+        self.next = 0            # the first chunk not yet copied
+        self.n_dce = 0           # DCEs of the finished chunks
+
+    def finished(self, k: int) -> None:
+        self.done.add(k)
+        self.n_dce += len(self.chunks[k].plans)
+        while self.next in self.done:
+            chunk = self.chunks[self.next]
+            self.truth.add_part(chunk.part, [self.aor.dce_name(plan) for plan in chunk.plans])
+            chunk.part.unlink()
+            self.next += 1
 
 
 @dataclass
@@ -304,21 +337,6 @@ def _start_states(aor, plans, bounds) -> list:
             else:
                 si_state_step(aor, carry, plans[i], bool(render[i]))
     return starts
-
-
-def _merge_truth(cfg: SimConfig, aor, chunks, path: Path) -> None:
-    """``truth.h5``: the sources, each chunk's DCEs in order, then the AOR-level arrays."""
-    truth = TruthWriter(path, seed=cfg.seed, config_toml=to_toml(cfg), software=software_version())
-    try:
-        truth.add_sources(aor.scene.sources)
-        for chunk in chunks:
-            truth.add_part(chunk.part, [aor.dce_name(plan) for plan in chunk.plans])
-            chunk.part.unlink()
-        aor.add_truth(truth)
-    except BaseException:
-        truth.abort()
-        raise
-    truth.close()
 
 
 def _make_aor(cfg: SimConfig, plans, args: tuple | None = None):

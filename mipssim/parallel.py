@@ -13,7 +13,8 @@ caller's main thread, each killed by the kernel when the parent dies (Linux
 ``mips simulate`` leaves nothing writing; tasks are dispatched one at a time
 (dask batches 6 by default, which would leave a worker idle at the end).  With
 a ``dask.distributed`` client the chunks run on its cluster, whose workers must
-see the output folder.  Progress is reported per finished chunk.
+see the output folder.  Each result is handed to the caller as its chunk
+finishes, so the caller can gather the chunks' output while the rest run.
 """
 from __future__ import annotations
 
@@ -32,22 +33,23 @@ log = logging.getLogger(__name__)
 
 
 def run_chunks(func: Callable, chunks: Sequence, *, workers: int = 1, client=None,
-               progress: Callable[[int], None] | None = None) -> list:
+               on_result: Callable[[int, object], None] | None = None) -> list:
     """``[func(chunk) for chunk in chunks]``, computed in parallel with dask.
 
     Parameters
     ----------
     func : callable
-        A module-level function (pickled by reference); ``func(chunk)`` returns the number of
-        units of work it did (DCEs), which ``progress`` accumulates.
+        A module-level function (pickled by reference).
     chunks : sequence
         Picklable arguments, one task each.
     workers : int
         Processes of the local pool (ignored with ``client``).
     client : dask.distributed.Client, optional
         Run on this cluster instead.
-    progress : callable, optional
-        Called as ``progress(done)`` with the summed results of the chunks finished so far.
+    on_result : callable, optional
+        Called in this process as ``on_result(index, result)`` as each chunk finishes (in the
+        order they finish): progress, or collecting the chunks' output while others run.  An
+        exception it raises stops the run.
 
     Returns
     -------
@@ -58,21 +60,19 @@ def run_chunks(func: Callable, chunks: Sequence, *, workers: int = 1, client=Non
     import dask
     from dask.callbacks import Callback
 
-    tasks = [dask.delayed(func, pure=False)(chunk, dask_key_name=f"chunk-{i}")
-             for i, chunk in enumerate(chunks)]
-    done = [0]
+    keys = [f"chunk-{i}" for i in range(len(chunks))]
+    tasks = [dask.delayed(func, pure=False)(chunk, dask_key_name=key) for key, chunk in zip(keys, chunks)]
+    index = {key: i for i, key in enumerate(keys)}
 
     def finished(key, result, *_):
-        done[0] += result
-        if progress is not None:
-            progress(done[0])
+        if on_result is not None and key in index:
+            on_result(index[key], result)
 
     if client is not None:
         from distributed import as_completed
         futures = client.compute(tasks)
         for fut in as_completed(futures):
-            if fut.status == "finished":
-                finished(fut.key, fut.result())
+            finished(fut.key, fut.result())
         return client.gather(futures)
     context = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent,
