@@ -1,11 +1,24 @@
 """Simulate one observation (AOR; photometry or scan map, one band): raw DCE files plus ``truth.h5``.
 
-``simulate(cfg, out_dir)`` walks the DCE plan in time order: render the sky
-through the DCE's WCS, add the stim flash and the dark, run the read-by-read
-detector physics, write the raw file and record the truth.  The result only
-depends on ``cfg`` (seed included): the same configuration gives
-bit-identical files.  Each DCE's noise comes from its own per-effect streams
-(:mod:`.streams`), so what happens in one DCE never moves another's noise.
+``simulate(cfg, out_dir)`` walks the DCE plan: render the sky through the
+DCE's WCS, add the stim flash and the dark, run the read-by-read detector
+physics, write the raw file and record the truth.  The result only depends on
+``cfg`` (seed included): the same configuration gives bit-identical files.
+Each DCE's noise comes from its own per-effect streams (:mod:`.streams`), so
+what happens in one DCE never moves another's noise.
+
+The plan is cut into chunks of consecutive DCEs (``chunk_dces``), which
+``workers`` processes (or a dask.distributed cluster) simulate in parallel
+(:mod:`.parallel`).  A chunk needs only the configuration, its DCEs' plans and
+the detector state the DCEs before it leave -- the cosmic-ray responsivity
+excess, the transient adaptation, the 24 um latents -- which a state-only pass
+over the plan works out exactly, without rendering ramps (:mod:`.carry`); so
+the files do not depend on the worker count or the chunk size.  Each chunk
+writes its raw files as it goes and its truth into its own HDF5 file, which the
+parent copies into ``truth.h5`` in DCE order as soon as the chunks before are
+in: memory is bounded by a chunk whatever the number of DCEs.  What every DCE
+shares (detector, scene, drift, common steps, anneals, header templates) is
+made from the configuration alone in each process (``_GeAor``, ``_SiAor``).
 
 Besides the contract's datasets, each truth ``/dce/<name>`` group carries the
 attributes validation needs to score stim tracking: ``t_mid_s`` (mean time of

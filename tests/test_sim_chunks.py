@@ -226,3 +226,14 @@ def test_a_truth_file_too_large_for_the_disk_is_one_line_not_a_crash(tmp_path, w
     assert res.returncode == 2 and len(lines) == 1, res.stderr[-2000:]
     assert str(tmp_path / "obs") in lines[0] and os.strerror(errno.EFBIG).lower() in lines[0].lower()
     assert not (tmp_path / "obs").exists()
+
+
+def test_a_dask_distributed_client_gives_the_same_files(references, tmp_path):
+    """Chunks run on a local dask.distributed cluster (threads of this process) instead."""
+    distributed = pytest.importorskip("distributed")
+    cfg, ref = references["phot70"]
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2,
+                            dashboard_address=":0") as client:
+        simulate(cfg, tmp_path / "obs", chunk_dces=4, client=client)
+    assert _files(tmp_path / "obs") == _files(ref)
+    assert _contents(tmp_path / "obs" / "truth.h5") == _contents(ref / "truth.h5")
