@@ -248,8 +248,10 @@ def si_latent_dces(aor, plans) -> np.ndarray:
     prep = scene._prepared()
     if scene.include_sources and len(prep.flux) and len(plans):
         made: dict[int, PrfReach] = {}                                      # sources share PRFs
-        reach = [made.setdefault(id(p), PrfReach.of(p)) if id(p) not in made else made[id(p)]
-                 for p in prep.prfs]
+        for prf in prep.prfs:
+            if id(prf) not in made:
+                made[id(prf)] = PrfReach.of(prf)
+        reach = [made[id(prf)] for prf in prep.prfs]
         flux = np.abs(prep.flux) / spec.pixel_sr / 1e6                       # Jy -> MJy/sr
         for lo in range(0, len(plans), 1024):                                # bounded memory
             block = plans[lo:lo + 1024]

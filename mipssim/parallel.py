@@ -58,6 +58,7 @@ def run_chunks(func: Callable, chunks: Sequence, *, workers: int = 1, client=Non
         (after the running chunks have finished).
     """
     import dask
+    import dask.multiprocessing
     from dask.callbacks import Callback
 
     keys = [f"chunk-{i}" for i in range(len(chunks))]
@@ -77,7 +78,10 @@ def run_chunks(func: Callable, chunks: Sequence, *, workers: int = 1, client=Non
     context = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent,
                              initargs=(os.getpid(),)) as pool, Callback(posttask=finished):
-        return list(dask.compute(*tasks, scheduler="processes", pool=pool, chunksize=1))
+        # the "processes" scheduler's own get (the name would import distributed, ~2 s, to look
+        # for a client)
+        return list(dask.compute(*tasks, scheduler=dask.multiprocessing.get, pool=pool,
+                                 num_workers=workers, chunksize=1))
 
 
 def _die_with_parent(parent_pid: int) -> None:

@@ -25,7 +25,7 @@ import pytest
 import mipssim.observe as observe
 from calibration.instrument import band_spec
 from mips.cli import main
-from mipssim.carry import PrfReach, si_latent_dces
+from mipssim.carry import PrfReach, _distance_to_array, si_latent_dces
 from mipssim.config import load_config
 from mipssim.ge_ga import draw_hits
 from mipssim.observe import simulate
@@ -157,6 +157,23 @@ def test_latent_bound_is_an_upper_bound_and_selective():
     assert np.all(peaks[~render] <= threshold)
     assert np.any(peaks > threshold)                  # the bright source does leave latents
     assert 0 < render.sum() < len(plans)
+
+
+def test_source_distances_of_the_latent_bound_follow_the_wcs_within_its_margin():
+    """The bound places sources by the gnomonic projection without SIP and allows 1 pixel for it:
+    within 30 pixels of the array the distance is within 0.5 pixel of the full WCS's."""
+    cfg = load_config(band=24, mode="scan", scan_legs=4, n_sources=60)
+    plans = plan_scan(cfg)[::7]
+    prep = observe._make_aor(cfg, plans).scene._prepared()
+    approx = _distance_to_array(plans, prep.ra, prep.dec, (128, 128))
+    near = 0
+    for plan, d in zip(plans, approx):
+        xs, ys = plan.wcs.all_world2pix(prep.ra, prep.dec, 0)
+        exact = np.hypot(np.maximum(np.maximum(-xs, xs - 127), 0), np.maximum(np.maximum(-ys, ys - 127), 0))
+        close = exact < 30
+        near += close.sum()
+        assert np.all(np.abs(d[close] - exact[close]) < 0.5)
+    assert near > 100
 
 
 @pytest.mark.parametrize("band", [24, 70, 160])
