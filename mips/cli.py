@@ -51,7 +51,8 @@ def _cmd_simulate(args) -> int:
     cfg = load_config(args.config, **overrides)
     if cfg.mode != "scan" and args.rate is not None:
         raise ValueError("option --rate: only for --mode scan")
-    simulate(cfg, args.out, overwrite=args.overwrite, progress=Progress("simulate"))
+    simulate(cfg, args.out, overwrite=args.overwrite, progress=Progress("simulate"),
+             workers=args.workers, chunk_dces=args.chunk_dces)
     if cfg.mode == "scan":
         from mipssim.scan import dces_per_leg
         what = (f"scan map, {cfg.scan_legs} legs x {dces_per_leg(cfg)} DCEs, {cfg.scan_rate} rate "
@@ -228,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--overwrite", action="store_true",
                    help="replace an existing observation (raw/, truth.h5; its bcd/ is removed)")
+    s.add_argument("--workers", type=int, default=1,
+                   help="processes simulating chunks of DCEs in parallel (the files do not depend on it)")
+    s.add_argument("--chunk-dces", type=int, default=None,
+                   help="DCEs per chunk (default 64; the files do not depend on it)")
     s.set_defaults(func=_cmd_simulate)
 
     r = sub.add_parser("reprocess", help="turn DIR/raw into DIR/bcd (BCD, _bunc, _bmask)")
