@@ -19,7 +19,7 @@ log = logging.getLogger("mips")
 
 
 class Progress:
-    """A progress bar on a terminal, log lines otherwise."""
+    """A progress bar with an ETA on a terminal (log lines clear it first), log lines otherwise."""
 
     def __init__(self, label: str, stream=None):
         self.label = label
@@ -27,12 +27,25 @@ class Progress:
         self.tty = self.stream.isatty()
         self._last = -1
         self._t0 = time.monotonic()
+        self._drawn = False
+        if self.tty:
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(self._clear_bar)
+
+    def _clear_bar(self, record) -> bool:
+        """Logging filter: erase a drawn bar before a log line (the next update redraws it)."""
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self._drawn = False
+        return True
 
     def __call__(self, done: int, total: int) -> None:
         pct = int(100 * done / max(total, 1))
         if self.tty:
             bar = "#" * (pct // 4)
-            self.stream.write(f"\r{self.label:<11} [{bar:<25}] {pct:3d}% ({done}/{total}) {self.eta(done, total)}")
+            self.stream.write(f"\r{self.label:<11} [{bar:<25}] {pct:3d}% ({done}/{total}) "
+                              f"{self.eta(done, total)}")
+            self._drawn = done < total
             if done >= total:
                 self.stream.write(f"  {time.monotonic() - self._t0:.1f} s\n")
             self.stream.flush()
