@@ -333,7 +333,7 @@ def _log_outcome(obs_dir, outcome: Outcome, where: str) -> None:
                     type(res).__name__, where)
     elif res.skipped:
         log.info("%s: complete and valid (manifest matches its raw files, configuration, calibration "
-                 "and software): skipped [%s]", obs_dir, where)
+                 "and software; checked in %.2f s): skipped [%s]", obs_dir, outcome.seconds, where)
     else:
         log.info("%s: reprocessed (%s): %d BCDs in %.1f s [%s]", obs_dir, outcome.redone, res.n_bcd,
                  outcome.seconds, where)

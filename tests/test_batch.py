@@ -43,7 +43,8 @@ def programme(tmp_path_factory):
     """(raw source folder of the 8 AORs, reference products {(aor, name): bytes})."""
     src = tmp_path_factory.mktemp("programme")
     for k, aor in enumerate(AORS):
-        cfg = load_config(band=24, n_dce=5, seed=20 + k) if k in (2, 6) else load_config(n_dce=12, seed=10 + k)
+        cfg = (load_config(band=24, n_dce=5, seed=20 + k) if k in (2, 6)
+               else load_config(n_dce=12, seed=10 + k))
         simulate(cfg, src / aor)
         (src / aor / "truth.h5").unlink()                 # raw/ is all a reprocessing reads
     ref = tmp_path_factory.mktemp("reference")
@@ -75,8 +76,9 @@ def _committing(root: Path) -> set[str]:
     return {aor for aor in AORS if any(p.name.startswith("bcd.commit-") for p in (root / aor).iterdir())}
 
 
-def _writing(root: Path) -> bool:
-    return any(any(p.rglob("*.fits")) for p in root.glob("*/bcd.partial-*"))
+def _writing(root: Path, stale: set) -> bool:
+    """A staging folder of this run (not in ``stale``, those of a killed run) holds products."""
+    return any(any(p.rglob("*.fits")) for p in root.glob("*/bcd.partial-*") if p not in stale)
 
 
 def _env(journal: Path, delay_s: float) -> dict:
@@ -91,8 +93,9 @@ def _run(args, root: Path, journal: Path, *, kill_when=None, delay_s=0.02, timeo
     """
     log_path = journal.with_suffix(".log")
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-c", CLI, "reprocess", *args], cwd=root, env=_env(journal, delay_s),
-                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-c", CLI, "reprocess", *args], cwd=root,
+                                env=_env(journal, delay_s), stdout=subprocess.DEVNULL, stderr=log,
+                                start_new_session=True)
         killed = False
         deadline = time.monotonic() + timeout_s
         try:
@@ -106,7 +109,8 @@ def _run(args, root: Path, journal: Path, *, kill_when=None, delay_s=0.02, timeo
             if proc.poll() is None and not killed:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    started = [Path(line.split()[1]).name for line in journal.read_text().splitlines()] if journal.exists() else []
+    lines = journal.read_text().splitlines() if journal.exists() else []
+    started = [Path(line.split()[1]).name for line in lines]
     assert killed or proc.returncode is not None, "neither finished nor killed"
     return (None if killed else proc.returncode), log_path.read_text(), started
 
@@ -126,8 +130,9 @@ def _kill_and_resume(programme, tmp_path, workers: int, kill_points):
     complete: set = set()
     for step, kill_when in enumerate([*kill_points, None]):
         before, ambiguous = _complete(tmp_path), _committing(tmp_path)
-        status, log, started = _run(args, tmp_path, tmp_path / f"journal{step}",
-                                    kill_when=(lambda k=kill_when: k(tmp_path)) if kill_when else None)
+        stale = set(tmp_path.glob("*/bcd.partial-*"))
+        kill = (lambda k=kill_when, s=stale: k(tmp_path, s)) if kill_when else None
+        status, log, started = _run(args, tmp_path, tmp_path / f"journal{step}", kill_when=kill)
         assert before >= complete                                    # nothing complete was undone
         skipped, redone = _logged(log, "skipped"), _logged(log, "reprocessed")
         assert not (set(started) & before), (started, before)        # no pipeline started on them
@@ -143,11 +148,11 @@ def _kill_and_resume(programme, tmp_path, workers: int, kill_points):
 
 
 def _committed_at_least(n):
-    return lambda root: len(_complete(root)) >= n
+    return lambda root, stale: len(_complete(root)) >= n
 
 
 def _writing_after(n):
-    return lambda root: len(_complete(root)) >= n and _writing(root)
+    return lambda root, stale: len(_complete(root)) >= n and _writing(root, stale)
 
 
 def test_kill_and_resume_in_process(programme, tmp_path):
