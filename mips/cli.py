@@ -19,7 +19,7 @@ log = logging.getLogger("mips")
 
 
 class Progress:
-    """A progress bar on a terminal, log lines otherwise."""
+    """A progress bar with an ETA on a terminal (log lines clear it first), log lines otherwise."""
 
     def __init__(self, label: str, stream=None):
         self.label = label
@@ -27,18 +27,38 @@ class Progress:
         self.tty = self.stream.isatty()
         self._last = -1
         self._t0 = time.monotonic()
+        self._drawn = False
+        if self.tty:
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(self._clear_bar)
+
+    def _clear_bar(self, record) -> bool:
+        """Logging filter: erase a drawn bar before a log line (the next update redraws it)."""
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self._drawn = False
+        return True
 
     def __call__(self, done: int, total: int) -> None:
         pct = int(100 * done / max(total, 1))
         if self.tty:
             bar = "#" * (pct // 4)
-            self.stream.write(f"\r{self.label:<11} [{bar:<25}] {pct:3d}% ({done}/{total})")
+            self.stream.write(f"\r{self.label:<11} [{bar:<25}] {pct:3d}% ({done}/{total}) "
+                              f"{self.eta(done, total)}")
+            self._drawn = done < total
             if done >= total:
                 self.stream.write(f"  {time.monotonic() - self._t0:.1f} s\n")
             self.stream.flush()
         elif pct // 25 != self._last // 25 or done >= total:
-            log.info("%s: %d/%d (%d%%)", self.label, done, total, pct)
+            log.info("%s: %d/%d (%d%%) %s", self.label, done, total, pct, self.eta(done, total))
         self._last = pct
+
+    def eta(self, done: int, total: int) -> str:
+        """Time left at the mean rate so far (blank until something is done, or when finished)."""
+        if done <= 0 or done >= total:
+            return " " * 10
+        left = (time.monotonic() - self._t0) * (total - done) / done
+        return f"ETA {int(left // 60):2d}m{int(left % 60):02d}s"
 
 
 def _cmd_simulate(args) -> int:
@@ -64,11 +84,14 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_reprocess(args) -> int:
-    from reprocess.pipeline import reprocess_many
+    from reprocess.batch import reprocess_many
+    if args.scheduler not in (None, "local") and args.workers is not None:
+        raise ValueError(f"option --workers: the scheduler at {args.scheduler} has its own workers")
     options = {"jump_threshold": args.jump_threshold, "stim_mode": args.stim,
                "products": args.products, "off": tuple(args.off.split(",")) if args.off else None,
                "keep_first_frame": args.keep_first_frame or None, "leak_catalog": args.leak_catalog}
-    results = reprocess_many(args.dirs, workers=args.workers, config_file=args.config,
+    results = reprocess_many(args.dirs, scheduler=args.scheduler, workers=args.workers or 1,
+                             config_file=args.config,
                              keep_going=args.keep_going, overwrite=args.overwrite,
                              progress=Progress("reprocess"),
                              **{k: v for k, v in options.items() if v is not None})
@@ -78,8 +101,12 @@ def _cmd_reprocess(args) -> int:
             print(f"mips reprocess: {rep}", file=sys.stderr)
             status = 1
             continue
-        print(f"{obs}: {rep.n_bcd} BCDs written to {rep.out_dir}"
-              + (f" ({rep.n_stim} stim DCEs used for calibration)" if rep.n_stim else ""))
+        if rep.skipped:
+            print(f"{obs}: complete, {rep.n_bcd} BCDs in {rep.out_dir} (inputs, configuration, "
+                  f"calibration and software unchanged: skipped)")
+        else:
+            print(f"{obs}: {rep.n_bcd} BCDs written to {rep.out_dir}"
+                  + (f" ({rep.n_stim} stim DCEs used for calibration)" if rep.n_stim else ""))
         if rep.failures:
             status = 1
             print(f"{len(rep.failures)} file(s) failed:", file=sys.stderr)
@@ -239,9 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("dirs", nargs="+", metavar="DIR", help="observation folder(s)")
     r.add_argument("--keep-going", action="store_true",
                    help="skip bad files (and folders), list the failures at the end")
-    r.add_argument("--overwrite", action="store_true", help="replace existing products")
-    r.add_argument("--workers", type=int, default=1,
-                   help="folders reprocessed in parallel (processes; results do not depend on it)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace stale products (made from other raw files, configuration, calibration "
+                        "or software); complete and valid ones are always skipped")
+    r.add_argument("--workers", type=int, default=None,
+                   help="local worker processes, folders reprocessed in parallel on a dask LocalCluster "
+                        "(default 1: one after another in this process; results do not depend on it)")
+    r.add_argument("--scheduler", metavar="ADDRESS|local", default=None,
+                   help="run on the dask.distributed scheduler at ADDRESS (e.g. tcp://host:8786; its "
+                        "workers must see the same folders) instead of this machine (local, default)")
     r.add_argument("--stim", choices=("interp", "constant"), default=None,
                    help="responsivity: interpolate stim flashes in time (default) or hold constant")
     r.add_argument("--jump-threshold", type=float, default=None,
