@@ -336,3 +336,44 @@ def test_coincident_sources_are_degenerate_not_numbers():
     assert np.isnan(out["flux"][0]) and np.isnan(out["flux"][2])
     assert out["flags"][0] & FLAGS["DEGENERATE"] and out["flags"][2] & FLAGS["DEGENERATE"]
     assert out["flux"][1].to_value(u.uJy) == pytest.approx(flux[1], rel=1e-6)
+
+
+def test_sparse_and_dense_solves_agree(monkeypatch):
+    """Components larger than DENSE_MAX go through sparse LU: same fluxes and errors."""
+    from reprocess.photometry import joint
+    rng = np.random.default_rng(11)
+    dx, dy, flux = np.array(SOURCES70).T
+    ra, dec = offsets_to_radec(dx, dy)
+    prfs = [prf70()] * len(ra)
+    bcds = [ccd(render(w, mask.shape, ra, dec, flux, prfs, bg) + rng.normal(0, 0.1, mask.shape) * unc,
+                0.1 * unc, w, mask) for w, mask, unc, bg in field70(rng, n_bcd=6)]
+    dense = joint_photometry(bcds, (ra, dec), band=70, temperature_k=100.0)
+    monkeypatch.setattr(joint, "DENSE_MAX", 1)
+    sparse_ = joint_photometry(bcds, (ra, dec), band=70, temperature_k=100.0)
+    np.testing.assert_allclose(sparse_["flux"].value, dense["flux"].value, rtol=1e-9)
+    np.testing.assert_allclose(sparse_["flux_err"].value, dense["flux_err"].value, rtol=1e-9)
+
+
+def test_prf_box_equals_the_prf_pixel_by_pixel():
+    """LocalPRF.box (shared pixel corners) gives LocalPRF's numbers, including the clamped edges."""
+    local = prf70(25.0)
+    rng = np.random.default_rng(12)
+    for _ in range(5):
+        y, x = rng.uniform(-3, 35, 2)
+        sy, sx = rng.uniform(9.5, 10.5, 2)
+        box = (slice(0, 32), slice(0, 32))
+        yy, xx = np.mgrid[box]
+        np.testing.assert_allclose(local.box(y, x, sy, sx, box), local(yy - y, xx - x, sy, sx),
+                                   rtol=0, atol=1e-13)
+
+
+def test_prf_box_gradient_is_the_derivative_by_the_source_position():
+    local = prf70(100.0)
+    box = (slice(0, 32), slice(0, 16))
+    y, x, s = 14.3, 7.6, 9.9
+    _, d_dy, d_dx = local.box(y, x, s, s, box, gradient=True)
+    h = 1e-4      # inside one cell of the piecewise-bilinear integral image: exact differences
+    np.testing.assert_allclose(d_dy, (local.box(y + h, x, s, s, box) - local.box(y - h, x, s, s, box)) / (2 * h),
+                               atol=1e-9)
+    np.testing.assert_allclose(d_dx, (local.box(y, x + h, s, s, box) - local.box(y, x - h, s, s, box)) / (2 * h),
+                               atol=1e-9)
