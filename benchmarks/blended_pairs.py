@@ -71,7 +71,7 @@ from reprocess.pipeline import reprocess
 SEPARATIONS_FWHM = (0.5, 1.0, 1.5, 2.0)
 RATIOS = (1.0, 0.3)
 TEMPERATURE_K = 100.0
-DEFAULT_FLUX_JY = {24: 2.0e-3, 70: 0.10, 160: 0.30}
+DEFAULT_FLUX_JY = {24: 2.0e-3, 70: 0.5, 160: 1.0}   # S/N ~ 50 (24: photometry, 70: scan)
 TRUE_FLUXCONV = {24: 0.0454, 70: 702.0, 160: 44.7}      # the simulator's (calibration.instrument)
 _LEAK = {24: 0.0, 70: 0.0}
 
