@@ -165,7 +165,7 @@ def main() -> None:
     for name, t in times.items():
         print(f"{name:<22}: {med[name]:7.3f} s median of {args.reps} ({len(x) / med[name]:5.0f} "
               f"sources/s); runs " + ", ".join(f"{v:.3f}" for v in t)
-              + ("" if name == "ours" else f";  photutils / ours {med[name] / med['ours']:.2f}x"))
+              + ("" if name.startswith("ours") else f";  photutils / ours {med[name] / med['ours']:.2f}x"))
     ours = results["ours"]
     snr_true = truth / (np.asarray(ours["flux_err"]) * scale)
     for name, res in results.items():
