@@ -43,8 +43,8 @@ threads at once, so launches are serialised by a lock (each launch uses every th
 
 The compiled code is cached on disk (``cache=True``, in ``__pycache__`` or
 ``NUMBA_CACHE_DIR``), one version per reads dtype (float32, float64; others are converted to
-float64 first): the first call of a new installation compiles for ~8 CPU-seconds, later
-processes load it (~1.5 s for numba's own start-up on the first call).  Divisions follow IEEE
+float64 first): the first call of a new installation compiles for 8-10 CPU-seconds, later
+processes load it (~0.5 CPU-seconds on the first call, mostly numba's own start-up).  Divisions follow IEEE
 (``error_model="numpy"``), as numpy's do, instead of raising on a zero.
 """
 from __future__ import annotations
