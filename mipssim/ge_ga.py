@@ -22,10 +22,19 @@ Each effect draws from its own random stream per DCE (:mod:`.streams`), so
 switching one effect off never changes another's noise, nor any other DCE's.
 Every random event is returned for the truth file.
 
+Cosmic-ray hits are drawn sparsely (:func:`draw_hits`): the total count over
+the DCE's (read interval, pixel) cells, then each hit's cell -- the same
+Poisson process as one count per cell, for ~100 variates per 70 um DCE instead
+of 32768 (0.5 ms), and cheap enough to be redrawn by the state-only pass.
+
 Design trade-off: DCEs are simulated one at a time (the responsivity state
 carries from one to the next); a Ge frame is tiny (32x32 or 3x20), so the
 per-DCE numpy work is a few hundred microseconds and batching DCEs would buy
-little.
+little.  The only state a DCE leaves to the next through this module is the
+cosmic-ray responsivity excess (:class:`CRState`); it depends on the hits
+alone, never on the signal, so :func:`advance_cr_state` carries it through a
+DCE without rendering the ramps, with the same arithmetic as
+:func:`simulate_ramps` (bit for bit: :mod:`.carry`).
 """
 from __future__ import annotations
 
@@ -37,7 +46,8 @@ from calibration import nonlinearity
 
 from .streams import EFFECTS as STREAMS
 
-__all__ = ["STREAMS", "DriftModel", "StepModel", "RampTruth", "CRState", "simulate_ramps", "adc"]
+__all__ = ["STREAMS", "DriftModel", "StepModel", "RampTruth", "CRState", "simulate_ramps", "adc",
+           "draw_hits", "advance_cr_state"]
 
 
 @dataclass
@@ -156,21 +166,9 @@ def simulate_ramps(current_dn_s: np.ndarray, *, t_reads_s: np.ndarray, ramp_star
         resp += steps(t_mid)[:, None, None]
     if transient is not None:
         resp *= transient.factors(current_dn_s, dt, nreads)
-    hits = np.zeros(shape, dtype=np.int64)
-    if cfg.include_cosmic_rays:
-        hits = streams["cosmic_rays"].poisson(cfg.cr_rate_per_s * dt, shape)
-        hits[ramp_starts] = 0      # charge before the first read of a ramp only moves the intercept
-    events, cr_charge = _cosmic_ray_charge(hits, cfg, streams["cosmic_rays"])
-    steps = np.zeros(shape)
-    if cfg.include_cosmic_rays and cfg.include_cr_responsivity and len(events):
-        sizes = streams["cr_responsivity"].exponential(cfg.cr_resp_step, len(events))
-        np.add.at(steps, (events["read"], events["y"], events["x"]), sizes)
-    decay = np.exp(-dt / cfg.cr_resp_tau_s)
-    for k in range(nreads):
-        if k:
-            cr_state.excess *= decay
-        cr_state.excess += steps[k]
-        resp[k] += cr_state.excess
+    hits = _dce_hits(cfg, streams, shape, ramp_starts, dt)
+    events, cr_charge = _cosmic_ray_charge(hits, shape, cfg, streams["cosmic_rays"])
+    _cr_excess_through(cr_state, hits, cfg, streams, dt, nreads, record=resp)
 
     # charge per interval (DN), integrated within each ramp
     mean_dn = resp * current_dn_s * dt
@@ -211,14 +209,101 @@ def adc(signal_dn: np.ndarray, adc_max_dn: int, *, saturate: bool = True) -> np.
     return np.clip(dn, 0, np.iinfo(np.int32).max).astype(np.int32)
 
 
-def _cosmic_ray_charge(hits, cfg, rng):
+def draw_hits(rng: np.random.Generator, mean_per_cell: float, shape: tuple[int, ...],
+              skip_reads: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cosmic-ray hits of one DCE: the read interval and pixel of each, in (read, y, x) order.
+
+    Parameters
+    ----------
+    rng : numpy Generator
+        The DCE's ``cosmic_rays`` stream; only its first draws are used (the count, then the
+        cells), so the hits' amplitudes can follow from the same stream.
+    mean_per_cell : float
+        Mean hits per (read interval, pixel): rate (per pixel per s) x read time.
+    shape : (NREADS, NY, NX)
+    skip_reads : (NREADS,) bool array, optional
+        Reads whose interval takes no hit (the first read of a ramp: charge before it only moves
+        the intercept).
+
+    Returns
+    -------
+    read, y, x : int arrays
+        One entry per hit (a cell hit twice appears twice), sorted by read, then row, then column.
+
+    Notes
+    -----
+    Independent Poisson counts per cell are a Poisson total over the cells, each hit in a
+    uniformly chosen cell: the same process as drawing every cell's count, for a few variates
+    per hit.
+    """
+    nreads, npix = shape[0], int(np.prod(shape[1:]))
+    reads = np.arange(nreads) if skip_reads is None else np.flatnonzero(~np.asarray(skip_reads))
+    ncell = len(reads) * npix
+    n = int(rng.poisson(mean_per_cell * ncell)) if ncell else 0
+    cells = np.sort(rng.integers(0, ncell, n)) if n else np.zeros(0, dtype=np.int64)
+    y, x = np.divmod(cells % npix, shape[-1])
+    return reads[cells // npix], y, x
+
+
+def _dce_hits(cfg, streams, shape, ramp_starts, dt):
+    """The DCE's hits (:func:`draw_hits`), none with cosmic rays off."""
+    if not cfg.include_cosmic_rays:
+        return (np.zeros(0, dtype=np.int64),) * 3
+    return draw_hits(streams["cosmic_rays"], cfg.cr_rate_per_s * dt, shape, ramp_starts)
+
+
+def _cr_excess_through(cr_state: CRState, hits, cfg, streams, dt: float, nreads: int, *,
+                       record: np.ndarray | None = None) -> None:
+    """Carry the CR responsivity excess through one DCE's ``nreads`` read intervals (in place).
+
+    Each hit raises its pixel's excess by an exponential step (``cr_responsivity`` stream) in
+    its interval; the excess decays by ``exp(-dt / tau)`` from one interval to the next.
+    ``record`` (NREADS, NY, NX), when given, gets each interval's excess added.  The one
+    implementation of this arithmetic for :func:`simulate_ramps` and :func:`advance_cr_state`,
+    so that both leave the same bits.
+    """
+    steps = None
+    if cfg.include_cosmic_rays and cfg.include_cr_responsivity and len(hits[0]):
+        sizes = streams["cr_responsivity"].exponential(cfg.cr_resp_step, len(hits[0]))
+        steps = np.zeros((nreads,) + cr_state.excess.shape)
+        np.add.at(steps, hits, sizes)
+    decay = np.exp(-dt / cfg.cr_resp_tau_s)
+    excess = cr_state.excess
+    for k in range(nreads):
+        if k:
+            excess *= decay
+        if steps is not None:
+            excess += steps[k]
+        if record is not None:
+            record[k] += excess
+
+
+def advance_cr_state(cr_state: CRState, *, cfg, streams, dt: float, ramp_starts: np.ndarray) -> None:
+    """Carry ``cr_state`` through one DCE as :func:`simulate_ramps` does, without the ramps.
+
+    Parameters
+    ----------
+    cr_state : CRState
+        Updated in place, to the same bits :func:`simulate_ramps` leaves.
+    cfg : mipssim.config.SimConfig
+    streams : mapping of numpy Generators
+        The DCE's per-effect streams; only ``cosmic_rays`` (the hits, not their amplitudes)
+        and ``cr_responsivity`` are drawn from.
+    dt : float
+        Read time, s.
+    ramp_starts : (NREADS,) bool array
+    """
+    shape = (len(ramp_starts),) + cr_state.excess.shape
+    hits = _dce_hits(cfg, streams, shape, ramp_starts, dt)
+    _cr_excess_through(cr_state, hits, cfg, streams, dt, len(ramp_starts))
+
+
+def _cosmic_ray_charge(hits, shape, cfg, rng):
     """Amplitudes (log-normal, DN of charge) of the hits; returns the event table and charge cube."""
-    charge = np.zeros(hits.shape)
-    idx = np.nonzero(hits)
-    if not len(idx[0]):
+    charge = np.zeros(shape)
+    read, y, x = hits
+    if not len(read):
         return np.zeros(0, dtype=CR_DTYPE), charge
-    reps = hits[idx]
-    read, y, x = (np.repeat(a, reps) for a in idx)
     amp = cfg.cr_amp_median_dn * np.exp(cfg.cr_amp_sigma_ln * rng.standard_normal(len(read)))
     np.add.at(charge, (read, y, x), amp)
     events = np.zeros(len(read), dtype=CR_DTYPE)

@@ -176,18 +176,31 @@ class TransientState:
             ``f = exp((1 - b)(s - x) - h (H - s))`` at the start of each interval; the
             state is advanced to the end of the last one.
         """
-        if self.log_adapt is None:
-            self.relax(current, 0.0)
+        target, q, qh, slow0, hook0 = self._start(current, read_time_s)
         m = self.model
-        target = np.log(np.maximum(current, _FLOOR_DN_S))
         k = np.arange(nreads)[:, None, None]
-        q = np.exp(-read_time_s / m.tau_s(current))
-        qh = np.exp(-read_time_s / m.hook_tau_s)
-        slow0, hook0 = self.log_adapt - target, self.log_hook - target
         slow = slow0[None] * q[None] ** k                         # s - x at each interval's start
         log_f = (1.0 - m.prompt_fraction) * slow
         if m.hook_fraction:
             log_f -= m.hook_fraction * (hook0[None] * qh ** k - slow)   # - h (H - s)
+        self._end(target, q, qh, slow0, hook0, nreads)
+        return np.exp(log_f)
+
+    def advance(self, current: np.ndarray, read_time_s: float, nreads: int) -> None:
+        """Advance the state through a DCE as :meth:`factors` does, without the factors (the
+        state-only pass of :mod:`mipssim.carry`: the same arithmetic, so the same bits)."""
+        self._end(*self._start(current, read_time_s), nreads)
+
+    def _start(self, current, read_time_s):
+        """Log target, per-read decays (slow, hook) and the states' offsets at a DCE's start."""
+        if self.log_adapt is None:
+            self.relax(current, 0.0)
+        target = np.log(np.maximum(current, _FLOOR_DN_S))
+        q = np.exp(-read_time_s / self.model.tau_s(current))
+        qh = np.exp(-read_time_s / self.model.hook_tau_s)
+        return target, q, qh, self.log_adapt - target, self.log_hook - target
+
+    def _end(self, target, q, qh, slow0, hook0, nreads: int) -> None:
+        """The states at the end of the DCE's last read interval."""
         self.log_adapt = target + slow0 * q ** nreads
         self.log_hook = target + hook0 * qh ** nreads
-        return np.exp(log_f)

@@ -1,11 +1,24 @@
 """Simulate one observation (AOR; photometry or scan map, one band): raw DCE files plus ``truth.h5``.
 
-``simulate(cfg, out_dir)`` walks the DCE plan in time order: render the sky
-through the DCE's WCS, add the stim flash and the dark, run the read-by-read
-detector physics, write the raw file and record the truth.  The result only
-depends on ``cfg`` (seed included): the same configuration gives
-bit-identical files.  Each DCE's noise comes from its own per-effect streams
-(:mod:`.streams`), so what happens in one DCE never moves another's noise.
+``simulate(cfg, out_dir)`` walks the DCE plan: render the sky through the
+DCE's WCS, add the stim flash and the dark, run the read-by-read detector
+physics, write the raw file and record the truth.  The result only depends on
+``cfg`` (seed included): the same configuration gives bit-identical files.
+Each DCE's noise comes from its own per-effect streams (:mod:`.streams`), so
+what happens in one DCE never moves another's noise.
+
+The plan is cut into chunks of consecutive DCEs (``chunk_dces``), which
+``workers`` processes (or a dask.distributed cluster) simulate in parallel
+(:mod:`.parallel`).  A chunk needs only the configuration, its DCEs' plans and
+the detector state the DCEs before it leave -- the cosmic-ray responsivity
+excess, the transient adaptation, the 24 um latents -- which a state-only pass
+over the plan works out exactly, without rendering ramps (:mod:`.carry`); so
+the files do not depend on the worker count or the chunk size.  Each chunk
+writes its raw files as it goes and its truth into its own HDF5 file, which the
+parent copies into ``truth.h5`` in DCE order as soon as the chunks before are
+in: memory is bounded by a chunk whatever the number of DCEs.  What every DCE
+shares (detector, scene, drift, common steps, anneals, header templates) is
+made from the configuration alone in each process (``_GeAor``, ``_SiAor``).
 
 Besides the contract's datasets, each truth ``/dce/<name>`` group carries the
 attributes validation needs to score stim tracking: ``t_mid_s`` (mean time of
@@ -21,6 +34,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -28,15 +42,17 @@ import numpy as np
 from astropy import __version__ as astropy_version
 from astropy.time import Time
 
-from calibration.folders import transaction
 from calibration import si_as
-from calibration.instrument import ge_ramps_per_dce
+from calibration.folders import transaction
+from calibration.instrument import band_spec, ge_ramps_per_dce
 
 from .anneal import anneal_times, initial_cr_excess
+from .carry import GeCarry, SiCarry, ge_state_step, si_latent_dces, si_state_step
 from .config import SimConfig, to_toml
 from .detector import default_detector
 from .ge_ga import STREAMS, CRState, DriftModel, StepModel, simulate_ramps
 from .ge_transient import TransientModel, TransientState
+from .parallel import run_chunks
 from .pointing import plan_photometry
 from .scan import plan_scan
 from .scene import make_scene
@@ -155,8 +171,11 @@ def _provenance(cfg: SimConfig) -> str:
             f"attribute of truth.h5)")
 
 
+DEFAULT_CHUNK_DCES = 64     # DCEs per chunk unless told: ~0.5 s of 70 um work, a few MB at 24 um
+
+
 def simulate(cfg: SimConfig, out_dir: str | Path, *, overwrite: bool = False,
-             progress=None) -> Path:
+             progress=None, workers: int = 1, chunk_dces: int | None = None, client=None) -> Path:
     """Simulate the observation ``cfg`` into ``out_dir`` (``raw/`` and ``truth.h5``).
 
     Parameters
@@ -165,7 +184,14 @@ def simulate(cfg: SimConfig, out_dir: str | Path, *, overwrite: bool = False,
     out_dir : path
         Created if needed; refuses to replace an existing observation unless ``overwrite``.
     progress : callable, optional
-        Called as ``progress(done, total)`` after each DCE.
+        Called as ``progress(done, total)`` after each DCE (after each chunk with several
+        workers).
+    workers : int
+        Processes that simulate chunks of DCEs in parallel (:func:`mipssim.parallel.run_chunks`).
+    chunk_dces : int, optional
+        DCEs per chunk (default ``DEFAULT_CHUNK_DCES``).
+    client : dask.distributed.Client, optional
+        Run the chunks on this cluster instead (its workers must see ``out_dir``).
 
     Returns
     -------
@@ -173,6 +199,13 @@ def simulate(cfg: SimConfig, out_dir: str | Path, *, overwrite: bool = False,
 
     Notes
     -----
+    The files do not depend on ``workers``, ``chunk_dces`` or ``client``: every DCE's
+    noise comes from its own streams and each chunk starts from the exact state the
+    DCEs before it leave (:mod:`.carry`).  Memory is bounded by a DCE, not by the
+    observation: raw files are written as each DCE is simulated, and the truth as
+    per-chunk HDF5 files (streamed to disk, :class:`.writers.TruthWriter`) that the
+    parent copies into ``truth.h5`` in DCE order.
+
     The observation is simulated into a staging folder inside ``out_dir`` and
     committed as a whole (:func:`calibration.folders.transaction`): ``raw/``
     and ``truth.h5`` replace the old ones together and an old ``bcd/`` (products
@@ -180,83 +213,236 @@ def simulate(cfg: SimConfig, out_dir: str | Path, *, overwrite: bool = False,
     observation or the new one, never a mixture.  The folder is locked for the
     run: a second writer (simulate or reprocess) is refused.
     """
+    for name, value in (("workers", workers), ("chunk_dces", chunk_dces)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
     final = Path(out_dir)
     with transaction(final, "observation", replace=("raw", "truth.h5", "bcd"), overwrite=overwrite,
                      what="an observation", create=True) as stage:
-        _simulate_into(cfg, stage, progress)
+        _simulate_into(cfg, stage, progress, workers=workers, chunk_dces=chunk_dces, client=client)
     return final
 
 
-def _simulate_into(cfg: SimConfig, out: Path, progress) -> Path:
+def _simulate_into(cfg: SimConfig, out: Path, progress, *, workers: int = 1,
+                   chunk_dces: int | None = None, client=None) -> Path:
     """Simulate ``cfg`` into the empty (staging) folder ``out``; see :func:`simulate`."""
     raw_dir = out / "raw"
     raw_dir.mkdir()
-
-    seeds = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
-    streams = {name: np.random.default_rng(s) for name, s in zip(STREAMS, seeds)}
-    scene = make_scene(cfg, streams["scene"])
-    drift = DriftModel.draw(streams["drift"], rms=cfg.drift_rms, min_period_s=cfg.drift_min_period_s,
-                            max_period_s=cfg.drift_max_period_s)
     plans = plan_scan(cfg) if cfg.mode == "scan" else plan_photometry(cfg)
+    aor = _make_aor(cfg, plans)
+    step = chunk_dces or DEFAULT_CHUNK_DCES
+    bounds = [(a, min(a + step, len(plans))) for a in range(0, len(plans), step)]
+    chunks = [_Chunk(cfg=cfg, plans=plans[a:b], factors=aor.factors[a:b], start=None, raw_dir=raw_dir,
+                     part=out / f"truth.part-{k:05d}.h5", aor_args=aor.args)
+              for k, (a, b) in enumerate(bounds)]
     truth = TruthWriter(out / "truth.h5", seed=cfg.seed, config_toml=to_toml(cfg),
                         software=software_version())
-    run = _run_si if cfg.band == 24 else _run_ge
+    merged = _TruthMerge(truth, aor, chunks)
     try:
-        truth.add_sources(scene.sources)
-        run(cfg, plans, scene, drift, streams, raw_dir, truth, progress)
+        truth.add_sources(aor.scene.sources)
+        if workers == 1 and client is None:       # in order, each chunk from the last one's state
+            carry = aor.initial_carry()
+            for k, chunk in enumerate(chunks):
+                carry = _simulate_chunk(chunk, carry, aor=aor, progress=progress, total=len(plans))
+                merged.finished(k)
+        else:
+            for chunk, start in zip(chunks, _start_states(aor, plans, bounds)):
+                chunk.start = start
+
+            def finished(k: int, n_dce: int) -> None:
+                merged.finished(k)
+                if progress is not None:
+                    progress(merged.n_dce, len(plans))
+            run_chunks(_chunk_task, chunks, workers=workers, client=client, on_result=finished)
+        aor.add_truth(truth)
     except BaseException:
         truth.abort()
         raise
+    finally:
+        for chunk in chunks:
+            chunk.part.unlink(missing_ok=True)
     truth.close()
     log.info("simulated %d DCEs of band %d into %s", len(plans), cfg.band, out.parent)
     return out
 
 
-def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
-    """The Ge DCE loop (70, 160 um)."""
-    detector = default_detector(cfg.band, read_noise_dn=cfg.read_noise_dn,
-                                excess_noise_dn2_s=cfg.excess_noise_dn2_s,
-                                dead_readout=cfg.include_dead_readout)
-    spec = detector.spec
-    nreads = plans[0].nreads          # every Ge DCE of a plan has the same reads
-    starts = _ramp_starts(cfg.band, nreads)
-    duration_s = plans[-1].t_start_s + nreads * spec.read_time_s
-    cr_state, anneals = _cr_history(cfg, spec.shape, streams["cr_history"], duration_s)
-    dark_dn_s = detector.dark_mips * spec.stim_dn_s * detector.stim_pattern
-    stim_dn_s = spec.stim_dn_s * detector.stim_pattern
-    flux_dn_s = spec.dn_s_per_mjysr * detector.flat
-    steps = StepModel.draw(streams["resp_steps"], rate_per_hr=cfg.resp_step_rate_per_hr,
-                           size=cfg.resp_step_size, duration_s=duration_s)
-    factors = stim_factors(cfg, plans)
-    transient = _transient_state(cfg)
-    headers = RawHeaders(cfg, spec)
-    mjds, dates = _dates(cfg, plans)
-    nramps = int(starts.sum())
-    prev_end, prev_start = 0.0, -np.inf
-    for plan in plans:
-        gap_s = plan.t_start_s - prev_end
-        cr_state.relax(gap_s, cfg.cr_resp_tau_s)
-        if np.any((anneals > prev_start) & (anneals <= plan.t_start_s)):
-            cr_state.excess[:] = 0.0          # an anneal before this DCE empties the traps
-        prev_start = plan.t_start_s
-        t_reads = plan.t_start_s + spec.read_time_s * np.arange(1, nreads + 1)
-        prev_end = t_reads[-1]
-        sky = scene.render(plan.wcs, spec.shape)
-        current = flux_dn_s * sky
-        if cfg.include_dark:
-            current = current + dark_dn_s
-        if transient is not None:      # the gap before the DCE: the sky at its pointing, no stim
-            transient.relax(current * detector.responds, gap_s)
-        if factors[plan.index]:
-            current = current + factors[plan.index] * stim_dn_s
-        ramp = simulate_ramps(current * detector.responds, t_reads_s=t_reads, ramp_starts=starts,
-                              detector=detector,
-                              cfg=cfg, drift=drift, cr_state=cr_state,
-                              streams=dce_streams(cfg.seed, plan.index), steps=steps,
-                              transient=transient)
-        mjd = mjds[plan.index]
+class _TruthMerge:
+    """Copies finished chunks' truth into ``truth.h5`` in DCE order, as soon as each chunk and all
+    those before it are done (while later chunks still run), deleting each chunk's file."""
+
+    def __init__(self, truth: TruthWriter, aor, chunks):
+        self.truth, self.aor, self.chunks = truth, aor, chunks
+        self.done: set[int] = set()
+        self.next = 0            # the first chunk not yet copied
+        self.n_dce = 0           # DCEs of the finished chunks
+
+    def finished(self, k: int) -> None:
+        self.done.add(k)
+        self.n_dce += len(self.chunks[k].plans)
+        while self.next in self.done:
+            chunk = self.chunks[self.next]
+            self.truth.add_part(chunk.part, [self.aor.dce_name(plan) for plan in chunk.plans])
+            chunk.part.unlink()
+            self.next += 1
+
+
+@dataclass
+class _Chunk:
+    """A run of consecutive DCEs to simulate, and where their files go."""
+
+    cfg: SimConfig
+    plans: list
+    factors: np.ndarray          # stim brightness per DCE (:func:`stim_factors`)
+    start: object                # the state the DCEs before leave (:mod:`.carry`); None: given
+    raw_dir: Path
+    part: Path                   # the chunk's truth, copied into truth.h5 by the parent
+    aor_args: tuple              # what the AOR context needs besides cfg (:func:`_make_aor`)
+
+
+def _simulate_chunk(chunk: _Chunk, carry, *, aor=None, progress=None, total: int = 0):
+    """Simulate ``chunk`` from state ``carry``; returns the state its last DCE leaves."""
+    aor = aor or _cached_aor(chunk.cfg, chunk.aor_args)
+    carry = aor.working_state(carry)
+    mjds, dates = _dates(chunk.cfg, chunk.plans)
+    truth = TruthWriter(chunk.part)
+    try:
+        for i, plan in enumerate(chunk.plans):
+            aor.simulate_dce(plan, chunk.factors[i], carry, chunk.raw_dir, truth, mjds[i], dates[i])
+            if progress is not None:
+                progress(plan.index + 1, total)
+    except BaseException:
+        truth.abort()
+        raise
+    truth.close()
+    return carry
+
+
+def _chunk_task(chunk: _Chunk) -> int:
+    """One chunk in a worker process (from its start snapshot); returns its number of DCEs."""
+    _simulate_chunk(chunk, chunk.start)
+    return len(chunk.plans)
+
+
+_AORS: dict = {}
+
+
+def _cached_aor(cfg: SimConfig, args: tuple):
+    """The AOR context of a worker process, built once per observation (scene, detector...)."""
+    key = (to_toml(cfg), args)
+    if key not in _AORS:
+        _AORS.clear()
+        _AORS[key] = _make_aor(cfg, None, args)
+    return _AORS[key]
+
+
+def _start_states(aor, plans, bounds) -> list:
+    """The state at each chunk's start, from one state-only pass over the plan (:mod:`.carry`)."""
+    carry = aor.initial_carry()
+    render = si_latent_dces(aor, plans) if isinstance(aor, _SiAor) else None
+    starts = []
+    for k, (a, b) in enumerate(bounds):
+        starts.append(carry.copy())
+        if k + 1 == len(bounds):
+            break
+        for i in range(a, b):
+            if render is None:
+                ge_state_step(aor, carry, plans[i], aor.factors[i])
+            else:
+                si_state_step(aor, carry, plans[i], bool(render[i]))
+    return starts
+
+
+def _make_aor(cfg: SimConfig, plans, args: tuple | None = None):
+    """The AOR context of ``cfg`` (``plans``, or ``args`` from a parent that had them)."""
+    cls = _SiAor if cfg.band == 24 else _GeAor
+    return cls(cfg, cls.args_of(cfg, plans) if args is None else args,
+               factors=None if plans is None else stim_factors(cfg, plans))
+
+
+def _aor_streams(cfg: SimConfig) -> dict:
+    """The AOR-level generators (``SeedSequence(seed).spawn``, as :func:`.streams.effect_rng`)."""
+    seeds = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
+    return {name: np.random.default_rng(s) for name, s in zip(STREAMS, seeds)}
+
+
+class _GeAor:
+    """What every DCE of a Ge AOR shares, made from the configuration alone (so any process
+    makes the same): detector, scene, drift, common steps, anneals, headers."""
+
+    def __init__(self, cfg: SimConfig, args: tuple, *, factors=None):
+        self.cfg, self.args = cfg, args
+        self.nreads, duration_s = args
+        self.detector = default_detector(cfg.band, read_noise_dn=cfg.read_noise_dn,
+                                         excess_noise_dn2_s=cfg.excess_noise_dn2_s,
+                                         dead_readout=cfg.include_dead_readout)
+        self.spec = self.detector.spec
+        self.ramp_starts = _ramp_starts(cfg.band, self.nreads)
+        streams = _aor_streams(cfg)
+        self.scene = make_scene(cfg, streams["scene"])
+        self.drift = DriftModel.draw(streams["drift"], rms=cfg.drift_rms,
+                                     min_period_s=cfg.drift_min_period_s,
+                                     max_period_s=cfg.drift_max_period_s)
+        self.steps = StepModel.draw(streams["resp_steps"], rate_per_hr=cfg.resp_step_rate_per_hr,
+                                    size=cfg.resp_step_size, duration_s=duration_s)
+        self.anneals = (anneal_times(since_anneal_s=cfg.t_since_anneal_s,
+                                     interval_s=cfg.anneal_interval_s, duration_s=duration_s)
+                        if _cr_resp_on(cfg) and cfg.include_anneals else np.zeros(0))
+        det, spec = self.detector, self.spec
+        self.dark_dn_s = det.dark_mips * spec.stim_dn_s * det.stim_pattern
+        self.stim_dn_s = spec.stim_dn_s * det.stim_pattern
+        self.flux_dn_s = spec.dn_s_per_mjysr * det.flat
+        self.headers = RawHeaders(cfg, spec)
+        self.factors = factors
+
+    @staticmethod
+    def args_of(cfg: SimConfig, plans) -> tuple:
+        """(reads per DCE, AOR duration in s): what the context needs of the plan."""
+        nreads = plans[0].nreads          # every Ge DCE of a plan has the same reads
+        return nreads, plans[-1].t_start_s + nreads * band_spec(cfg.band).read_time_s
+
+    def initial_carry(self) -> GeCarry:
+        """The state at the AOR start: the CR excess built up since the last anneal."""
+        rng = _aor_streams(self.cfg)["cr_history"]      # a fresh generator: the same state every call
+        return GeCarry(cr=CRState(_initial_excess(self.cfg, self.spec.shape, rng)),
+                       transient=_transient_state(self.cfg))
+
+    def working_state(self, carry: GeCarry) -> GeCarry:
+        return carry
+
+    def dce_name(self, plan) -> str:
+        return raw_name(self.spec.chnlnum, self.cfg.aorkey, plan.expid, plan.dcenum)[: -len("_raw.fits")]
+
+    def read_times(self, plan) -> np.ndarray:
+        """Times of the DCE's reads, s since the AOR start."""
+        return plan.t_start_s + self.spec.read_time_s * np.arange(1, self.nreads + 1)
+
+    def currents(self, plan, stim_factor: float):
+        """The DCE's sky (MJy/sr) and its current at nominal responsivity (DN/s) before the DCE
+        (no stim: what the pixels adapt to in the gap) and during it."""
+        sky = self.scene.render(plan.wcs, self.spec.shape)
+        current = self.flux_dn_s * sky
+        if self.cfg.include_dark:
+            current = current + self.dark_dn_s
+        before = current * self.detector.responds
+        if stim_factor:
+            current = current + stim_factor * self.stim_dn_s
+        return sky, before, current * self.detector.responds
+
+    def simulate_dce(self, plan, stim_factor: float, carry: GeCarry, raw_dir: Path,
+                     truth: TruthWriter, mjd: float, date_obs: str) -> None:
+        """Simulate Ge DCE ``plan`` from state ``carry`` (updated): raw file and truth."""
+        cfg, spec = self.cfg, self.spec
+        t_reads = self.read_times(plan)
+        gap_s = carry.enter(plan.t_start_s, t_reads[-1], tau_s=cfg.cr_resp_tau_s, anneals=self.anneals)
+        sky, before, during = self.currents(plan, stim_factor)
+        if carry.transient is not None:      # the gap before the DCE: the sky at its pointing, no stim
+            carry.transient.relax(before, gap_s)
+        ramp = simulate_ramps(during, t_reads_s=t_reads, ramp_starts=self.ramp_starts,
+                              detector=self.detector, cfg=cfg, drift=self.drift, cr_state=carry.cr,
+                              streams=dce_streams(cfg.seed, plan.index), steps=self.steps,
+                              transient=carry.transient)
         name = raw_name(spec.chnlnum, cfg.aorkey, plan.expid, plan.dcenum)
-        cards = headers.images(plan, nreads, nramps, mjd, dates[plan.index])
+        cards = self.headers.images(plan, self.nreads, int(self.ramp_starts.sum()), mjd, date_obs)
         write_hdus(raw_dir / name, [FitsImage(cards, ramp.raw)])
         truth.add_dce(name[: -len("_raw.fits")], sky_mjysr=sky, slope_dn_s=ramp.slope_dn_s,
                       cr_events=ramp.cr_events, responsivity=ramp.responsivity,
@@ -264,18 +450,34 @@ def _run_ge(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
                              "t_mid_s": ramp.t_mid_s, "mjd_obs": mjd,
                              "read_time_s": spec.read_time_s,
                              "gain_e_per_dn": cfg.gain_e_per_dn or spec.gain_e_per_dn,
-                             **_dce_anomaly_attrs(plan, factors[plan.index])})
-        if progress is not None:
-            progress(plan.index + 1, len(plans))
-    truth.add_array("anneals", anneals, units="t_s: anneal times, s since the AOR start (between DCEs)")
-    truth.add_array("responsivity_steps", _step_table(steps), units="t_s: s since the AOR start; "
-                    "size: fractional responsivity change, in force after t_s (all pixels)")
-    truth.add_array("detector/read_noise_dn", detector.read_noise)
-    truth.add_array("detector/excess_noise_dn2_s", detector.excess_noise)
-    truth.add_array("detector/pmask", detector.pmask)
-    truth.add_array("detector/flat", detector.flat)
-    truth.add_array("detector/stim_pattern", detector.stim_pattern)
-    truth.add_array("detector/enl_beta", detector.enl_beta)
+                             **_dce_anomaly_attrs(plan, stim_factor)})
+
+    def add_truth(self, truth: TruthWriter) -> None:
+        """The AOR-level truth: anneals, common steps, the detector's maps."""
+        det = self.detector
+        truth.add_array("anneals", self.anneals,
+                        units="t_s: anneal times, s since the AOR start (between DCEs)")
+        truth.add_array("responsivity_steps", _step_table(self.steps), units="t_s: s since the AOR "
+                        "start; size: fractional responsivity change, in force after t_s (all pixels)")
+        truth.add_array("detector/read_noise_dn", det.read_noise)
+        truth.add_array("detector/excess_noise_dn2_s", det.excess_noise)
+        truth.add_array("detector/pmask", det.pmask)
+        truth.add_array("detector/flat", det.flat)
+        truth.add_array("detector/stim_pattern", det.stim_pattern)
+        truth.add_array("detector/enl_beta", det.enl_beta)
+
+
+def _cr_resp_on(cfg: SimConfig) -> bool:
+    return cfg.include_cosmic_rays and cfg.include_cr_responsivity
+
+
+def _initial_excess(cfg: SimConfig, shape, rng) -> np.ndarray:
+    """The CR responsivity excess at the AOR start (:mod:`.anneal`), zero when the effect is off."""
+    if not _cr_resp_on(cfg):
+        return np.zeros(shape)
+    since = cfg.t_since_anneal_s if cfg.include_anneals else np.inf
+    return initial_cr_excess(rng, shape, since_anneal_s=since, rate_per_s=cfg.cr_rate_per_s,
+                             mean_step=cfg.cr_resp_step, tau_s=cfg.cr_resp_tau_s)
 
 
 def _transient_state(cfg: SimConfig) -> TransientState | None:
@@ -286,18 +488,6 @@ def _transient_state(cfg: SimConfig) -> TransientState | None:
         prompt_fraction=cfg.transient_prompt_fraction, tau_ref_s=cfg.transient_tau_ref_s,
         ref_dn_s=cfg.transient_ref_dn_s, tau_power=cfg.transient_tau_power,
         hook_fraction=cfg.transient_hook_fraction, hook_tau_s=cfg.transient_hook_tau_s))
-
-
-def _cr_history(cfg: SimConfig, shape, rng, duration_s: float):
-    """The CR responsivity state at the AOR start and the anneal times inside it (:mod:`.anneal`)."""
-    if not (cfg.include_cosmic_rays and cfg.include_cr_responsivity):
-        return CRState(np.zeros(shape)), np.zeros(0)
-    since = cfg.t_since_anneal_s if cfg.include_anneals else np.inf
-    excess = initial_cr_excess(rng, shape, since_anneal_s=since, rate_per_s=cfg.cr_rate_per_s,
-                               mean_step=cfg.cr_resp_step, tau_s=cfg.cr_resp_tau_s)
-    anneals = (anneal_times(since_anneal_s=cfg.t_since_anneal_s, interval_s=cfg.anneal_interval_s,
-                            duration_s=duration_s) if cfg.include_anneals else np.zeros(0))
-    return CRState(excess), anneals
 
 
 def stim_factors(cfg: SimConfig, plans) -> np.ndarray:
@@ -327,43 +517,68 @@ def _step_table(steps: StepModel) -> np.ndarray:
     return table
 
 
-def _si_signal(cfg, det, plan, sky):
-    """First-frame factor, photocurrent and dark (DN/s) of a 24 um DCE seeing ``sky``."""
-    ff = (si_as.first_frame_factor(plan.dcenum, cfg.first_frame_factors)
-          if cfg.include_first_frame else 1.0)
-    spots = det.spot_map(plan.csm_arcsec, include=cfg.include_spots)
-    photo = ff * det.spec.dn_s_per_mjysr * det.gainflat * spots * sky
-    photo = np.where(det.pmask != 0, 0.0, photo)    # bad (dead) pixels collect no photocurrent
-    dark = (det.dark(plan.dcenum, cfg.jailbar_factors, include_jailbar=cfg.include_jailbar)
-            if cfg.include_dark else 0.0)
-    return ff, photo, dark
+class _SiAor:
+    """What every DCE of a 24 um AOR shares: detector, scene, headers."""
 
+    def __init__(self, cfg: SimConfig, args: tuple, *, factors=None):
+        self.cfg, self.args = cfg, args
+        self.detector = default_si_detector(cfg)
+        self.spec = self.detector.spec
+        self.scene = make_scene(cfg, _aor_streams(cfg)["scene"])
+        self.headers = RawHeaders(cfg, self.spec)
+        self.factors = factors
+        self._spots: dict[float, np.ndarray] = {}
 
-def _run_si(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
-    """The 24 um DCE loop: first-frame deficit, spots, dark, latents, then the detector."""
-    det = default_si_detector(cfg)
-    spec = det.spec
-    latents = SiLatents(cfg, spec.shape)
-    headers = RawHeaders(cfg, spec)
-    mjds, dates = _dates(cfg, plans)
-    prev_mid = None
-    for plan in plans:
-        t_mid = plan.t_start_s + 0.5 * plan.nreads * spec.read_time_s
-        if prev_mid is not None:
-            latents.decay(t_mid - prev_mid)
-        prev_mid = t_mid
-        sky = scene.render(plan.wcs, spec.shape)
-        ff, photo, dark = _si_signal(cfg, det, plan, sky)
+    @staticmethod
+    def args_of(cfg: SimConfig, plans) -> tuple:
+        return ()
+
+    def initial_carry(self) -> SiCarry:
+        return SiCarry(latents=SiLatents(self.cfg, self.spec.shape))
+
+    def working_state(self, carry: SiCarry) -> SiCarry:
+        """A snapshot (:meth:`SiCarry.copy`) made into maps."""
+        return carry.restore(self.cfg, self.spec.shape)
+
+    def dce_name(self, plan) -> str:
+        return raw_name(self.spec.chnlnum, self.cfg.aorkey, plan.expid, plan.dcenum)[: -len("_raw.fits")]
+
+    def mid_time(self, plan) -> float:
+        return plan.t_start_s + 0.5 * plan.nreads * self.spec.read_time_s
+
+    def signal(self, plan):
+        """Sky (MJy/sr), first-frame factor, photocurrent and dark (DN/s) of DCE ``plan``."""
+        cfg, det = self.cfg, self.detector
+        sky = self.scene.render(plan.wcs, self.spec.shape)
+        ff = (si_as.first_frame_factor(plan.dcenum, cfg.first_frame_factors)
+              if cfg.include_first_frame else 1.0)
+        spots = self._spots.get(plan.csm_arcsec)
+        if spots is None:                          # a deterministic map per mirror position
+            spots = self._spots[plan.csm_arcsec] = det.spot_map(plan.csm_arcsec, include=cfg.include_spots)
+        photo = ff * det.spec.dn_s_per_mjysr * det.gainflat * spots * sky
+        photo = np.where(det.pmask != 0, 0.0, photo)    # bad (dead) pixels collect no photocurrent
+        dark = (det.dark(plan.dcenum, cfg.jailbar_factors, include_jailbar=cfg.include_jailbar)
+                if cfg.include_dark else 0.0)
+        return sky, ff, photo, dark
+
+    def simulate_dce(self, plan, stim_factor: float, carry: SiCarry, raw_dir: Path,
+                     truth: TruthWriter, mjd: float, date_obs: str) -> None:
+        """The 24 um DCE ``plan`` from ``carry`` (updated): first-frame deficit, spots, dark,
+        latents, then the detector; raw file and truth."""
+        cfg, spec = self.cfg, self.spec
+        t_mid = self.mid_time(plan)
+        carry.enter(t_mid)
+        latents = carry.latents
+        sky, ff, photo, dark = self.signal(plan)
         signal = latents.signal(photo, dark)
-        dce = simulate_si_dce(signal, nreads=plan.nreads, detector=det, cfg=cfg,
+        dce = simulate_si_dce(signal, nreads=plan.nreads, detector=self.detector, cfg=cfg,
                               streams=dce_streams(cfg.seed, plan.index))
         latent_now = latents.short.copy()
         recorded = {"dark_latent_frac": latents.dark.copy(), "long_latent_dn_s": latents.long.copy()}
         latents.update(photo)
-        mjd = mjds[plan.index]
         name = raw_name(spec.chnlnum, cfg.aorkey, plan.expid, plan.dcenum)
-        cards = headers.images(
-            plan, plan.nreads, 1, mjd, dates[plan.index],
+        cards = self.headers.images(
+            plan, plan.nreads, 1, mjd, date_obs,
             bunit=("DN/SAMPTIME", "plane 1 slope; plane 2 read2 - read1 (DN)"),
             extra=(("NREADS", plan.nreads, "samples in the on-board slope fit"),
                    ("RDOUTMOD", "SUR", "readout mode"),
@@ -372,19 +587,21 @@ def _run_si(cfg, plans, scene, drift, streams, raw_dir, truth, progress):
         if cfg.engineering_ramps:
             images.append(FitsImage((), dce.ramp, extname="RAMP"))
         write_hdus(raw_dir / name, images)
-        truth.add_dce(name[: -len("_raw.fits")], sky_mjysr=sky, slope_dn_s=signal,
+        stem = name[: -len("_raw.fits")]
+        truth.add_dce(stem, sky_mjysr=sky, slope_dn_s=signal,
                       cr_events=dce.cr_events, responsivity=np.full(spec.shape, ff),
                       attrs={"stim": False, "t_start_s": plan.t_start_s, "t_mid_s": t_mid,
                              "mjd_obs": mjd, "read_time_s": spec.read_time_s, "nreads": plan.nreads,
                              "dcenum": plan.dcenum, "csm_arcsec": plan.csm_arcsec,
                              "gain_e_per_dn": cfg.gain_e_per_dn or spec.gain_e_per_dn,
                              **_dce_anomaly_attrs(plan, 0.0)})
-        truth.add_array(f"dce/{name[: -len('_raw.fits')]}/latent_dn_s", latent_now)
+        truth.add_array(f"dce/{stem}/latent_dn_s", latent_now)
         for key, value in recorded.items():      # only where a persistent latent exists
             if value.any():
-                truth.add_array(f"dce/{name[: -len('_raw.fits')]}/{key}", value)
-        if progress is not None:
-            progress(plan.index + 1, len(plans))
-    truth.add_array("detector/read_noise_dn", det.read_noise)
-    truth.add_array("detector/pmask", det.pmask)
-    truth.add_array("detector/gainflat", det.gainflat)
+                truth.add_array(f"dce/{stem}/{key}", value)
+
+    def add_truth(self, truth: TruthWriter) -> None:
+        det = self.detector
+        truth.add_array("detector/read_noise_dn", det.read_noise)
+        truth.add_array("detector/pmask", det.pmask)
+        truth.add_array("detector/gainflat", det.gainflat)

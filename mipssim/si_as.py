@@ -31,7 +31,7 @@ from scipy import ndimage
 from calibration import si_as
 from calibration.instrument import BandSpec, band_spec
 
-from .ge_ga import CR_DTYPE, adc
+from .ge_ga import CR_DTYPE, adc, draw_hits
 
 __all__ = ["SiDetector", "default_si_detector", "simulate_si_dce", "onboard_threshold"]
 
@@ -144,12 +144,9 @@ def simulate_si_dce(signal_dn_s: np.ndarray, *, nreads: int, detector: SiDetecto
     else:
         delta = mean_dn.copy()
     events = np.zeros(0, dtype=CR_DTYPE)
-    if cfg.include_cosmic_rays:
-        hits = streams["cosmic_rays"].poisson(cfg.cr_rate_per_s * dt, shape)
-        hits[0] = 0
-        idx = np.nonzero(hits)
-        reps = hits[idx]
-        read, y, x = (np.repeat(a, reps) for a in idx)
+    if cfg.include_cosmic_rays:       # none before the first read: it only moves the intercept
+        read, y, x = draw_hits(streams["cosmic_rays"], cfg.cr_rate_per_s * dt, shape,
+                               np.arange(nreads) == 0)
         z = streams["cosmic_rays"].standard_normal(len(read))
         amp = cfg.cr_amp_median_dn * np.exp(cfg.cr_amp_sigma_ln * z)
         np.add.at(delta, (read, y, x), amp)

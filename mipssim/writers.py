@@ -1,8 +1,10 @@
 """Writers of the observation files: raw DCEs (FITS) and the truth record (HDF5).
 
-Formats follow the contracts in ``shared/DESIGN.md``.  Every file is written to
-a temporary name and renamed, so an interrupted run never leaves a
-half-written file under a final name.
+Formats follow the contracts in ``shared/DESIGN.md``.  Raw files are written
+to a temporary name and renamed, so an interrupted run never leaves a
+half-written file under a final name; the truth is written as it goes (its
+size grows with the observation) inside the simulator's staging folder, which
+is committed as a whole.
 
 Raw FITS files are serialised here rather than by ``astropy.io.fits``: a scan
 map writes thousands of small files, and building a ``fits.Header`` card by
@@ -14,6 +16,7 @@ unusual; ``tests/test_sim_bitwise.py`` checks both against astropy).
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from calibration.folders import hdf5_in_memory, write_atomic, write_hdf5_image
+from calibration.folders import write_atomic
 
 __all__ = ["raw_name", "card", "FitsImage", "fits_bytes", "write_hdus", "TruthWriter"]
 
@@ -165,20 +168,113 @@ def write_hdus(path: Path, images: Sequence[FitsImage]) -> None:
     write_atomic(path, fits_bytes(images))
 
 
-class TruthWriter:
-    """Accumulates the truth of an observation in ``truth.h5`` (renamed into place on close)."""
+class _Sink:
+    """A file for h5py's ``fileobj`` driver whose writes never fail under HDF5.
 
-    def __init__(self, path: Path, *, seed: int, config_toml: str, software: str):
+    The HDF5 library may crash (SIGSEGV) when its own writes fail
+    (:mod:`calibration.folders`), which is why HDF5 files were built in memory
+    and written with one Python write; a scan map's truth (0.5 MB per 24 um
+    DCE) is too large for that.  HDF5 writes through this object instead: the
+    first write that fails (a full disk, a file-size limit) is recorded, and it
+    and every later write are kept in memory, later reads seeing them, so the
+    library never sees a failure; the writer stops at its next record, closes
+    the file and raises the recorded OSError (:class:`TruthWriter`).  Memory:
+    HDF5's own caches while writes succeed; after a failure, what is written
+    while the file closes.
+    """
+
+    def __init__(self, path: Path):
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+        self._pos = self._size = 0
+        self.error: OSError | None = None
+        self._kept: list[tuple[int, bytes]] = []     # (offset, bytes) written after the failure
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = offset if whence == 0 else self._pos + offset if whence == 1 else self._size + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int) -> bytes:
+        """``size`` bytes at the position (zeros past the end of the file, as HDF5 expects)."""
+        out = bytearray(os.pread(self._fd, size, self._pos))
+        out.extend(bytes(size - len(out)))
+        for offset, data in self._kept:
+            lo, hi = max(offset, self._pos), min(offset + len(data), self._pos + size)
+            if lo < hi:
+                out[lo - self._pos:hi - self._pos] = data[lo - offset:hi - offset]
+        self._pos += size
+        return bytes(out)
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        if self.error is None:
+            try:
+                view, done = memoryview(data), 0
+                while done < len(data):
+                    done += os.pwrite(self._fd, view[done:], self._pos + done)
+            except OSError as exc:
+                self.error = exc
+        if self.error is not None:
+            self._kept.append((self._pos, data))
+        self._pos += len(data)
+        self._size = max(self._size, self._pos)
+        return len(data)
+
+    def truncate(self, size: int) -> int:
+        if self.error is None:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError as exc:
+                self.error = exc
+        self._size = size
+        return size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class TruthWriter:
+    """Writes the truth of an observation, or of a chunk of its DCEs, into an HDF5 file.
+
+    Written as it goes (through :class:`_Sink`), so memory does not grow with
+    the number of DCEs.  An observation's ``truth.h5`` is written inside the
+    simulator's staging folder, committed with ``raw/`` as a whole
+    (:func:`calibration.folders.transaction`); a chunk's file is copied into it
+    by :meth:`add_part`.  A failed write raises its OSError at the next record
+    or at :meth:`close`, and the file is removed.
+    """
+
+    def __init__(self, path: Path, *, seed: int | None = None, config_toml: str | None = None,
+                 software: str | None = None):
+        import h5py
+
         self.path = Path(path)
-        self._h5 = hdf5_in_memory(str(self.path))   # a full disk is then an OSError, not a crash
-        self._h5.attrs["schema"] = SCHEMA
-        self._h5.attrs["seed"] = int(seed)
-        self._h5.attrs["config"] = config_toml
-        self._h5.attrs["software"] = software
+        self._sink = _Sink(self.path)
+        try:
+            self._h5 = h5py.File(self._sink, "w")
+        except BaseException:
+            self._sink.close()
+            self.path.unlink(missing_ok=True)
+            raise
+        if seed is not None:                      # the observation's file (a chunk's has no attributes)
+            self._h5.attrs["schema"] = SCHEMA
+            self._h5.attrs["seed"] = int(seed)
+            self._h5.attrs["config"] = config_toml
+            self._h5.attrs["software"] = software
+
+    def _check(self) -> None:
+        if self._sink.error is not None:
+            raise self._sink.error
 
     def add_dce(self, name: str, *, sky_mjysr, slope_dn_s, cr_events, responsivity,
                 attrs: dict) -> None:
         """Record one DCE (``name`` is the raw file name without ``_raw.fits``)."""
+        self._check()
         grp = self._h5.create_group(f"dce/{name}")
         grp.create_dataset("sky_mjysr", data=np.asarray(sky_mjysr, dtype=np.float64))
         grp.create_dataset("slope_dn_s", data=np.asarray(slope_dn_s, dtype=np.float64))
@@ -189,6 +285,7 @@ class TruthWriter:
 
     def add_sources(self, table: Table) -> None:
         """Record the source catalogue (ra, dec in deg; fluxes in Jy)."""
+        self._check()
         cols = [(name, "f8") for name in table.colnames]
         arr = np.zeros(len(table), dtype=cols)
         for name in table.colnames:
@@ -198,14 +295,33 @@ class TruthWriter:
 
     def add_array(self, name: str, data, **attrs) -> None:
         """Record any extra array (e.g. the drift curve or the detector's maps)."""
+        self._check()
         ds = self._h5.create_dataset(name, data=np.asarray(data))
         for k, v in attrs.items():
             ds.attrs[k] = v
 
+    def add_part(self, path: Path, names: Sequence[str]) -> None:
+        """Copy the DCE groups ``names`` (in that order) from the chunk file ``path``."""
+        import h5py
+
+        dce = self._h5.require_group("dce")
+        with h5py.File(path, "r") as part:
+            for name in names:
+                self._check()
+                part.copy(part["dce"][name], dce, name)
+
     def close(self) -> None:
-        """Write the file (built in memory: a few MB per AOR) into place."""
-        write_hdf5_image(self._h5, self.path)
+        """Finish the file (removed, and its write error raised, if a write failed)."""
+        self._h5.close()
+        self._sink.close()
+        if self._sink.error is not None:
+            self.path.unlink(missing_ok=True)
+            raise self._sink.error
 
     def abort(self) -> None:
         """Drop the partial file."""
-        self._h5.close()
+        try:
+            self._h5.close()
+        finally:
+            self._sink.close()
+            self.path.unlink(missing_ok=True)
