@@ -419,14 +419,17 @@ def _local_cluster(workers: int):
     then cost a page fault per page every time: a 12-DCE 70 um folder took
     2.6x the CPU of this process (0.9 s of it system time).  An observation
     per task bounds a worker's memory anyway, so the glibc default is kept
-    (the other variables -- one BLAS/OpenMP thread -- are).  Workers of a
-    scheduler started elsewhere are configured where they are started.
+    (the other variables -- one BLAS/OpenMP thread -- are, and the compiled
+    ramp kernel gets one thread too: the workers are the parallelism).
+    Workers of a scheduler started elsewhere are configured where they are
+    started.
     """
     import dask
     from distributed import LocalCluster
 
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
+    environ["NUMBA_NUM_THREADS"] = "1"
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):   # read by each Nanny
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                             dashboard_address=None, silence_logs=logging.ERROR)

@@ -43,8 +43,8 @@ threads at once, so launches are serialised by a lock (each launch uses every th
 
 The compiled code is cached on disk (``cache=True``, in ``__pycache__`` or
 ``NUMBA_CACHE_DIR``), one version per reads dtype (float32, float64; others are converted to
-float64 first): the first call of a new installation compiles for ~8 CPU-seconds, later
-processes load it (~1.5 s for numba's own start-up on the first call).  Divisions follow IEEE
+float64 first): the first call of a new installation compiles for 8-10 CPU-seconds, later
+processes load it (~0.5 CPU-seconds on the first call, mostly numba's own start-up).  Divisions follow IEEE
 (``error_model="numpy"``), as numpy's do, instead of raising on a zero.
 """
 from __future__ import annotations
@@ -247,10 +247,9 @@ def _median(d, use, work, heads):
     heads are merged up to the middle.
     """
     cnt = 0
-    for k in range(d.size):
-        if use[k]:
-            work[cnt] = d[k]
-            cnt += 1
+    for k in range(d.size):                            # branch-free compaction
+        work[cnt] = d[k]
+        cnt += use[k]
     if cnt == 0:
         return np.nan
     nchunks = (cnt + _NET - 1) // _NET
@@ -295,12 +294,12 @@ def _weight_table(table, mmax, p, s2):
         scale = _P_FLOOR
     logr = -math.log1p(0.5 * eps + math.sqrt(eps * (1.0 + 0.25 * eps)))
     table[1] = math.expm1(logr)
-    top = 1                                            # the largest power of two < k
-    for k in range(2, mmax + 1):                      # r^(a+b) - 1 from r^a - 1 and r^b - 1
-        a = top
-        if k == 2 * top:
-            top = k
-        table[k] = table[a] + table[k - a] + table[a] * table[k - a]
+    top = 1                                            # table[1..top] done
+    while top < mmax:                                  # r^(top+j) - 1 from r^top - 1 and r^j - 1
+        e_top = table[top]
+        for j in range(1, min(top, mmax - top) + 1):
+            table[top + j] = e_top + table[j] + e_top * table[j]
+        top *= 2
     return scale
 
 
@@ -315,16 +314,9 @@ def _gls_sums(d, use, table, p, s2):
     expm1_k = table[0]
     half = table[1]
     n = d.size
-    mmax = 0
-    run = 0
-    for k in range(n):
-        run = run + 1 if use[k] else 0
-        mmax = max(mmax, run)
     num = 0.0
     den = 0.0
-    if mmax == 0:
-        return num, den
-    scale = _weight_table(expm1_k, mmax, p, s2)
+    scale = _weight_table(expm1_k, n, p, s2)           # for the longest possible run: no search
     k = 0
     while k < n:
         if not use[k]:

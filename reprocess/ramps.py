@@ -66,8 +66,8 @@ The algorithm runs in one of two kernels, chosen with ``fit_ramps(kernel=...)``:
 
 * ``"numba"`` (:mod:`reprocess.ramp_kernel_numba`, the default when numba is
   importable): compiled, one ramp at a time from start to end, pixels spread
-  over threads.  ``benchmarks/ramp_kernel.py`` measures ~3x the numpy kernel's
-  throughput on one thread (10^5 32-read ramps), more on several cores.
+  over threads.  ``benchmarks/ramp_kernel.py`` measures 3.4-4.2x the numpy
+  kernel's throughput on one thread (10^5 32-read ramps), more on several cores.
 * ``"numpy"`` (this module): vectorised over blocks of pixels; the fallback
   when numba is missing (it is the optional ``fast`` extra).
 

@@ -278,3 +278,17 @@ def test_expm1_table_is_within_a_few_ulps():
         logr = -math.log1p(0.5 * eps + math.sqrt(eps * (1.0 + 0.25 * eps)))
         exact = np.array([math.expm1(k * logr) for k in range(1, 80)])
         np.testing.assert_allclose(table[1:], exact, rtol=10 * np.finfo(float).eps, atol=0)
+
+
+def test_dask_workers_give_the_kernel_one_thread():
+    """reprocess.batch's local cluster: the workers are the parallelism, the kernel runs on one thread."""
+    from distributed import Client
+
+    from reprocess.batch import _local_cluster
+
+    def kernel_threads():
+        from reprocess.ramp_kernel_numba import max_threads
+        return max_threads()
+
+    with _local_cluster(1) as cluster, Client(cluster) as client:
+        assert list(client.run(kernel_threads).values()) == [1]
