@@ -58,7 +58,7 @@ class MaskStats:
         self.flagged = 0
         self.pixels = 0
 
-    def __call__(self, path: Path, flags: np.ndarray) -> None:
+    def __call__(self, path: Path, flags: np.ndarray, cards=()) -> None:
         rejected = np.asarray(flags) != 0
         self.flagged += int(rejected.sum())
         self.pixels += rejected.size

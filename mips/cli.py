@@ -161,7 +161,7 @@ def _cmd_mosaic(args) -> int:
     writer = None
     if args.rmask:
         check_rmask_targets(paths, overwrite=args.overwrite)
-        writer = rmask_writer(reject_sigma=reject_sigma, overwrite=args.overwrite)
+        writer = rmask_writer(overwrite=args.overwrite)
     hdul = make_mosaic(paths, band=args.band, pixel_arcsec=args.pixel,
                        match_background=not args.no_match_background,
                        reject_sigma=reject_sigma, radhit=args.radhit,

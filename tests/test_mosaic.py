@@ -216,7 +216,8 @@ def rmasks(data):
     for key in ("hit", "clean"):
         for radhit in (False, True):
             flags = {}
-            make_mosaic(data[key], radhit=radhit, on_rmask=lambda p, f: flags.__setitem__(p.name, f))
+            make_mosaic(data[key], radhit=radhit,
+                        on_rmask=lambda p, f, cards: flags.__setitem__(p.name, f))
             out[key, radhit] = flags
     return out
 
@@ -402,10 +403,12 @@ def test_mips_mosaic_rmask_beside_each_bcd_only_when_asked(data, capsys):
             assert bits.dtype == np.uint8 and bits.shape == band_spec(70).shape
             assert hdul[0].header["BRMSKN"] == np.count_nonzero(bits)
             assert hdul[0].header["BRMSKB1"] == "TEMPORAL"
+            inphash = hdul[0].header["INPHASH"]
             total += np.count_nonzero(bits)
             assert not np.any(bits & ~np.uint8(sum(RMASK.values())))
     with fits.open(folder.parent / "r.fits") as hdul:
         assert total == hdul["INPUTS"].data["REJECTED"].sum() > 0
+        assert inphash == hdul[0].header["INPHASH"]
     capsys.readouterr()
     again = folder.parent / "r2.fits"
     assert main(["mosaic", str(folder), "--out", str(again), "--rmask"]) == 2

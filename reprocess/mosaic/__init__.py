@@ -186,7 +186,7 @@ def _offsets(store, ratio: float, match_background: bool):
 def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
                 pixel_arcsec: float | None = None, match_background: bool = True,
                 reject_sigma: float | None = 5.0, radhit: bool = False, keep_going: bool = False,
-                on_rmask: Callable[[Path, np.ndarray], None] | None = None) -> fits.HDUList:
+                on_rmask: Callable[..., None] | None = None) -> fits.HDUList:
     """Mosaic the BCDs at ``bcd_paths`` onto one TAN grid.
 
     Parameters
@@ -208,8 +208,10 @@ def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
     keep_going : bool
         Leave out (and list in the header) BCDs that cannot be used instead of raising.
     on_rmask : callable, optional
-        Called as ``on_rmask(bcd_path, flags)`` for every mosaicked BCD with its rejected
-        pixels (uint8 :data:`RMASK` bits, the BCD's shape); e.g. :func:`rmask_writer`.
+        Called as ``on_rmask(bcd_path, flags, cards=...)`` for every mosaicked BCD with its
+        rejected pixels (uint8 :data:`RMASK` bits, the BCD's shape) and provenance cards
+        (``INPHASH``: the mosaic's, identifying the set of BCDs the verdict came from;
+        ``REJSIG``); e.g. :func:`rmask_writer`.
 
     Returns
     -------
@@ -232,6 +234,9 @@ def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
         ratio = _area_ratio(infos, out_wcs) if infos else 1.0
         offsets, errors, matched = _offsets(store, ratio, match_background)
         offset_var = np.nan_to_num(errors) ** 2 if matched else np.zeros(len(infos))
+        provenance = [("INPHASH", _input_hash(infos), "SHA-1 of the mosaic's input names"),
+                      ("REJSIG", -1.0 if reject_sigma is None else float(reject_sigma),
+                       "mosaic outlier threshold, sigma")]
         reference = None if reject_sigma is None else reference_sky(
             store, out_shape, offsets, background_box=background_box(band, pix),
             memory_bytes=REFERENCE_MEMORY_BYTES)
@@ -239,9 +244,14 @@ def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
                        offsets=offsets, offset_var=offset_var, reference=reference,
                        grid_position=lambda k: _grid_position(infos[k], out_wcs),
                        reject_sigma=reject_sigma, radhit=radhit,
-                       on_flags=None if on_rmask is None else lambda k, f: on_rmask(infos[k].path, f))
+                       on_flags=None if on_rmask is None else
+                       lambda k, f: on_rmask(infos[k].path, f, cards=provenance))
     return _hdulist(result, out_wcs, band, pix, infos, offsets, errors, skipped,
                     match_background=matched, reject_sigma=reject_sigma)
+
+
+def _input_hash(infos) -> str:
+    return hashlib.sha1("\n".join(i.path.name for i in infos).encode()).hexdigest()
 
 
 def _hdulist(result: CoaddResult, out_wcs, band, pix, infos, offsets, errors, skipped, *,
@@ -256,7 +266,7 @@ def _hdulist(result: CoaddResult, out_wcs, band, pix, infos, offsets, errors, sk
              ("BKGMATCH", bool(match_background), "per-BCD overlap offsets subtracted"),
              ("REJSIG", -1.0 if reject_sigma is None else float(reject_sigma),
               "outlier threshold, sigma (-1: none)"),
-             ("INPHASH", hashlib.sha1("\n".join(names).encode()).hexdigest(),
+             ("INPHASH", _input_hash(infos),
               "SHA-1 of input names")]
     for card in cards:
         header[card[0]] = card[1:]

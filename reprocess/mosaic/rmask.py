@@ -16,9 +16,13 @@ Bits (``reprocess.mosaic.RMASK``, MOPEX's numbering): 0 single-frame radiation
 hit, 1 multiframe (temporal) outlier, 2 dual outlier.  A pixel with any bit
 set was left out of the mosaic.  The file is uint8, the BCD's shape, with the
 BCD's header cards (WCS, identity, ``RAWSHA1``) plus ``BRMSKBn`` cards naming
-the bits and ``REJSIG``; it is written atomically (temporary name, rename),
-and an existing one is replaced only with ``overwrite`` -- checked for every
-BCD before any work (:func:`check_rmask_targets`).
+the bits, ``REJSIG`` and ``INPHASH`` (the mosaic's: the SHA-1 of its input
+names, so a mask can be matched to the mosaic whose verdict it holds).  Each
+file is written atomically (temporary name, rename) as its BCD is coadded, and
+an existing one is replaced only with ``overwrite`` -- checked for every BCD
+before any work (:func:`check_rmask_targets`); a run that fails part-way leaves
+the masks of the BCDs it had reached, each complete and each naming its run's
+``INPHASH``.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ __all__ = ["check_rmask_targets", "rmask_path", "rmask_writer"]
 
 _STRUCTURAL = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE", "BUNIT",
                "BLANK", "COMMENT", "HISTORY", ""}
+_OURS = {"INPHASH", "REJSIG", "BRMSKN"} | {f"BRMSKB{b}" for b in range(8)}
 _MEANING = {"RADHIT": "single-frame radiation hit", "TEMPORAL": "multiframe (temporal) outlier",
             "DUAL": "dual outlier (2 BCDs: spike + above the other)"}
 
@@ -56,14 +61,14 @@ def check_rmask_targets(bcd_paths: Iterable[str | os.PathLike], *, overwrite: bo
             raise FileExistsError(f"{target}: exists (use --overwrite to replace it)")
 
 
-def rmask_writer(*, reject_sigma: float, overwrite: bool = False
-                 ) -> Callable[[Path, np.ndarray], None]:
-    """A callable ``(bcd_path, flags)`` that writes ``flags`` to :func:`rmask_path` (see module)."""
-    def write(bcd_path: Path, flags: np.ndarray) -> None:
+def rmask_writer(*, overwrite: bool = False) -> Callable[..., None]:
+    """A callable ``(bcd_path, flags, cards=())`` that writes ``flags`` to :func:`rmask_path`
+    with the BCD's header cards and ``cards`` (the mosaic's provenance; see module)."""
+    def write(bcd_path: Path, flags: np.ndarray, cards=()) -> None:
         header = fits.getheader(bcd_path)
-        cards = [card.image for card in header.cards if card.keyword not in _STRUCTURAL]
-        cards += [(f"BRMSKB{bit.bit_length() - 1}", name, _MEANING[name]) for name, bit in RMASK.items()]
-        cards += [("REJSIG", float(reject_sigma), "mosaic outlier threshold, sigma"),
-                  ("BRMSKN", int(np.count_nonzero(flags)), "pixels rejected by the mosaic")]
-        write_image(rmask_path(bcd_path), np.asarray(flags, np.uint8), cards, overwrite=overwrite)
+        out = [card.image for card in header.cards if card.keyword not in _STRUCTURAL | _OURS]
+        out += [(f"BRMSKB{bit.bit_length() - 1}", name, _MEANING[name]) for name, bit in RMASK.items()]
+        out += list(cards)
+        out.append(("BRMSKN", int(np.count_nonzero(flags)), "pixels rejected by the mosaic"))
+        write_image(rmask_path(bcd_path), np.asarray(flags, np.uint8), out, overwrite=overwrite)
     return write
