@@ -3,7 +3,10 @@
 What is compared
 ----------------
 * ``ours``: :func:`reprocess.ramps.fit_ramps` (iterative GLS jump finding at
-  4.5 sigma + closed-form GLS slope), given the float32 cube.
+  4.5 sigma + closed-form GLS slope), given the float32 cube, with its default
+  kernel (the compiled one when numba is installed, on all cores; warmed up
+  before the measurement).  ``benchmarks/ramp_kernel.py`` compares the kernels
+  and thread counts on 10^5 Ge ramps.
 * ``ours-f64``: the same, given the cube as float64 -- what
   :func:`reprocess.sloper.slope_dce` passes after linearisation.  Results are
   identical to ``ours`` (float32 -> float64 is exact); only time/memory differ.
@@ -183,11 +186,19 @@ def input_mb(inputs: dict) -> float:
     return sum(a.nbytes for a in inputs.values()) / 2**20
 
 
-def run_ours(case: Case, inp: dict):
+def run_ours(case: Case, inp: dict, **kw):
+    """``reprocess.ramps.fit_ramps``; ``kw`` picks the kernel and threads (default: its defaults)."""
     from reprocess.ramps import fit_ramps
     fit = fit_ramps(inp["reads"], read_time=case.read_time, gain=case.gain,
-                    read_noise=case.read_noise)
+                    read_noise=case.read_noise, **kw)
     return fit.slope, fit.slope_err, fit.jumps
+
+
+def warm_up_ours() -> None:
+    """First call of the compiled kernel: loads (or compiles) it, outside any measurement."""
+    from reprocess.ramps import fit_ramps
+    for dtype in (np.float32, np.float64):
+        fit_ramps(np.zeros((4, 1, 2), dtype=dtype), read_time=1.0, gain=1.0, read_noise=1.0)
 
 
 def _ramp_data(case: Case, inp: dict, gdq: np.ndarray):
@@ -200,8 +211,11 @@ def _ramp_data(case: Case, inp: dict, gdq: np.ndarray):
     return rd
 
 
-def run_stcal(case: Case, inp: dict):
-    """Two-point-difference jump detection (JWST defaults), then OLS_C on the flagged gdq."""
+def run_stcal(case: Case, inp: dict, max_cores: str = "none"):
+    """Two-point-difference jump detection (JWST defaults), then OLS_C on the flagged gdq.
+
+    ``max_cores`` ("none", "half", "all") is stcal's own multiprocessing, for both steps.
+    """
     from stcal.jump.jump import detect_jumps_data
     from stcal.jump.jump_class import JumpData
     from stcal.ramp_fitting.ramp_fit import ramp_fit_data
@@ -211,12 +225,12 @@ def run_stcal(case: Case, inp: dict):
     jd.nframes = 1
     jd.dt_group = np.ones(1)
     jd.n_reads_groupdiff = np.ones(1) * 2 * jd.nframes
-    jd.max_cores = "none"                    # default None would crash compute_num_cores
+    jd.max_cores = max_cores                 # default None would crash compute_num_cores
     jd.init_arrays_from_arrays(inp["data"], inp["gdq"], inp["pdq"])
     gdq, pdq, _, _ = detect_jumps_data(jd)
     rd = _ramp_data(case, {**inp, "pdq": pdq}, gdq)
     image, _, _ = ramp_fit_data(rd, False, inp["rn_cds"].copy(), inp["gain"], "OLS_C",
-                                "optimal", "none")   # copy: readnoise_2d is scaled in place
+                                "optimal", max_cores)   # copy: readnoise_2d is scaled in place
     return image["slope"], image["err"], (gdq[0] & DQFLAGS["JUMP_DET"]) != 0
 
 
@@ -317,6 +331,8 @@ def quality(code: str, case: Case, truth: dict, slope, err, jumps) -> dict:
 def worker(case: Case, code: str, seed: int, metrics: bool) -> dict:
     """One measurement in this (fresh) process; returns a JSON-able dict."""
     import reprocess.ramps  # noqa: F401  -- imports are not part of the measurement
+    if code.startswith("ours"):
+        warm_up_ours()                       # nor is loading the compiled kernel
     if code in ("stcal", "likely"):
         import stcal.jump.jump  # noqa: F401
         import stcal.ramp_fitting.ramp_fit  # noqa: F401
@@ -405,6 +421,12 @@ def print_header(args, cases) -> None:
     print(f"bench_ramps  {datetime.datetime.now().isoformat(timespec='seconds')}  "
           f"{platform.node()}  {os.cpu_count()} cores  Python {platform.python_version()}  "
           f"numpy {np.__version__}  scipy {scipy.__version__}  stcal {stcal.__version__}")
+    from reprocess.ramps import default_kernel
+    kernel = default_kernel()
+    if kernel == "numba":
+        import numba
+        kernel = f"numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads"
+    print(f"ours: fit_ramps' default kernel ({kernel})")
     print(f"seed {args.seed}, {args.reps} rep(s) per code, each in a fresh process; "
           f"wall = jump detection + ramp fit, median over reps; peak dRSS = peak RSS during the fit "
           f"minus RSS just before it (inputs already built); input MB = arrays handed to the code "

@@ -25,14 +25,15 @@ from mipssim.campaign.ge import true_products
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--band", type=int, choices=(70, 160), default=70)
-    ap.add_argument("--seeds", type=int, default=50, help="number of campaigns (seeds 1..N)")
+    ap.add_argument("--seeds", type=int, default=50, help="number of campaigns")
+    ap.add_argument("--first-seed", type=int, default=1, help="seeds FIRST .. FIRST + N - 1")
     ap.add_argument("--block", type=int, default=5, help="consecutive BCDs combined before the fit")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     prod = true_products(args.band)
     in68, in95, rel, pulls = [], [], [], []
     t0 = time.perf_counter()
-    for seed in range(1, args.seeds + 1):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
             post, _, _ = fluxconv_campaign(args.band, seed=seed, workdir=tmp, products=prod,
                                            block=args.block)

@@ -51,7 +51,7 @@ def fluxconv_campaign(band: int, *, seed: int, workdir: str | Path, products: Ca
     nonlinearity add (the same in every BCD: to be added in quadrature to the
     posterior's width).
     """
-    stars = simulate_standard_stars(band, workdir, seed=seed + 1000, fluxes_jy=fluxes_jy,
+    stars = simulate_standard_stars(band, workdir, seed=seed, fluxes_jy=fluxes_jy,
                                     n_dce=n_dce, true_fluxconv=true_fluxconv, overwrite=overwrite)
     unit = dataclasses.replace(products, fluxconv=1.0,
                                errors={k: v for k, v in products.errors.items() if k != "fluxconv"})

@@ -1,4 +1,4 @@
-"""The ``mips`` command: simulate, reprocess, validate, demo.
+"""The ``mips`` command: simulate, reprocess, validate, mosaic, photometry, demo.
 
 This front door is the only code that uses both the simulator and the
 reprocessor.  Errors on bad input are one line on stderr with a non-zero exit
@@ -19,7 +19,7 @@ log = logging.getLogger("mips")
 
 
 class Progress:
-    """A progress bar on a terminal, log lines otherwise."""
+    """A progress bar with an ETA on a terminal (log lines clear it first), log lines otherwise."""
 
     def __init__(self, label: str, stream=None):
         self.label = label
@@ -27,18 +27,38 @@ class Progress:
         self.tty = self.stream.isatty()
         self._last = -1
         self._t0 = time.monotonic()
+        self._drawn = False
+        if self.tty:
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(self._clear_bar)
+
+    def _clear_bar(self, record) -> bool:
+        """Logging filter: erase a drawn bar before a log line (the next update redraws it)."""
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self._drawn = False
+        return True
 
     def __call__(self, done: int, total: int) -> None:
         pct = int(100 * done / max(total, 1))
         if self.tty:
             bar = "#" * (pct // 4)
-            self.stream.write(f"\r{self.label:<11} [{bar:<25}] {pct:3d}% ({done}/{total})")
+            self.stream.write(f"\r{self.label:<11} [{bar:<25}] {pct:3d}% ({done}/{total}) "
+                              f"{self.eta(done, total)}")
+            self._drawn = done < total
             if done >= total:
                 self.stream.write(f"  {time.monotonic() - self._t0:.1f} s\n")
             self.stream.flush()
         elif pct // 25 != self._last // 25 or done >= total:
-            log.info("%s: %d/%d (%d%%)", self.label, done, total, pct)
+            log.info("%s: %d/%d (%d%%) %s", self.label, done, total, pct, self.eta(done, total))
         self._last = pct
+
+    def eta(self, done: int, total: int) -> str:
+        """Time left at the mean rate so far (blank until something is done, or when finished)."""
+        if done <= 0 or done >= total:
+            return " " * 10
+        left = (time.monotonic() - self._t0) * (total - done) / done
+        return f"ETA {int(left // 60):2d}m{int(left % 60):02d}s"
 
 
 def _cmd_simulate(args) -> int:
@@ -64,11 +84,14 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_reprocess(args) -> int:
-    from reprocess.pipeline import reprocess_many
+    from reprocess.batch import reprocess_many
+    if args.scheduler not in (None, "local") and args.workers is not None:
+        raise ValueError(f"option --workers: the scheduler at {args.scheduler} has its own workers")
     options = {"jump_threshold": args.jump_threshold, "stim_mode": args.stim,
                "products": args.products, "off": tuple(args.off.split(",")) if args.off else None,
                "keep_first_frame": args.keep_first_frame or None, "leak_catalog": args.leak_catalog}
-    results = reprocess_many(args.dirs, workers=args.workers, config_file=args.config,
+    results = reprocess_many(args.dirs, scheduler=args.scheduler, workers=args.workers or 1,
+                             config_file=args.config,
                              keep_going=args.keep_going, overwrite=args.overwrite,
                              progress=Progress("reprocess"),
                              **{k: v for k, v in options.items() if v is not None})
@@ -78,8 +101,12 @@ def _cmd_reprocess(args) -> int:
             print(f"mips reprocess: {rep}", file=sys.stderr)
             status = 1
             continue
-        print(f"{obs}: {rep.n_bcd} BCDs written to {rep.out_dir}"
-              + (f" ({rep.n_stim} stim DCEs used for calibration)" if rep.n_stim else ""))
+        if rep.skipped:
+            print(f"{obs}: complete, {rep.n_bcd} BCDs in {rep.out_dir} (inputs, configuration, "
+                  f"calibration and software unchanged: skipped)")
+        else:
+            print(f"{obs}: {rep.n_bcd} BCDs written to {rep.out_dir}"
+                  + (f" ({rep.n_stim} stim DCEs used for calibration)" if rep.n_stim else ""))
         if rep.failures:
             status = 1
             print(f"{len(rep.failures)} file(s) failed:", file=sys.stderr)
@@ -124,14 +151,21 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_mosaic(args) -> int:
-    from reprocess.mosaic import make_mosaic, write_mosaic
+    from reprocess.mosaic import check_rmask_targets, make_mosaic, rmask_writer, write_mosaic
     out = Path(args.out)
     _refuse_to_overwrite(args.overwrite, out)
     paths = _bcd_paths(args.inputs)
+    reject_sigma = None if args.no_reject else args.reject_sigma
+    if args.rmask and reject_sigma is None:
+        raise ValueError("--rmask writes the rejected pixels: it needs outlier rejection (no --no-reject)")
+    writer = None
+    if args.rmask:
+        check_rmask_targets(paths, overwrite=args.overwrite)
+        writer = rmask_writer(reject_sigma=reject_sigma, overwrite=args.overwrite)
     hdul = make_mosaic(paths, band=args.band, pixel_arcsec=args.pixel,
                        match_background=not args.no_match_background,
-                       reject_sigma=None if args.no_reject else args.reject_sigma,
-                       keep_going=args.keep_going)
+                       reject_sigma=reject_sigma, radhit=args.radhit,
+                       keep_going=args.keep_going, on_rmask=writer)
     write_mosaic(hdul, out, overwrite=args.overwrite)
     print(f"mosaic of {hdul[0].header.get('NINPUT', len(paths))} BCDs -> {out}"
           + (f" ({hdul[0].header['NSKIPPED']} left out, listed in its header)"
@@ -145,6 +179,27 @@ def _cmd_filter(args) -> int:
                                 column=not args.no_column,
                                 n_sigma=None if args.single_pass else args.n_sigma)
     print(f"{args.dir}: {len(report.written)} filtered BCDs (*_fbcd.fits) written")
+    return 0
+
+
+def _cmd_flatfield(args) -> int:
+    from reprocess.selfcal import flatfield_observation
+    report = flatfield_observation(args.dir, args.out, grouping=args.group, overwrite=args.overwrite)
+    print(f"{args.out}/bcd: {len(report.written)} BCDs divided by {len(report.flats)} extra flat(s) "
+          f"(grouped by {args.group}; {100 * report.masked_fraction:.1f} % of values masked as sources)")
+    return 0
+
+
+def _cmd_photometry(args) -> int:
+    from reprocess.photometry.catalog import photometry_catalog, write_catalog
+    out = Path(args.out)
+    _refuse_to_overwrite(args.overwrite, out, *([out.with_suffix(".vot")] if args.votable else []))
+    colour = ({"temperature": args.colour_temperature} if args.colour_temperature is not None
+              else {"alpha": args.colour_alpha} if args.colour_alpha is not None else None)
+    table = photometry_catalog(args.inputs, method=args.method, band=args.band, nsigma=args.nsigma,
+                               temperature_k=args.temperature, psf=args.psf, colour=colour)
+    paths = write_catalog(table, out, votable=args.votable, overwrite=args.overwrite)
+    print(f"{len(table)} sources ({args.method}) -> {', '.join(map(str, paths))}")
     return 0
 
 
@@ -211,9 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("dirs", nargs="+", metavar="DIR", help="observation folder(s)")
     r.add_argument("--keep-going", action="store_true",
                    help="skip bad files (and folders), list the failures at the end")
-    r.add_argument("--overwrite", action="store_true", help="replace existing products")
-    r.add_argument("--workers", type=int, default=1,
-                   help="folders reprocessed in parallel (processes; results do not depend on it)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace stale products (made from other raw files, configuration, calibration "
+                        "or software); complete and valid ones are always skipped")
+    r.add_argument("--workers", type=int, default=None,
+                   help="local worker processes, folders reprocessed in parallel on a dask LocalCluster "
+                        "(default 1: one after another in this process; results do not depend on it)")
+    r.add_argument("--scheduler", metavar="ADDRESS|local", default=None,
+                   help="run on the dask.distributed scheduler at ADDRESS (e.g. tcp://host:8786; its "
+                        "workers must see the same folders) instead of this machine (local, default)")
     r.add_argument("--stim", choices=("interp", "constant"), default=None,
                    help="responsivity: interpolate stim flashes in time (default) or hold constant")
     r.add_argument("--jump-threshold", type=float, default=None,
@@ -271,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not fit one additive offset per BCD from the overlaps")
     m.add_argument("--reject-sigma", type=float, default=5.0, help="outlier threshold (default 5)")
     m.add_argument("--no-reject", action="store_true", help="no outlier rejection")
+    m.add_argument("--radhit", action="store_true",
+                   help="also reject single-frame radiation hits where only one BCD covers the sky")
+    m.add_argument("--rmask", action="store_true",
+                   help="write each BCD's rejected pixels to <stem>_brmsk.fits beside it "
+                        "(RMask bits; the BCD itself is never changed)")
     m.add_argument("--keep-going", action="store_true",
                    help="leave out (and list) BCDs that cannot be used instead of stopping")
     m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -285,6 +351,37 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--single-pass", action="store_true", help="no second pass (no source masking)")
     f.add_argument("--overwrite", action="store_true", help="replace existing *_fbcd.fits")
     f.set_defaults(func=_cmd_filter)
+
+    x = sub.add_parser("flatfield", help="extra flat field from the BCD stack (sources masked); "
+                                         "writes OUT/bcd")
+    x.add_argument("dir", metavar="DIR", help="observation folder (its bcd/ is read, never modified)")
+    x.add_argument("--out", required=True, help="output observation folder (OUT/bcd is written)")
+    x.add_argument("--group", choices=("none", "csm", "leg", "csm+leg"), default="csm",
+                   help="one flat per scan-mirror position (default), scan leg, both, or one in all")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing OUT/bcd")
+    x.set_defaults(func=_cmd_flatfield)
+
+    ph = sub.add_parser("photometry", help="point-source catalogue of mosaics (ECSV: uJy, deg)")
+    ph.add_argument("inputs", nargs="+", metavar="FILE.fits|DIR",
+                    help="mosaics (mips mosaic), or folders holding mosaic.fits (else their *.fits)")
+    ph.add_argument("--out", required=True, help="output catalogue (ECSV)")
+    ph.add_argument("--votable", action="store_true", help="also write a VOTable (same name, .vot)")
+    ph.add_argument("--method", choices=("prf", "aperture"), default="prf",
+                    help="PRF fitting (default) or aperture photometry")
+    ph.add_argument("--band", type=int, choices=(24, 70, 160), default=None,
+                    help="default: the mosaic's BAND card")
+    ph.add_argument("--nsigma", type=float, default=5.0, help="detection threshold (default 5)")
+    ph.add_argument("--temperature", type=float, default=None,
+                    help="source blackbody temperature, K: chooses the 70/160 um PSF and the "
+                         "aperture correction (default: the flux calibrators')")
+    ph.add_argument("--psf", choices=("model", "simulator"), default="model",
+                    help="simulator: data made by mips simulate (its PSFs); model: real data")
+    ph.add_argument("--colour-temperature", type=float, default=None,
+                    help="add colour-corrected fluxes for a blackbody of this temperature, K")
+    ph.add_argument("--colour-alpha", type=float, default=None,
+                    help="add colour-corrected fluxes for F_nu ~ nu^alpha")
+    ph.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    ph.set_defaults(func=_cmd_photometry)
 
     d = sub.add_parser("demo", help="simulate, reprocess and validate a default observation "
                                     "(70 um unless --band)")

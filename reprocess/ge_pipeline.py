@@ -87,15 +87,18 @@ class ReprocessReport:
     n_bcd: int = 0
     n_stim: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped: bool = False        # complete and valid already (reprocess.batch): nothing was done
 
 
 def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None = None,
                  products: CalProducts | None = None, keep_going: bool = False,
-                 overwrite: bool = False, progress=None) -> ReprocessReport:
+                 overwrite: bool = False, progress=None, on_commit=None) -> ReprocessReport:
     """Turn ``obs_dir/raw`` into ``obs_dir/bcd``; see the module notes.
 
     Raises :class:`~reprocess.io.InputError` on the first bad input unless
     ``keep_going``, in which case bad files are skipped and listed in the report.
+    ``on_commit(stage, report)``, if given, runs on the complete staging folder
+    just before its commit (the manifest of :mod:`reprocess.batch`).
     """
     cfg = config or ReprocessConfig()
     obs = Path(obs_dir)
@@ -103,6 +106,8 @@ def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None =
     bcd_dir = obs / "bcd"
     with staged_output(bcd_dir, overwrite) as stage:
         report = _run(paths, stage, cfg, products, keep_going, progress)
+        if on_commit is not None:
+            on_commit(stage, report)
     report.out_dir = bcd_dir
     log.info("wrote %d BCDs (%d stim DCEs used for calibration) to %s",
              report.n_bcd, report.n_stim, bcd_dir)

@@ -66,8 +66,11 @@ def calibrate_dce(dce, products: SiProducts, off=()):
 
 def reprocess_si(obs_dir: str | os.PathLike, *, config: SiConfig | None = None,
                  products: SiProducts | None = None, keep_going: bool = False,
-                 overwrite: bool = False, progress=None):
-    """Turn ``obs_dir/raw`` (24 um) into ``obs_dir/bcd``; returns a ReprocessReport."""
+                 overwrite: bool = False, progress=None, on_commit=None):
+    """Turn ``obs_dir/raw`` (24 um) into ``obs_dir/bcd``; returns a ReprocessReport.
+
+    ``on_commit(stage, report)`` as in :func:`reprocess.ge_pipeline.reprocess_ge`.
+    """
     from .ge_pipeline import ReprocessReport
     cfg = config or SiConfig()
     obs = Path(obs_dir)
@@ -107,5 +110,7 @@ def reprocess_si(obs_dir: str | os.PathLike, *, config: SiConfig | None = None,
             report.n_bcd += 1
             if progress is not None:
                 progress(i + 1, len(dces))
+        if on_commit is not None:
+            on_commit(stage, report)
     log.info("wrote %d 24 um BCDs to %s", report.n_bcd, bcd_dir)
     return report

@@ -1,9 +1,16 @@
 """Shared fixtures: small simulated observations (read-only: tests copy what they damage)."""
+import importlib.util
+
 import numpy as np
 import pytest
 
 from mipssim.config import load_config
 from mipssim.observe import simulate
+
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+# the ramp kernels, for @pytest.mark.parametrize("kernel", KERNELS): numba is in the test extra,
+# so CI runs both; a checkout without it still tests the numpy fallback
+KERNELS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not HAVE_NUMBA, reason="no numba"))]
 
 
 def make_ramps(rates, *, nreads, read_time, gain, read_noise, rng):

@@ -71,10 +71,15 @@ def test_existing_products_are_not_overwritten(obs70, tmp_path, capsys):
     assert main(["reprocess", str(obs)]) == 0
     first = sorted((obs / "bcd").glob("*_bcd.fits"))[0]
     stamp = first.stat().st_mtime_ns
-    assert main(["reprocess", str(obs)]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["reprocess", str(obs)]) == 0                  # complete and valid: skipped
+    assert "skipped" in capsys.readouterr().out
+    assert main(["reprocess", str(obs), "--jump-threshold", "5"]) == 2     # stale: refused
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "configuration" in err and "jump_threshold" in err, err
     assert first.stat().st_mtime_ns == stamp
-    assert main(["reprocess", str(obs), "--overwrite"]) == 0
+    assert main(["reprocess", str(obs), "--jump-threshold", "5", "--overwrite"]) == 0
+    assert first.stat().st_mtime_ns != stamp
 
 
 def test_missing_folder(tmp_path, capsys):

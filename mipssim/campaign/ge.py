@@ -43,6 +43,7 @@ from calibration.products import EXTNAMES, CalProducts
 from ..config import load_config
 from ..detector import default_detector
 from ..observe import simulate
+from . import aor_seed
 
 __all__ = ["GeCampaign", "true_products", "campaign_configs", "simulate_ge_campaign"]
 
@@ -110,9 +111,10 @@ def campaign_configs(band: int, *, seed: int, n_dark: int = 120, n_flat: int = 2
     ``config_file`` (TOML) sets the detector and effect parameters of both (as for
     ``mips simulate``); the campaign then fixes what makes each AOR what it is.
     """
-    dark = load_config(config_file, band=band, seed=seed, n_dce=n_dark, aorkey=_AORKEY["dark"],
+    dark = load_config(config_file, band=band, seed=aor_seed(seed, "dark"), n_dce=n_dark,
+                       aorkey=_AORKEY["dark"],
                        include_background=False, include_sources=False)
-    flat = load_config(config_file, band=band, seed=seed + 1, n_dce=n_flat,
+    flat = load_config(config_file, band=band, seed=aor_seed(seed, "skyflat"), n_dce=n_flat,
                        aorkey=_AORKEY["skyflat"], zodi_mjysr=10.0, cirrus_mjysr=_FLAT_CIRRUS[band],
                        cirrus_contrast=0.0, blob_peak_mjysr=0.0, n_sources=0,
                        dither_pix=_flat_dithers(5))
@@ -130,7 +132,7 @@ def simulate_ge_campaign(band: int, out: str | Path, *, seed: int, n_dark: int =
     out : path
         Campaign folder (created).
     seed : int
-        Seed of the dark AOR; the sky flat uses ``seed + 1``.
+        Campaign seed; each AOR's own seed is :func:`mipssim.campaign.aor_seed` of it.
     n_dark, n_flat : int
         DCEs of the dark and sky-flat AORs (stim DCEs included).
     progress : callable, optional

@@ -57,6 +57,7 @@ import numpy as np
 from ..config import SimConfig, load_config
 from ..observe import simulate
 from ..si_as import default_si_detector, read2_deficit
+from . import aor_seed
 
 __all__ = ["SiCampaign", "SiCampaignPlan", "campaign_configs", "simulate_si_campaign",
            "true_si_calibration", "flat_positions_arcsec"]
@@ -113,12 +114,6 @@ def flat_positions_arcsec(config_file=None, overrides: dict | None = None) -> np
     return np.unique([d[1] for d in cfg.dither_pix]) * default_si_detector(cfg).spec.pixel_arcsec
 
 
-def _aor_seed(seed: int, kind: str, k: int) -> int:
-    """Independent seed of AOR ``k`` of ``kind`` in the campaign of ``seed`` (no overlap across seeds)."""
-    tag = sum(ord(c) * 31 ** i for i, c in enumerate(kind)) % 100003
-    return int(np.random.SeedSequence([int(seed), tag, int(k)]).generate_state(1)[0] % 2 ** 31)
-
-
 def campaign_configs(*, seed: int, plan: SiCampaignPlan | None = None, config_file=None,
                      overrides: dict | None = None) -> dict[str, list[SimConfig]]:
     """SimConfigs of the campaign's AORs: ``{"dark10": [...], "dark3": [...], "flat": [...], "droop": [cfg]}``.
@@ -136,7 +131,7 @@ def campaign_configs(*, seed: int, plan: SiCampaignPlan | None = None, config_fi
     aorkey = iter(range(_AORKEY_BASE, _AORKEY_BASE + 100000))
 
     def cfg(kind, k, **fixed):
-        return load_config(config_file, **{**base, "seed": _aor_seed(seed, kind, k),
+        return load_config(config_file, **{**base, "seed": aor_seed(seed, kind, k),
                                            "aorkey": next(aorkey), **fixed})
 
     dark = {"include_background": False, "include_sources": False}

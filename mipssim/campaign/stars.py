@@ -26,6 +26,7 @@ from calibration.psf import CALIBRATOR_TEMPERATURE_K
 
 from ..config import load_config
 from ..observe import simulate
+from . import aor_seed
 
 __all__ = ["StandardStar", "DEFAULT_STARS_JY", "simulate_standard_stars"]
 
@@ -57,7 +58,7 @@ def simulate_standard_stars(band: int, out: str | Path, *, seed: int, fluxes_jy=
     out : path
         Folder of the star AORs (created).
     seed : int
-        Star ``k`` uses ``seed + k``.
+        Campaign seed; star ``k``'s AOR uses :func:`mipssim.campaign.aor_seed` ``(seed, "star", k)``.
     fluxes_jy : sequence of float, optional
         The stars' fluxes (default :data:`DEFAULT_STARS_JY`).
     n_dce : int
@@ -74,7 +75,7 @@ def simulate_standard_stars(band: int, out: str | Path, *, seed: int, fluxes_jy=
     out.mkdir(parents=True, exist_ok=True)
     stars = []
     for k, flux in enumerate(fluxes_jy or DEFAULT_STARS_JY[band]):
-        cfg = load_config(band=band, seed=seed + k, n_dce=n_dce, aorkey=_AORKEY0 + 100 * band + k,
+        cfg = load_config(band=band, seed=aor_seed(seed, "star", k), n_dce=n_dce, aorkey=_AORKEY0 + 100 * band + k,
                           n_sources=1, flux_min_jy=flux, flux_max_jy=flux,
                           source_temperature_k=CALIBRATOR_TEMPERATURE_K[band],
                           zodi_mjysr=40.0 if band == 24 else 5.0, cirrus_mjysr=1.0,

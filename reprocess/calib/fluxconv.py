@@ -160,29 +160,39 @@ def fluxconv_posterior(measurements: QTable, *, seed: int, chains=None,
     ``error`` (the BCD measurements m / f and their errors), all in Jy (per
     FLUXCONV unit for the last two), and ``block``: BCDs of one block (one AOR's
     BCDs between the same few stim flashes) share the flashes' noise, which no
-    per-BCD error can average down.  So each block's ratios ``F / m`` are first
-    combined (weighted mean), and the fit runs over blocks, whose scatter beyond
-    their errors the ``jitter`` absorbs.
+    per-BCD error can average down.  So each block's measurements are first
+    combined, and the fit runs over blocks, whose scatter beyond their errors
+    the ``jitter`` (relative) absorbs.
+
+    The combination is linear in the measurements: ``s = <value / flux>``
+    weighted by its inverse variance ``(flux / error)^2``, whose model is
+    ``1 / fluxconv``; weights that do not hold the measured value do not favour
+    blocks that came out high.  (This replaced a mean of ``flux / value`` whose
+    weights were off by the star's flux squared, which counted the faint stars
+    as much as the bright: 0.30 % instead of 0.18 % over 100 simulated 70 um
+    campaigns.)
     """
     f = np.asarray(measurements["flux"].to_value(u.Jy), dtype=float)
     v = np.asarray(measurements["value"].to_value(u.Jy), dtype=float)
     e = np.asarray(measurements["error"].to_value(u.Jy), dtype=float)
     _, block = np.unique(np.asarray(measurements["block"]), return_inverse=True)
-    w = (v / (f * e)) ** 2
+    w = (f / e) ** 2
     sw = np.bincount(block.ravel(), w)
-    ratio, ratio_err = np.bincount(block.ravel(), w * f / v) / sw, 1.0 / np.sqrt(sw)
-    if len(ratio) < 3:
-        raise ValueError(f"star measurements in {len(ratio)} blocks: FLUXCONV needs 3")
-    guess = float(np.median(ratio))
+    s, s_err = np.bincount(block.ravel(), w * v / f) / sw, 1.0 / np.sqrt(sw)
+    if len(s) < 3:
+        raise ValueError(f"star measurements in {len(s)} blocks: FLUXCONV needs 3")
+    level = float(np.median(s))
 
     def log_prob(p):
         fc, lj = p[:, 0:1], p[:, 1:2]
-        var = ratio_err[None, :] ** 2 + (np.exp(lj) * fc) ** 2
-        lp = -0.5 * np.sum((ratio[None, :] - fc) ** 2 / var + np.log(var), axis=1)
+        var = s_err[None, :] ** 2 + (np.exp(lj) * level) ** 2
+        with np.errstate(divide="ignore"):
+            lp = -0.5 * np.sum((s[None, :] - 1.0 / fc) ** 2 / var + np.log(var), axis=1)
         ok = (p[:, 0] > 0) & (p[:, 1] > -12) & (p[:, 1] < -1.5)
         return np.where(ok, lp, -np.inf)
 
-    spread = max(float(np.std(ratio)) / np.sqrt(len(ratio)), 1e-4 * guess)
+    guess = 1.0 / level
+    spread = max(guess * float(np.std(s)) / level / np.sqrt(len(s)), 1e-4 * guess)
     return sample_posterior(log_prob, [guess, -6.0], [spread, 0.5], names=["fluxconv", "log_jitter"],
                             seed=seed, vectorize=True, nsteps=4000, burn=1000, chains=chains,
                             group=group)

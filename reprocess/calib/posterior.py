@@ -44,10 +44,27 @@ class Posterior:
         Parameter names, in the order of ``samples``' last axis.
     samples : ndarray, shape (n, ndim)
         Flattened post-burn-in samples.
+    acceptance_fraction : float or None
+        Mean fraction of proposals the walkers accepted (emcee's stretch move: 0.2-0.5 is healthy).
+    autocorr_time : ndarray, shape (ndim,), or None
+        Integrated autocorrelation time of each parameter, steps (emcee's estimate after burn-in).
+    n_steps : int or None
+        Steps per walker after burn-in.
     """
 
     names: tuple[str, ...]
     samples: np.ndarray
+    acceptance_fraction: float | None = None
+    autocorr_time: np.ndarray | None = None
+    n_steps: int | None = None
+
+    @property
+    def short_chain(self) -> bool:
+        """True when the chain after burn-in is shorter than 50 autocorrelation times (False when
+        they are not known)."""
+        if self.autocorr_time is None or self.n_steps is None:
+            return False
+        return bool(np.any(50 * np.asarray(self.autocorr_time) > self.n_steps))
 
     def _column(self, name: str) -> np.ndarray:
         try:
@@ -86,7 +103,7 @@ def sample_posterior(log_prob: Callable[[np.ndarray], float], start: Sequence[fl
                      scale: Sequence[float], *, names: Sequence[str], seed: int,
                      nwalkers: int = 32, nsteps: int = 2000, burn: int = 500,
                      vectorize: bool = False, chains: str | os.PathLike | None = None,
-                     group: str | None = None) -> Posterior:
+                     group: str | None = None, moves=None) -> Posterior:
     """Sample ``log_prob`` with emcee and return the posterior's samples.
 
     Parameters
@@ -109,6 +126,8 @@ def sample_posterior(log_prob: Callable[[np.ndarray], float], start: Sequence[fl
         HDF5 file for emcee's :class:`~emcee.backends.HDFBackend`; the chain is
         written to ``group`` (required then) and any previous chain there is
         replaced.  None keeps the chain in memory.
+    moves : emcee move(s), optional
+        Proposal moves (emcee's ``moves`` argument); default emcee's stretch move.
 
     Returns
     -------
@@ -129,11 +148,13 @@ def sample_posterior(log_prob: Callable[[np.ndarray], float], start: Sequence[fl
         backend = emcee.backends.HDFBackend(os.fspath(chains), name=group)
         backend.reset(nwalkers, ndim)
     sampler = emcee.EnsembleSampler(nwalkers, ndim, log_prob, backend=backend,
-                                    vectorize=vectorize)
+                                    vectorize=vectorize, moves=moves)
     sampler.random_state = np.random.RandomState(seed).get_state()
     sampler.run_mcmc(p0, nsteps, progress=False)
     tau = sampler.get_autocorr_time(quiet=True, discard=burn)
     if np.any(50 * tau > nsteps - burn):
         log.warning("emcee chain for %s shorter than 50 autocorrelation times (tau = %s)",
                     ", ".join(names), np.round(tau, 1))
-    return Posterior(names=tuple(names), samples=sampler.get_chain(discard=burn, flat=True))
+    return Posterior(names=tuple(names), samples=sampler.get_chain(discard=burn, flat=True),
+                     acceptance_fraction=float(np.mean(sampler.acceptance_fraction)),
+                     autocorr_time=tau, n_steps=nsteps - burn)

@@ -12,21 +12,33 @@ Steps, one module each:
   celestial WCS; anything else is an :class:`~reprocess.io.InputError` naming
   the file) and one north-up TAN grid covering all of them is chosen, with
   2.45", 4" or 8" pixels at 24, 70, 160 um.
-* :mod:`.cutout`: each BCD is read once and resampled (bilinear, through its
-  SIP distortion) onto the rectangle of the grid it covers.  MJy/sr is a
-  surface brightness, so interpolation preserves it and the total flux of
-  the grid (sum times the output pixel area) is that of the sky.  The
+* :mod:`.cutout`: each BCD is read and resampled (bilinear, through its SIP
+  distortion) onto the rectangle of the grid it covers; where each output pixel
+  falls on the BCD (the expensive inverse SIP) is computed once and stored.
+  MJy/sr is a surface brightness, so interpolation preserves it and the total
+  flux of the grid (sum times the output pixel area) is that of the sky.  The
   variance carried is ``sum w_k^2 sigma_k^2`` of the interpolation, the true
   per-pixel variance of a resampled pixel (interpolating ``sigma^2`` instead
-  would overstate it up to 4x between input pixel centres).
+  would overstate it up to 4x between input pixel centres).  A cubic-spline
+  resampling (the *detection image*) is stored beside it for the outlier
+  reference.
 * :mod:`.background`: one additive offset per BCD from the medians of the
   pairwise overlap differences, weighted by the overlap's independent pixels
   over its noise, with pair outliers rejected, solved as one sparse weighted
   least-squares problem with the mean offset fixed to 0.
-* :mod:`.coadd`: an inverse-variance weighted mean in two streaming passes:
-  pass 1 a trimmed mean, pass 2 the mean of the inputs within ``reject_sigma``
-  sigmas of it (each input's own sigma, plus an interpolation tolerance that
-  grows with the mosaic's local slope so that sources are not clipped).
+* :mod:`.outliers`: outliers are found in the BCD frame: the per-pixel median
+  of the detection images (computed in tiles, so memory has a fixed budget)
+  is blotted onto every BCD and each BCD pixel's pull against it, with its own
+  noise, the median's and the stack's scatter beyond the noise, is tested
+  (``reject_sigma``), with a tolerance of 10 % of a source's brightness for
+  what no interpolation of the samples reproduces; MOPEX's dual outlier where
+  2 BCDs cover the sky, optionally its single-frame radhit where 1 does.
+* :mod:`.coadd`: one streaming pass: each BCD is read again, its outliers
+  masked so that every output pixel a rejected pixel touched is left out of
+  that BCD's contribution, resampled through its stored map and accumulated
+  into an inverse-variance weighted mean.
+* :mod:`.rmask`: optionally each BCD's rejected pixels to ``<stem>_brmsk.fits``
+  beside it (MOPEX's RMask bits; the BCD itself is never changed).
 
 Trade-offs against ``reproject.mosaicking.reproject_and_coadd(...,
 match_background=True)`` (0.21): reproject's matcher loops over all N^2
@@ -36,13 +48,15 @@ several times the noise-limited error at ~1600 BCDs), keeps every reprojected
 cutout in memory, and has no outlier rejection, uncertainty or coverage
 mosaic.  Here pairs come from a k-d tree of footprints, the solve is one
 sparse LSQR (deterministic), cutouts are spilled to a temporary folder (disk,
-not memory, grows with N: about 3 float32 planes per BCD) and read back for
-each pass, and the coadd's memory is a fixed number of output-sized arrays.
-Costs: the cutouts are read three times from disk; the resampling is
-bilinear only (reproject's ``exact`` and ``adaptive`` are not offered), which
-smooths the noise and slightly lowers sharp peaks; offsets are constants (no
-planes); low-coverage (< 3) pixels are never outlier-rejected, and rejected
-pixels are counted per BCD but not yet mapped back into the BCD masks.
+not memory, grows with N: 5 float32 planes per BCD: data, its noise, detection
+image and the pixel map) and read back for each pass, and memory is a fixed
+number of output-sized arrays, one BCD and one tile of the reference's stack
+(within ``REFERENCE_MEMORY_BYTES``); what grows with N is only a few numbers
+and the parsed WCS per BCD.  Costs: every BCD is read from disk twice and the
+cutouts three times; the resampling is bilinear only (reproject's ``exact``
+and ``adaptive`` are not offered), which smooths the noise and slightly lowers
+sharp peaks; offsets are constants (no planes); on a source, a cosmic ray
+fainter than about 10 % of the source's brightness (plus 5 sigma) is kept.
 """
 from __future__ import annotations
 
@@ -50,6 +64,7 @@ import hashlib
 import io
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +77,14 @@ from ..bcd import load_bcd
 from ..io import InputError
 from .background import error_floor, measure_pairs, solve_offsets
 from .coadd import CoaddResult, coadd
-from .cutout import CutoutStore, resample_bcd
+from .cutout import Cutout, CutoutStore, detection_image, pixel_map, resample
 from .grid import (DEFAULT_PIXEL_ARCSEC, BcdInfo, choose_band, footprint_box, grid_for,
                    inspect_bcd, mosaic_grid)
+from .outliers import RMASK, background_box, reference_sky
+from .rmask import check_rmask_targets, rmask_path, rmask_writer
 
-__all__ = ["make_mosaic", "write_mosaic", "mosaic_grid", "solve_offsets", "coadd", "CoaddResult"]
+__all__ = ["make_mosaic", "write_mosaic", "mosaic_grid", "solve_offsets", "coadd", "CoaddResult",
+           "RMASK", "rmask_path", "rmask_writer", "check_rmask_targets"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +121,14 @@ def _load_checked(info: BcdInfo):
     return ccd
 
 
+def _cutout(ccd, info: BcdInfo, out_wcs, box) -> Cutout:
+    """The BCD's cutout with its pixel map and detection image (what the store keeps)."""
+    pixmap = pixel_map(info.wcs, out_wcs, box, info.shape)
+    cut = resample(ccd, pixmap)
+    return Cutout(box, cut.data, cut.var, cut.var_smooth, detection_image(ccd, pixmap, cut.data),
+                  pixmap)
+
+
 def _resample_all(infos, out_wcs, out_shape, store, skipped, keep_going):
     """Resample each BCD into ``store``; return the infos kept (in store order)."""
     kept = []
@@ -113,9 +139,17 @@ def _resample_all(infos, out_wcs, out_shape, store, skipped, keep_going):
         except InputError as exc:
             _skip(exc, skipped, keep_going)
             continue
-        store.add(None if box is None else resample_bcd(ccd, out_wcs, box))
+        store.add(None if box is None else _cutout(ccd, info, out_wcs, box))
         kept.append(info)
     return kept
+
+
+def _grid_position(info: BcdInfo, out_wcs):
+    """Output-grid (y, x) of each pixel centre of the BCD (its SIP forward, then TAN)."""
+    yy, xx = np.indices(info.shape, dtype=float)
+    ra, dec = info.wcs.all_pix2world(xx, yy, 0)
+    x, y = out_wcs.wcs_world2pix(ra, dec, 0)
+    return y, x
 
 
 def _area_ratio(infos, out_wcs) -> float:
@@ -123,6 +157,9 @@ def _area_ratio(infos, out_wcs) -> float:
     in_area = float(np.median([proj_plane_pixel_area(i.wcs.celestial) for i in infos]))
     return in_area / proj_plane_pixel_area(out_wcs)
 
+
+# Memory for one tile of the outlier reference's stacks (the tile shrinks as BCDs pile up)
+REFERENCE_MEMORY_BYTES = 256e6
 
 # Offsets are subtracted only when they are significant: their mean (off / err)^2 at least this.
 # Offsets at their noise (a 160 um BCD has 35 pixels) would add noise that is correlated along the
@@ -148,7 +185,8 @@ def _offsets(store, ratio: float, match_background: bool):
 
 def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
                 pixel_arcsec: float | None = None, match_background: bool = True,
-                reject_sigma: float | None = 5.0, keep_going: bool = False) -> fits.HDUList:
+                reject_sigma: float | None = 5.0, radhit: bool = False, keep_going: bool = False,
+                on_rmask: Callable[[Path, np.ndarray], None] | None = None) -> fits.HDUList:
     """Mosaic the BCDs at ``bcd_paths`` onto one TAN grid.
 
     Parameters
@@ -164,9 +202,14 @@ def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
         are significant (mean (offset / error)^2 >= ``MIN_OFFSET_CHI2``; header
         ``BKGMATCH`` says whether they were).
     reject_sigma : float or None
-        Outlier rejection threshold (sigmas); None: no rejection.
+        Outlier threshold (sigmas) of the BCD-frame rejection (:mod:`.outliers`); None: none.
+    radhit : bool
+        Also reject single-frame radiation hits where only one BCD covers the sky.
     keep_going : bool
         Leave out (and list in the header) BCDs that cannot be used instead of raising.
+    on_rmask : callable, optional
+        Called as ``on_rmask(bcd_path, flags)`` for every mosaicked BCD with its rejected
+        pixels (uint8 :data:`RMASK` bits, the BCD's shape); e.g. :func:`rmask_writer`.
 
     Returns
     -------
@@ -188,9 +231,15 @@ def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
         infos = _resample_all(infos, out_wcs, out_shape, store, skipped, keep_going)
         ratio = _area_ratio(infos, out_wcs) if infos else 1.0
         offsets, errors, matched = _offsets(store, ratio, match_background)
-        result = coadd(store, out_shape, offsets=offsets,
-                       offset_var=np.nan_to_num(errors) ** 2 if matched else None,
-                       reject_sigma=reject_sigma, pixel_ratio=float(np.sqrt(ratio)))
+        offset_var = np.nan_to_num(errors) ** 2 if matched else np.zeros(len(infos))
+        reference = None if reject_sigma is None else reference_sky(
+            store, out_shape, offsets, background_box=background_box(band, pix),
+            memory_bytes=REFERENCE_MEMORY_BYTES)
+        result = coadd(store, out_shape, lambda k: load_bcd(infos[k].path, wcs=infos[k].wcs),
+                       offsets=offsets, offset_var=offset_var, reference=reference,
+                       grid_position=lambda k: _grid_position(infos[k], out_wcs),
+                       reject_sigma=reject_sigma, radhit=radhit,
+                       on_flags=None if on_rmask is None else lambda k, f: on_rmask(infos[k].path, f))
     return _hdulist(result, out_wcs, band, pix, infos, offsets, errors, skipped,
                     match_background=matched, reject_sigma=reject_sigma)
 
@@ -225,6 +274,7 @@ def _hdulist(result: CoaddResult, out_wcs, band, pix, infos, offsets, errors, sk
         fits.Column("OFFSET", "E", unit="MJy/sr", array=offsets),
         fits.Column("OFFSET_ERR", "E", unit="MJy/sr", array=errors),
         fits.Column("REJECTED", "J", array=result.rejected)], name="INPUTS")
+    table.header["TTYPE4"] = ("REJECTED", "BCD pixels rejected as outliers")
     return fits.HDUList([primary, unc, cov, table])
 
 
