@@ -11,9 +11,14 @@ from reprocess.ge_pipeline import reprocess_ge
 
 @pytest.fixture(scope="module")
 def bright70(tmp_path_factory):
-    """A short bright-field 70 um observation with a fast 5 % drift: tracking matters, noise does not."""
+    """A short bright-field 70 um observation with a fast 5 % drift: tracking matters, noise does not.
+
+    Seed 5, not 4, since the cosmic-ray hits are drawn sparsely (a seed's hits changed): at seed 4
+    the later flashes' scatter (0.57 %) now makes the first flash unjudgeable, so it is dropped and
+    the first DCEs are extrapolated (tracked calibration error 0.84 %, against 2.1 % untracked).
+    That happens at 5 of seeds 20-44 with the new draws, and at 5 with the old ones."""
     d = tmp_path_factory.mktemp("eff")
-    simulate(load_config(band=70, n_dce=60, seed=4, zodi_mjysr=300.0, drift_rms=0.05,
+    simulate(load_config(band=70, n_dce=60, seed=5, zodi_mjysr=300.0, drift_rms=0.05,
                          drift_min_period_s=900.0, drift_max_period_s=1800.0), d)
     reprocess_ge(d)
     return d
