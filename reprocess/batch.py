@@ -327,9 +327,10 @@ class _Tally:
 
 
 def _log_outcome(obs_dir, outcome: Outcome, where: str) -> None:
+    """One INFO line per folder as it ends; a failure is the caller's to report (it is returned)."""
     res = outcome.result
     if isinstance(res, BaseException):
-        log.warning("%s: not reprocessed: %s [%s]", obs_dir, str(res).splitlines()[0] if str(res) else
+        log.info("%s: not reprocessed: %s [%s]", obs_dir, str(res).splitlines()[0] if str(res) else
                     type(res).__name__, where)
     elif res.skipped:
         log.info("%s: complete and valid (manifest matches its raw files, configuration, calibration "
@@ -419,20 +420,45 @@ def _local_cluster(workers: int):
     then cost a page fault per page every time: a 12-DCE 70 um folder took
     2.6x the CPU of this process (0.9 s of it system time).  An observation
     per task bounds a worker's memory anyway, so the glibc default is kept
-    (the other variables -- one BLAS/OpenMP thread -- are, and the compiled
-    ramp kernel gets one thread too: the workers are the parallelism).
-    Workers of a scheduler started elsewhere are configured where they are
-    started.
+    (the other variables -- one BLAS/OpenMP thread -- are; the compiled ramp
+    kernel gets one thread per task, :func:`_task`).  distributed applies
+    these variables to this process's ``os.environ`` as well when it spawns
+    a worker; they are put back.  Workers of a scheduler started elsewhere
+    are configured where they are started.
     """
     import dask
     from distributed import LocalCluster
 
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
-    environ["NUMBA_NUM_THREADS"] = "1"
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):   # read by each Nanny
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                            dashboard_address=None, silence_logs=logging.ERROR)
+    saved = dict(os.environ)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):   # read by each Nanny
+            return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                dashboard_address=None, silence_logs=logging.ERROR)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _task(obs_dir, **kwargs) -> Outcome:
+    """:func:`reprocess_observation` on a dask worker, with one ramp-kernel thread.
+
+    The workers are the parallelism.  ``numba.set_num_threads`` (per calling
+    thread) is used rather than ``NUMBA_NUM_THREADS``, which can only be set
+    before numba's thread pool starts and would leak into this process.
+    """
+    _one_kernel_thread()
+    return reprocess_observation(obs_dir, **kwargs)
+
+
+def _one_kernel_thread() -> None:
+    """The compiled ramp kernel, launched from this thread, uses one thread (if numba is here)."""
+    try:
+        import numba
+    except ImportError:
+        return
+    numba.set_num_threads(1)
 
 
 def _run_dask(obs_dirs, todo, tally: _Tally, common, address, workers) -> dict:
@@ -462,7 +488,7 @@ def _run_dask(obs_dirs, todo, tally: _Tally, common, address, workers) -> dict:
         def submit_next() -> None:
             i = next(queue, None)
             if i is not None:
-                fut = client.submit(reprocess_observation, obs_dirs[i], log_level=level, pure=False,
+                fut = client.submit(_task, obs_dirs[i], log_level=level, pure=False,
                                     key=f"reprocess-{i}-{os.getpid()}-{time.time_ns()}", **common)
                 index[fut.key] = i
                 running.add(fut)

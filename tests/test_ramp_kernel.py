@@ -281,14 +281,19 @@ def test_expm1_table_is_within_a_few_ulps():
 
 
 def test_dask_workers_give_the_kernel_one_thread():
-    """reprocess.batch's local cluster: the workers are the parallelism, the kernel runs on one thread."""
+    """reprocess.batch's local cluster: the workers are the parallelism, the kernel runs on one
+    thread per task; starting the cluster leaves this process's environment (and so numba's
+    thread pool, sized once from NUMBA_NUM_THREADS) as it was."""
+    import numba
     from distributed import Client
 
-    from reprocess.batch import _local_cluster
+    from reprocess.batch import _local_cluster, _one_kernel_thread
 
     def kernel_threads():
-        from reprocess.ramp_kernel_numba import max_threads
-        return max_threads()
+        _one_kernel_thread()
+        return numba.get_num_threads()
 
+    before = dict(os.environ)
     with _local_cluster(1) as cluster, Client(cluster) as client:
-        assert list(client.run(kernel_threads).values()) == [1]
+        assert dict(os.environ) == before
+        assert client.submit(kernel_threads).result() == 1
