@@ -111,8 +111,9 @@ def _fit_all(flat, good, has_good, dt, gain, rn, excess, threshold, min_reads, m
              slope, err, jumps, n_reads, n_seg):
     """Blocks of ``_BLOCK`` pixels spread over the threads.
 
-    The helpers with one call site are inlined at numba's level (``inline="always"``): ~15 %
-    faster than calls, for ~2 s more of the one-off compilation.
+    The helpers are inlined at numba's level (``inline="always"``; not ``_gls_sums``, which has
+    two call sites, nor the sorting network): ~15 % faster than calls, for ~2 CPU-s more of the
+    one-off compilation.
     """
     npix = flat.shape[1]
     for b in prange((npix + _BLOCK - 1) // _BLOCK):
