@@ -315,7 +315,7 @@ class _Tally:
         else:
             self.done += self.size[i]
         self.folders += 1
-        if self.progress is not None:
+        if self.progress is not None and self.total > 0:
             self.progress(int(self.done), self.total)
         return f"{self.folders}/{self.n_folders} folders, {self.eta()}"
 
@@ -375,6 +375,14 @@ def reprocess_many(obs_dirs, *, scheduler: str | None = None, workers: int = 1, 
         In the order given, each folder's ReprocessReport (``skipped`` True
         when it was complete) or the exception that stopped it.  A folder
         named twice is reprocessed once (the repeat is an error).
+
+    Notes
+    -----
+    Paths (folders, ``config_file``, products) are handed to the workers as
+    given: with a scheduler elsewhere, give absolute paths that the workers
+    see.  dask starts local workers with the "spawn" method, so a script that
+    calls this with ``workers > 1`` needs the ``if __name__ == "__main__":``
+    guard.
     """
     obs_dirs = [str(d) for d in obs_dirs]
     if workers < 1:

@@ -307,3 +307,22 @@ def test_reprocess_many_reports_skips(programme, tmp_path):
 def test_workers_with_a_scheduler_address_is_refused(tmp_path, capsys):
     assert main(["reprocess", str(tmp_path), "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_ramps_file_does_not_depend_on_when_h5py_objects_are_freed(programme, tmp_path, monkeypatch):
+    """A profiler that samples the writer's frames (dask's workers run one) keeps h5py objects
+    alive for a while; a chunked dataset closed late got its chunks elsewhere in ramps.h5."""
+    import h5py
+    src, reference = programme
+    (obs,) = _copy(src, tmp_path, ["aor0"])
+    kept = []
+    create = h5py.Group.create_dataset
+
+    def create_and_keep(self, *args, **kwargs):
+        dset = create(self, *args, **kwargs)
+        kept.append(dset)                                  # freed only after the file is written
+        return dset
+    monkeypatch.setattr(h5py.Group, "create_dataset", create_and_keep)
+    assert main(["reprocess", obs]) == 0
+    assert kept
+    assert (Path(obs) / "bcd" / "ramps.h5").read_bytes() == reference[("aor0", "ramps.h5")]
