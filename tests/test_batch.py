@@ -326,3 +326,27 @@ def test_ramps_file_does_not_depend_on_when_h5py_objects_are_freed(programme, tm
     assert main(["reprocess", obs]) == 0
     assert kept
     assert (Path(obs) / "bcd" / "ramps.h5").read_bytes() == reference[("aor0", "ramps.h5")]
+
+
+def test_progress_bar_has_an_eta_and_log_lines_clear_it(caplog):
+    import io
+    import logging
+
+    from mips.cli import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    term = Terminal()
+    handler = logging.StreamHandler(term)
+    logging.getLogger().addHandler(handler)
+    try:
+        bar = Progress("reprocess", stream=term)
+        bar(10, 40)
+        logging.getLogger("reprocess.batch").warning("a log line")
+        bar(40, 40)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = term.getvalue()
+    assert re.search(r"\[#+ +\]  25% \(10/40\) ETA +\d+m\d\ds", text), text
+    assert "\r\x1b[Ka log line\n" in text and "100% (40/40)" in text
