@@ -338,7 +338,7 @@ def _write_ramps(path: Path, dces, slopes, times, stim, prod, cfg) -> None:
             # compressed chunks wait in the dataset's chunk cache until it is flushed or closed;
             # flushed now, their place in the file does not depend on when Python frees the
             # Dataset object -- dask's sampling profiler, in its workers, may hold it: ramps.h5 is
-            # byte-identical for any worker count)
+            # byte-identical for any worker count
             g.create_dataset("jumps", data=s.jumps, compression="gzip").flush()
             g.create_dataset("first_unusable_read", data=s.first_unusable)
             g.create_dataset("flags", data=s.flags)
