@@ -21,7 +21,8 @@ measured at its true position (forced photometry, the same positions for every m
   which is the mean over sampling phases) and rotated onto the mosaic grid; positions fixed,
   blends grouped within 2.5 FWHM, local background from a 3-4.5 FWHM annulus (median).
 * ``mosaic_aper``: photutils apertures of radius 1 FWHM with a 3-4.5 FWHM annulus (sigma-clipped
-  median), corrected by the same estimator applied to that ePSF.
+  median), corrected by the same estimator applied to that ePSF; not measured (NaN) where the
+  aperture is not fully covered.
 
 Truth: ``truth.h5``'s sources table (what the simulator put in, Jy at the band: the flux density a
 pipeline without colour correction returns).  Two references are printed beside the catalogue:
@@ -43,16 +44,15 @@ import argparse
 import shutil
 import sys
 import time
-import tomllib
 import warnings
 from pathlib import Path
 from unittest import mock
 
 import h5py
 import numpy as np
+import tomllib
 from astropy import units as u
 from astropy.io import fits
-from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.table import QTable, vstack
 from astropy.wcs import WCS
 
@@ -249,6 +249,9 @@ def _mosaic_measure(hdul, table: QTable, band: int, bcd_wcs: WCS) -> dict:
     sky_err = 1.2533 * np.asarray(stats.std, float) / np.sqrt(np.asarray(stats.sum_aper_area.value, float))
     raw = np.asarray(t["aperture_sum"], float) - sky * area
     err = np.hypot(np.asarray(t["aperture_sum_err"], float), area * sky_err)
+    partial = area < 0.99 * ap.area                        # holes in the coverage: not measured
+    raw[partial] = np.nan
+    err[partial] = np.nan
     frac = _aperture_fraction(epsf, over, fwhm)
     return {"mosaic_psf": (psf_flux, psf_err), "mosaic_aper": (raw * to_jy / frac, err * to_jy / frac)}
 

@@ -421,3 +421,22 @@ def test_simulated_24um_fluxes_are_unbiased_with_honest_errors(sim24):
     assert abs(pulls.std(ddof=1) - 1) < 4 / np.sqrt(2 * n)
     ratio = flux[good] / src["flux_jy_24"][good]
     assert abs(np.mean(ratio) - 1) < 0.01
+
+
+def test_a_masked_pixel_under_a_source_is_flagged_and_the_rest_still_fits_it():
+    rng = np.random.default_rng(13)
+    dx, dy, flux = np.array(SOURCES70[:3]).T
+    ra, dec = offsets_to_radec(dx, dy)
+    prfs = [prf70()] * len(ra)
+    bcds = []
+    for w, mask, unc, bg in field70(rng, n_bcd=4):
+        image = render(w, mask.shape, ra, dec, flux, prfs, bg)
+        x, y = w.all_world2pix(ra[:1], dec[:1], 0)
+        mask = mask.copy()
+        mask[int(np.floor(y[0] + 0.5)), int(np.floor(x[0] + 0.5))] = True
+        image[int(np.floor(y[0] + 0.5)), int(np.floor(x[0] + 0.5))] = 1e6     # masked: never used
+        bcds.append(ccd(image, unc, w, mask))
+    out = joint_photometry(bcds, (ra, dec), band=70, temperature_k=100.0)
+    assert out["flags"][0] & FLAGS["MASKED_CORE"]
+    assert not out["flags"][2] & FLAGS["MASKED_CORE"]
+    np.testing.assert_allclose(out["flux"].to_value(u.uJy), flux, rtol=1e-6)

@@ -85,7 +85,8 @@ on a loaded 2-core machine makes the small dense solves ~10x slower: set OPENBLA
 Flags (column ``flags``, bits of ``FLAGS``)
 -------------------------------------------
 ``OFF_IMAGE`` no used pixel in any BCD: flux NaN.  ``BLENDED`` the group has other sources.
-``MASKED_CORE`` an unusable pixel within one FWHM of the source on some BCD.  ``PARTIAL`` the fit
+``MASKED_CORE`` the pixel under the source's centre is unusable on some BCD (the fit uses the
+others).  ``PARTIAL`` the fit
 region runs off a BCD's edge.  ``NOT_CONVERGED`` position refinement did not converge.
 ``DEGENERATE`` the flux cannot be separated from a neighbour or the background: flux NaN.
 """
@@ -238,7 +239,6 @@ class LocalPRF:
         c = self.prf._cumulative     # the integral image (calibration.psf); no public accessor yet
         return c(y + hy, x + hx) - c(y - hy, x + hx) - c(y + hy, x - hx) + c(y - hy, x - hx)
 
-
     def box(self, y: float, x: float, sy_arcsec: float, sx_arcsec: float, box, *,
             gradient: bool = False):
         """The flux fractions of the pixels of ``box`` (row and column slices) for a source at pixel
@@ -291,10 +291,11 @@ def _prfs(band: int, temperatures: np.ndarray, psf) -> list[LocalPRF]:
     cache: dict[float, LocalPRF] = {}
     out = []
     for t in temperatures:
-        key = 0.0 if band == 24 else min(PSF_TEMPERATURES_K,
-                                         key=lambda tk: abs(np.log(tk) - np.log(max(t, 1.0))))
+        # the shipped PSF nearest in log T (as load_prf picks it); 24 um has one PSF for all
+        key = CALIBRATOR_TEMPERATURE_K[24] if band == 24 else min(
+            PSF_TEMPERATURES_K, key=lambda tk: abs(np.log(tk) - np.log(max(t, 1.0))))
         if key not in cache:
-            cache[key] = LocalPRF(load_prf(band, float(key) or 1.0, base), base)
+            cache[key] = LocalPRF(load_prf(band, float(key), base), base)
         out.append(cache[key])
     return out
 
@@ -310,15 +311,22 @@ def _positions(positions) -> tuple[np.ndarray, np.ndarray]:
         ra, dec = positions["ra"], positions["dec"]
     else:
         ra, dec = positions
-    ra = ra.to_value(u.deg) if hasattr(ra, "unit") and ra.unit is not None else np.asarray(ra)
-    dec = dec.to_value(u.deg) if hasattr(dec, "unit") and dec.unit is not None else np.asarray(dec)
-    ra, dec = np.atleast_1d(np.asarray(ra, float)), np.atleast_1d(np.asarray(dec, float))
+    ra, dec = (np.atleast_1d(_degrees(v)) for v in (ra, dec))
     if ra.shape != dec.shape or ra.ndim != 1:
         raise ValueError(f"positions: ra and dec must be 1-d arrays of one length, got {ra.shape} "
                          f"and {dec.shape}")
     if not (np.all(np.isfinite(ra)) and np.all(np.abs(dec) <= 90)):
         raise ValueError("positions: ra must be finite and dec within [-90, 90] deg")
     return ra, dec
+
+
+def _degrees(values) -> np.ndarray:
+    """Angles in deg from a Quantity, a table column with a unit, or plain numbers (deg)."""
+    if hasattr(values, "quantity") and getattr(values, "unit", None) is not None:
+        values = values.quantity
+    if isinstance(values, u.Quantity):
+        return np.asarray(values.to_value(u.deg), float)
+    return np.asarray(values, float)
 
 
 def _open(bcd, index: int, band: int) -> tuple[str, CCDData, WCS]:
@@ -392,7 +400,7 @@ def _box(y, x, reach_y, reach_x, shape):
     return slice(y0, y1 + 1), slice(x0, x1 + 1)
 
 
-def _frame(name, ccd, wcs, ra, dec, *, fit_arcsec, margin_arcsec, fwhm_arcsec, flags):
+def _frame(name, ccd, wcs, ra, dec, *, fit_arcsec, margin_arcsec, flags):
     """Used pixels of one BCD (None if no source's fit region touches it); sets PARTIAL/MASKED_CORE.
 
     A pixel is used when it is usable and within the fit radius of a source; it belongs to the
@@ -405,7 +413,6 @@ def _frame(name, ccd, wcs, ra, dec, *, fit_arcsec, margin_arcsec, fwhm_arcsec, f
     geo = local_pixel_geometry(wcs, ra[near], dec[near])
     scale = np.sqrt(geo.omega_sr * ARCSEC2_PER_SR)            # local pixel size, arcsec
     r_fit = fit_arcsec / scale
-    r_core = fwhm_arcsec / scale
     usable = _usable(ccd)
     best = np.full(shape, np.inf)                             # distance^2 to the nearest source
     owner = np.full(shape, -1)
@@ -424,7 +431,8 @@ def _frame(name, ccd, wcs, ra, dec, *, fit_arcsec, margin_arcsec, fwhm_arcsec, f
         if (geo.x[k] - r_fit[k] < -0.5 or geo.x[k] + r_fit[k] > nx - 0.5
                 or geo.y[k] - r_fit[k] < -0.5 or geo.y[k] + r_fit[k] > ny - 0.5):
             flags[near[k]] |= FLAGS["PARTIAL"]
-        if ((d2 <= r_core[k] ** 2) & ~usable[box]).any():
+        iy, ix = int(np.floor(geo.y[k] + 0.5)), int(np.floor(geo.x[k] + 0.5))
+        if 0 <= iy < ny and 0 <= ix < nx and not usable[iy, ix]:
             flags[near[k]] |= FLAGS["MASKED_CORE"]
     used = owner >= 0
     if not used.any():
@@ -698,8 +706,11 @@ def joint_photometry(bcds, positions, *, band: int, temperature_k=None,
         raise ValueError(f'background must be "bcd" or "group", got {background!r}')
     ra, dec = _positions(positions)
     n = ra.size
-    temps = np.broadcast_to(np.asarray(CALIBRATOR_TEMPERATURE_K[band] if temperature_k is None
-                                       else temperature_k, float), (n,))
+    temps = np.asarray(CALIBRATOR_TEMPERATURE_K[band] if temperature_k is None else temperature_k,
+                       float)
+    if temps.ndim > 1 or temps.size not in (1, n):
+        raise ValueError(f"temperature_k: one value or one per position ({n}), got shape {temps.shape}")
+    temps = np.broadcast_to(temps.reshape(-1) if temps.ndim else temps, (n,))
     prfs = _prfs(band, temps, psf)
     fwhm = FWHM_ARCSEC[band]
     fit_arcsec = fit_radius_fwhm * fwhm
@@ -713,8 +724,7 @@ def joint_photometry(bcds, positions, *, band: int, temperature_k=None,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fr = _frame(name, ccd, wcs, ra, dec, fit_arcsec=fit_arcsec,
-                        margin_arcsec=margin, fwhm_arcsec=fwhm,
-                        flags=flags)
+                        margin_arcsec=margin, flags=flags)
         if fr is not None:
             frames.append(fr)
     system, n_bcd, n_pix = _assemble(frames, group, n, per_bcd=background == "bcd")
