@@ -54,7 +54,8 @@ with the quoted sigma, every source in the cutout listed) and these priors, the 
 with that probability.  Their frequentist coverage is nominal when the priors describe how truths
 are spread: exactly so for fluxes and background (linear parameters under flat priors) at any
 true flux, and for positions when the truth is anywhere in the box around the start position.
-They do not contain calibration errors (FLUXCONV, the PRF's mismatch with the real PSF, aperture
+Fits whose chi-square says the model does not describe the cutout (``p_value``) should not be
+trusted.  They do not contain calibration errors (FLUXCONV, the PRF's mismatch with the real PSF, aperture
 and colour corrections), correlated noise (a resampled mosaic's pixels are correlated: the
 intervals come out too narrow there) nor sources missing from ``positions``.
 
@@ -81,6 +82,7 @@ import numpy as np
 from astropy import units as u
 from astropy.table import QTable
 from photutils.psf import SourceGrouper
+from scipy import stats
 
 from calibration.psf import CALIBRATOR_TEMPERATURE_K, PRF, load_prf
 from reprocess.calib.posterior import Posterior, sample_posterior
@@ -315,7 +317,10 @@ def posterior_photometry(image: np.ndarray | u.Quantity, error: np.ndarray | u.Q
         uJy); for ``flux`` (uJy), ``x`` and ``y`` (pixels) and the group's background terms
         (``bkg`` in image units, ``bkg_dx``/``bkg_dy`` per pixel): the posterior median, ``_err``
         (half the 16-84 % interval) and the quantiles ``_q2p5``, ``_q16``, ``_q84``, ``_q97p5``;
-        ``npix`` (pixels fitted), ``acceptance`` (mean acceptance fraction), ``tau`` (longest
+        ``npix`` (pixels fitted); ``chi2`` of the model at the posterior medians, ``dof`` (npix minus
+        parameters) and its ``p_value`` (a small one, say < 1e-3, says the model does not describe the
+        cutout: an unflagged cosmic ray, an unlisted source, a wrong PRF; the intervals then mean
+        little); ``acceptance`` (mean acceptance fraction), ``tau`` (longest
         autocorrelation time, steps), ``n_tau`` (kept steps / tau), ``n_eff`` (walkers x n_tau: the
         effective number of independent samples), ``short_chain`` (n_tau < 50),
         ``at_box_edge`` (the 95 % interval of x or y reaches within 5 % of the box's edge: the
@@ -388,7 +393,11 @@ def _fit_group(image, error, usable, prf, xs, ys, ids, gid, *, radius, c_ujy, ba
                             nwalkers=nw, nsteps=nsteps, burn=burn, vectorize=True, chains=chains,
                             group=None if chains is None else f"group_{gid}", moves=emcee.moves.DEMove())
     tau = float(np.max(post.autocorr_time))
-    common = {"group_id": int(gid), "npix": cut.data.size, "acceptance": post.acceptance_fraction,
+    median = np.median(post.samples, axis=0)
+    chi2 = float(np.sum(((cut.data - model.model(median[None])[0]) / cut.sigma) ** 2))
+    dof = cut.data.size - ndim
+    common = {"group_id": int(gid), "npix": cut.data.size, "chi2": chi2, "dof": dof,
+              "p_value": float(stats.chi2.sf(chi2, dof)), "acceptance": post.acceptance_fraction,
               "tau": tau, "n_tau": post.n_steps / tau, "n_eff": nw * post.n_steps / tau,
               "short_chain": post.short_chain}
     for term in _BACKGROUND_TERMS[background]:
