@@ -28,6 +28,7 @@ pixels covered by >= 3 BCDs:
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 from pathlib import Path
 
@@ -87,13 +88,10 @@ class MaskStats:
 
 def _mosaic(paths, reject: bool, stats: MaskStats | None = None):
     kwargs = {}
-    if stats is not None:
+    if "on_rmask" in inspect.signature(make_mosaic).parameters:   # earlier versions had no masks
         kwargs["on_rmask"] = stats
     t0 = time.perf_counter()
-    try:
-        hdul = make_mosaic(paths, reject_sigma=5.0 if reject else None, **kwargs)
-    except TypeError:          # a make_mosaic without rejection masks
-        hdul = make_mosaic(paths, reject_sigma=5.0 if reject else None)
+    hdul = make_mosaic(paths, reject_sigma=5.0 if reject else None, **kwargs)
     return hdul, time.perf_counter() - t0
 
 
