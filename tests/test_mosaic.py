@@ -431,3 +431,34 @@ def test_160um_bcds_either_side_of_the_blank_row_are_mosaicked(tmp_path):
     covered = hdul["COV"].data > 0
     assert covered.sum() > 100 and np.isfinite(hdul[0].data[covered]).all()
     assert np.all(hdul["UNC"].data[covered] > 0)
+
+
+def test_find_outliers_by_coverage():
+    """The kernel on a flat 1-sigma field: a 20-sigma hit is a temporal outlier where 3 BCDs
+    cover it; where 2 do it is a dual outlier (a spike above the other BCD); where 1 does, only
+    radhit=True flags it -- the compact spike, not the core of a PSF-like source (sigma 1 pixel,
+    30 sigma peak) whose neighbours are raised too."""
+    from reprocess.mosaic import RMASK
+    from reprocess.mosaic.outliers import find_outliers
+    rng = np.random.default_rng(5)
+    shape = (40, 60)
+    data = rng.normal(0, 1, shape)
+    unc, valid = np.ones(shape), np.ones(shape, bool)
+    yy, xx = np.indices(shape)
+    source = 30 * np.exp(-((yy - 20) ** 2 + (xx - 45) ** 2) / (2 * 1.0 ** 2))   # PSF sigma 1 px
+    data += source
+    hits = [(10, 10), (10, 30), (10, 50), (30, 30)]
+    for y, x in hits:
+        data[y, x] += 20
+    coverage = np.where(xx < 20, 3, np.where(xx < 40, 2, 1))
+    coverage[30:, :] = 2                                   # (30, 30): 2 BCDs; the source (20, 45): 1
+    centre, variance, signal = source.copy(), np.full(shape, 0.1), source.copy()
+    flags = {r: find_outliers(data, unc, valid, centre, variance, coverage, signal, k=5, radhit=r)
+             for r in (False, True)}
+    assert flags[False][10, 10] == RMASK["TEMPORAL"]
+    assert flags[False][10, 30] == RMASK["DUAL"] and flags[False][30, 30] == RMASK["DUAL"]
+    assert flags[False][10, 50] == 0 and flags[True][10, 50] == RMASK["RADHIT"]
+    others = np.ones(shape, bool)
+    for y, x in hits:
+        others[y, x] = False
+    assert not flags[True][others].any()        # neither noise nor the source's core
