@@ -19,8 +19,13 @@ Read noise, excess noise and reset level (dark ramps)
     reset level (``ENL_ZERO``, the raw level of zero integrated charge) is the
     ramp extrapolated back one read interval from its first reads (read ``k``
     holds ``k`` intervals of charge, counting from 1); its scatter between
-    ramps is the reset (kTC) noise, and ramps with a hit among those first
-    reads are clipped.
+    ramps is the reset (kTC) noise.  A hit among those first reads lifts
+    every read after it: its step (a rejected difference) is taken out of the
+    later reads before the extrapolation.  Clipping over ramps alone catches
+    only hits early in those reads; one in the last few shifts the median of
+    the reads by a fraction of their scatter, which biased the 160 um reset
+    level high by 0.07 of its error over 40 campaigns (pull median +0.087 +-
+    0.034, -0.002 with the steps taken out).
 Electronic nonlinearity (stim flashes on the dark)
     A stim flash drives each ramp from zero to saturation at a constant
     photocurrent.  Under the law of :mod:`calibration.nonlinearity`
@@ -171,13 +176,19 @@ def dark_ramp_maps(cubes: list[np.ndarray], *, nramps: int, gain: float, read_ti
 
 
 def _reset_level(ramps, n_zero_reads: int) -> MapEstimate:
-    """``ENL_ZERO``: each ramp extrapolated back from its first reads (read ``k`` holds ``k``
-    intervals of charge), clipped over ramps (a hit among those reads)."""
+    """``ENL_ZERO``: each ramp, its hits' steps taken out, extrapolated back from its first reads
+    (read ``k`` holds ``k`` intervals of charge), clipped over ramps (a hit the clipping of
+    differences missed, or one before the first read)."""
     per_ramp = []
+    k = np.arange(1, n_zero_reads + 1)[:, None, None]
     for ramp in ramps:
-        step = np.nanmean(_mad_clip(np.diff(ramp, axis=0), axis=0), axis=0)
-        k = np.arange(1, n_zero_reads + 1)[:, None, None]
-        per_ramp.append(np.nanmedian(ramp[:n_zero_reads] - step * k, axis=0))
+        d = _mad_clip(np.diff(ramp, axis=0), axis=0)
+        step = np.nanmean(d, axis=0)
+        # the reads with every rejected step (a hit) replaced by the mean step: a hit's charge
+        # no longer lifts the reads after it
+        jumps = np.where(np.isfinite(d), 0.0, np.diff(ramp, axis=0) - step)
+        clean = ramp - np.concatenate([np.zeros((1,) + ramp.shape[1:]), np.cumsum(jumps, axis=0)])
+        per_ramp.append(np.nanmedian(clean[:n_zero_reads] - step * k, axis=0))
     zeros = _mad_clip(np.array(per_ramp), axis=0)
     n = np.isfinite(zeros).sum(0)
     return MapEstimate(value=np.nanmean(zeros, axis=0),
