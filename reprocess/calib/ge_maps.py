@@ -38,15 +38,7 @@ Electronic nonlinearity (stim flashes on the dark)
     responsivity step, and the relaxation of earlier steps, also bend a ramp;
     they cancel on average over all ramps (steps up, relaxation down) in a
     detector under steady bombardment, so hit ramps are kept: keeping only
-    unhit ones would select relaxing pixels and bias ``beta`` high.  Every
-    ramp of a pixel is linearised with the pixel's current estimate (the mean
-    over its ramps), not with its own: a short ramp's curvature is noisy
-    (at 160 um the excess noise is 5 % of a stim step, and one ramp's beta
-    is uncertain by ~70 %), and the root of a noisy nonlinear estimating
-    equation is biased; its mean over ramps biased the 160 um ``beta`` low by
-    0.17 of its error (pull mean over 24 campaigns -0.175 +- 0.043, -0.088
-    with the pooled linearisation; -0.15 -> +0.01 on synthetic ramps,
-    ``tests/test_calib_ge.py``).  The part
+    unhit ones would select relaxing pixels and bias ``beta`` high.  The part
     of the responsivity change common to the array (drift, and the build-up
     of cosmic-ray responsivity after an anneal) is measured from flash to
     flash and taken out of each ramp's curvature.
@@ -258,11 +250,8 @@ def nonlinearity_beta(cubes: list[np.ndarray], times_s: np.ndarray, *, nramps: i
         if it == 0:
             level = np.array([np.nanmedian(f[1]) for f in fits_])
             drift = _common_rate(t, level) * read_time
-        if it < iterations - 1:     # every ramp of a pixel linearised with the pixel's estimate
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                pooled = np.nan_to_num(np.nanmean(beta, axis=0))
-            beta = np.broadcast_to(pooled, beta.shape).copy()
+        if it < iterations - 1:
+            beta = np.where(np.isfinite(beta), beta, 0.0)
     n = np.isfinite(beta).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         with warnings.catch_warnings():
