@@ -116,15 +116,16 @@ def robust(x) -> float:
     return float(1.4826 * np.median(np.abs(x - np.median(x)))) if len(x) else np.nan
 
 
-def score(obs: Path, band: int, method: str, nsigma: float) -> dict:
+def score(obs: Path, band: int, method: str, nsigma: float, background: dict | None = None) -> dict:
     mos = read_mosaic(obs / "mosaic.fits")
     t = CALIBRATOR_TEMPERATURE_K[band]
     truth = truth_table(obs, band)
-    forced = measure(mos, method=method, psf="simulator", temperature_k=t, positions=truth)
+    opts = dict(background or {}) if method == "prf" else {}
+    forced = measure(mos, method=method, psf="simulator", temperature_k=t, positions=truth, **opts)
     usable = (np.asarray(forced["flags"]) & FATAL) == 0
     usable &= np.isfinite(forced["flux_err"].value) & (forced["flux_err"].value > 0)
     t0 = time.perf_counter()
-    cat = measure(mos, method=method, psf="simulator", temperature_k=t, nsigma=nsigma)
+    cat = measure(mos, method=method, psf="simulator", temperature_k=t, nsigma=nsigma, **opts)
     seconds = time.perf_counter() - t0
     true_f = truth["flux"].value
     # noise-only error for the S/N scale (the PRF fit's flux_err also grows with its misfit)
@@ -226,11 +227,17 @@ def main() -> None:
                     help="peak of the scene's extended Gaussian blob (default 0: it is not a point "
                          "source and not in the truth's source list)")
     ap.add_argument("--methods", nargs="+", default=["prf", "aperture"])
+    ap.add_argument("--background-scope", choices=("group", "source"), default=None,
+                    help="PRF fit background per fit group or per source (default: the band's)")
+    ap.add_argument("--background-order", type=int, choices=(0, 1, 2), default=None,
+                    help="PRF fit background polynomial order (default: the band's)")
     ap.add_argument("--fresh", action="store_true", help="remove --out first")
     args = ap.parse_args()
     obs = build(args)
     for method in args.methods:
-        report(score(obs, args.band, method, args.nsigma))
+        report(score(obs, args.band, method, args.nsigma,
+                     {"background_scope": args.background_scope,
+                      "background_order": args.background_order}))
 
 
 if __name__ == "__main__":
