@@ -68,10 +68,14 @@ _RESIDUAL_MODEL_ERROR = 0.03    # fraction of the model added to the residual pa
 _BAND_OF_CHNLNUM = {1: 24, 2: 70, 3: 160}
 # PRF fit background (scope, polynomial order) by band.  A fit group is every source whose fit
 # disc (1.5 FWHM) touches another's: at 160 um (FWHM 40") groups chain over arcminutes, across
-# which cirrus changes by more than a faint source's peak, and one polynomial per group reads
-# such sources tens of percent wrong; there each source has its own plane (a plane costs a
-# centred source almost no flux noise: it is orthogonal to a symmetric PRF).
-DEFAULT_BACKGROUND = {24: ("group", 0), 70: ("group", 0), 160: ("source", 1)}
+# which cirrus changes by more than a faint source's peak, and one polynomial per group read
+# the sources of a simulated 160 um scan map (benchmarks/photometry_e2e.py) with pull spreads of
+# 4 (S/N > 5) and flux ratios spread by 0.5 even without noise; there each source has its own
+# quadratic, blended between overlapping discs (pull spread 2.1, robust 1.7; a plane: 3.0 and 2.5,
+# for 25 % less noise).  At 24 and 70 um groups are small against the cirrus scales and one
+# constant per group is the cheaper model (per-source planes on a 70 um map: 40 % more noise,
+# robust pulls 1.8 -> 1.1).
+DEFAULT_BACKGROUND = {24: ("group", 0), 70: ("group", 0), 160: ("source", 2)}
 
 
 @dataclass(frozen=True)
