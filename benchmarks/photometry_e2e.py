@@ -25,6 +25,14 @@ Usage (each step is skipped when its output exists; ``--fresh`` redoes them)::
 
     python benchmarks/photometry_e2e.py --band 24 --out /tmp/e2e24 --legs 4 --leg-arcmin 20 \\
         --n-sources 1500 --flux-min 1e-4 --flux-max 0.05
+    python benchmarks/photometry_e2e.py --band 160 --out /tmp/e2e160 --rate slow --legs 8 \\
+        --leg-arcmin 15 --n-sources 120 --flux-min 0.05 --flux-max 2.0
+
+At 160 um use ``--rate slow``: at the medium rate a DCE advances 31" along the scan and the array's
+two rows (16" each, a blank row between) leave 13" gaps every 31", so most fit discs are partly
+without data (FEW_FIT_PIXELS) and the benchmark has nothing to score.  ``--background-scope`` and
+``--background-order`` override the PRF fit's background model (default: the band's,
+``reprocess.photometry.catalog.DEFAULT_BACKGROUND``).
 """
 from __future__ import annotations
 
