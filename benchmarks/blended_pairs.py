@@ -15,8 +15,10 @@ measured at its true position (forced photometry, the same positions for every m
 
 * ``joint``: :func:`reprocess.photometry.joint.joint_photometry` over the BCDs; ``joint_refined``
   the same with position refinement (started at the truth).
-* ``mosaic_psf``: STAND-IN for the mosaic PRF fit of branch ``photometry`` (not yet available):
-  photutils ``PSFPhotometry`` with an ``ImagePSF`` built from the same PRF, convolved with the
+* ``mosaic_prf``: the toolkit's mosaic PRF fit (:func:`reprocess.photometry.catalog.measure`,
+  ``method="prf"``, ``psf="simulator"``, forced at the true positions: the mosaic's own PRF model,
+  blends fitted together, the band's default background model).
+* ``mosaic_psf``: photutils ``PSFPhotometry`` for comparison with an ``ImagePSF`` built from the same PRF, convolved with the
   mosaic's bilinear-interpolation kernel (a tent one detector pixel wide, in the detector frame,
   which is the mean over sampling phases) and rotated onto the mosaic grid; positions fixed,
   blends grouped within 2.5 FWHM, local background from a 3-4.5 FWHM annulus (median).
@@ -256,6 +258,16 @@ def _mosaic_measure(hdul, table: QTable, band: int, bcd_wcs: WCS) -> dict:
     return {"mosaic_psf": (psf_flux, psf_err), "mosaic_aper": (raw * to_jy / frac, err * to_jy / frac)}
 
 
+def _mosaic_prf(hdul, table: QTable, band: int, folder: Path, bcd_dir: Path):
+    """The toolkit's mosaic PRF fit at the true positions, Jy."""
+    from reprocess.photometry.catalog import measure, read_mosaic
+    path = folder / f"mosaic_{bcd_dir.name}.fits"
+    hdul.writeto(path, overwrite=True)
+    cat = measure(read_mosaic(path, bcd_dir=bcd_dir), method="prf", psf="simulator",
+                  temperature_k=TEMPERATURE_K, positions=table)
+    return cat["flux"].to_value(u.Jy), cat["flux_err"].to_value(u.Jy)
+
+
 def _aperture_fraction(epsf, over, fwhm):
     """The aperture estimator (1 FWHM, 3-4.5 FWHM annulus median) on a unit ePSF source."""
     from photutils.aperture import ApertureStats, CircularAnnulus, CircularAperture, aperture_photometry
@@ -305,6 +317,7 @@ def run_seed(args, seed: int) -> QTable:
             found[name] = (t["flux"].to_value(u.Jy), t["flux_err"].to_value(u.Jy))
         mosaic = make_mosaic(fpaths)
         found.update(_mosaic_measure(mosaic, sources, band, bcds[0].wcs.celestial))
+        found["mosaic_prf"] = _mosaic_prf(mosaic, sources, band, folder, fpaths[0].parent)
         for method, (flux, err) in found.items():
             rows.append(QTable({"seed": np.full(f_true.size, seed), "id": np.arange(f_true.size),
                                 "noise": [noise] * f_true.size, "method": [method] * f_true.size,
