@@ -1,0 +1,469 @@
+"""Pointing refinement of BCDs against the sources they share (relative) and a catalogue (absolute).
+
+Why
+---
+A BCD's header WCS is the *reconstructed* pointing, good to ~1.2" (1 sigma radial) at 24 um,
+1.7" at 70 um [HB /59, anchors-postbcd 2.4]: a 24 um PSF is 6" FWHM, so a mosaic of BCDs with
+per-DCE errors of that size blurs point sources and puts them off their positions.  MOPEX's
+``pointing_refine`` measured the sources of every BCD and solved for each BCD's pointing so that
+the sources of overlapping BCDs agree (relative), and optionally against 2MASS (absolute); the
+SSC ran it on 24 um scan data only (2MASS matches are rare in one 24 um BCD).
+
+Method
+------
+1. *Sources per BCD*: each BCD is read once (streamed: only its source list is kept) and its
+   point sources found with the photometry package's matched filter
+   (:func:`reprocess.photometry.detect.detect_sources`, the PSF integrated over the native pixel,
+   the BCD's ``_bunc`` as the noise), above ``nsigma``.  Their sky positions go through the
+   BCD's full WCS (SIP included), so the correction found is a tangent-plane shift (and
+   optionally rotation) on top of the distortion, which is kept.
+2. *Relative*: the detections of all BCDs are linked into sources by friends-of-friends in a
+   tangent plane (``link_arcsec``; a cluster with two detections of one BCD is a blend and is
+   dropped, so is one seen by a single BCD); each source's position is the mean over the BCDs
+   that saw it, which fixes the gauge at the mean header pointing (relative refinement cannot
+   know the absolute one).  Each BCD is then fitted to that common list with tweakwcs
+   (``XYXYMatch``: a 2-D histogram of offsets, then nearest-neighbour matches; ``fitgeom``
+   ``"shift"`` or ``"rshift"``, iterative 3-sigma clipping; weights ``min(S/N, 50)^2``, as a
+   centroid's error falls as 1/(S/N) until systematics take over) and its WCS corrected by
+   ``FITSWCSCorrector`` (CRVAL and CD change, SIP is kept).  The common list is rebuilt from the
+   corrected positions and the fit repeated (``iterations``): the list's own error falls as
+   1/sqrt(BCDs per source).  A BCD with fewer than ``min_matches`` matches keeps its header WCS
+   (``status`` says so).
+3. *Absolute* (with ``catalog``, an astropy Table of RA/Dec in degrees): after the relative step
+   all BCDs are fitted together to the catalogue as one tweakwcs group (one shift or rotation for
+   the whole stack), since single 24 um BCDs rarely hold enough catalogue sources; the relative
+   solution fixes every BCD to the others, the catalogue fixes the stack to the sky.
+
+Output
+------
+:func:`refine_pointing` returns a :class:`PointingSolution`: the corrected WCS of each BCD (in
+memory; :func:`reprocess.mosaic.make_mosaic` takes it as ``wcs_override``) and a table of what
+was done per BCD (the shift east/north and rotation applied, matches, fit RMS, the new CRVAL and
+CD matrix).  The input BCDs are never changed: ``mips mosaic --refine-pointing`` writes the table
+beside the mosaic (``<stem>_pointing.ecsv``), and the mosaic header says what was applied
+(``PTGREF``).  The SSC's "refined pointing" keywords were not seen in any stored source, so
+standard WCS names (CRVAL1/2, CD1_1..CD2_2 with the BCD's own SIP) are used in the table.
+
+Trade-offs: tweakwcs is the field's aligner (JWST/Roman ``tweakreg``) and keeps SIP; its fit is per
+image (or per group), so the relative step iterates against a common list rather than solving all
+pairwise discrepancies in one sparse system as MOPEX did; three iterations reach the list's own
+noise.  Friends-of-friends linking needs sources further apart than ``link_arcsec`` plus the
+pointing error: in confused fields blends are dropped rather than mis-matched.  Detection
+centroids (a quadratic on the matched-filter peak) carry a small pixel-phase bias that averages
+out over the sources of a BCD.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.table import Table
+from astropy.wcs import WCS
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from calibration.instrument import band_spec
+
+from ..bcd import load_bcd
+from ..io import InputError
+
+__all__ = ["PointingSolution", "bcd_sources", "refine_pointing", "relative_refinement",
+           "absolute_refinement", "read_catalog", "wcs_change"]
+
+log = logging.getLogger(__name__)
+
+FITGEOMS = ("shift", "rshift")
+_WEIGHT_SNR_CAP = 50.0        # centroid weights (S/N)^2 up to this S/N; systematics dominate beyond
+_LINK_FWHM = 0.5              # default friends-of-friends link and first match radius, FWHM
+_REFIT_RADIUS_FWHM = 0.2      # match radius after the first fit (1.2" at 24 um), FWHM
+_FWHM_ARCSEC = {24: 6.0, 70: 18.0, 160: 40.0}   # [HB] the bands' PSF FWHM, approximate
+
+
+@dataclass
+class PointingSolution:
+    """Refined WCS of each BCD and the record of the refinement.
+
+    Attributes
+    ----------
+    wcs : dict
+        ``Path`` of each BCD -> its corrected :class:`astropy.wcs.WCS` (SIP kept).
+    table : astropy.table.Table
+        One row per BCD: ``bcd`` (name), ``n_sources``, ``n_matched``, ``d_east_arcsec``,
+        ``d_north_arcsec`` (the corrected minus the header position of the array centre),
+        ``d_rot_deg`` (position angle change), ``rms_arcsec`` (fit residual), ``status``
+        (``relative``, ``absolute``, or why the header WCS was kept), ``CRVAL1``, ``CRVAL2``,
+        ``CD1_1``..``CD2_2`` of the corrected WCS.
+    mode : str
+        ``"relative"`` or ``"absolute"``.
+    meta : dict
+        Parameters and summary figures (absolute fit: shift, rotation, matches, RMS).
+    """
+
+    wcs: dict
+    table: Table
+    mode: str
+    meta: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- geometry helpers
+
+def _tangent(ra0: float, dec0: float, ra, dec) -> tuple[np.ndarray, np.ndarray]:
+    """Gnomonic (xi east, eta north) in arcsec of (ra, dec) about (ra0, dec0), all degrees."""
+    ra, dec = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
+    a0, d0 = np.radians(ra0), np.radians(dec0)
+    cosc = np.sin(d0) * np.sin(dec) + np.cos(d0) * np.cos(dec) * np.cos(ra - a0)
+    xi = np.cos(dec) * np.sin(ra - a0) / cosc
+    eta = (np.cos(d0) * np.sin(dec) - np.sin(d0) * np.cos(dec) * np.cos(ra - a0)) / cosc
+    k = np.degrees(1.0) * 3600.0
+    return xi * k, eta * k
+
+
+def _untangent(ra0: float, dec0: float, xi, eta) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`_tangent`: (ra, dec) degrees of tangent-plane arcsec offsets."""
+    k = np.degrees(1.0) * 3600.0
+    x, y = np.asarray(xi, float) / k, np.asarray(eta, float) / k
+    a0, d0 = np.radians(ra0), np.radians(dec0)
+    rho = np.hypot(x, y)
+    c = np.arctan(rho)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dec = np.arcsin(np.cos(c) * np.sin(d0) + np.where(rho > 0, y * np.sin(c) * np.cos(d0) / rho, 0))
+    ra = a0 + np.arctan2(x * np.sin(c), rho * np.cos(d0) * np.cos(c) - y * np.sin(d0) * np.sin(c))
+    return np.degrees(ra) % 360.0, np.degrees(dec)
+
+
+def wcs_change(old: WCS, new: WCS, shape: tuple[int, int]) -> tuple[float, float, float]:
+    """(east, north) arcsec offset of the array centre and position-angle change (deg, east of
+    north) from ``old`` to ``new`` (both with the BCD's SIP)."""
+    yc, xc = (shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0
+    pts = np.array([[xc, yc], [xc, yc + 10.0]])
+    a = old.all_pix2world(pts, 0)
+    b = new.all_pix2world(pts, 0)
+    xa, ya = _tangent(a[0, 0], a[0, 1], a[:, 0], a[:, 1])
+    xb, yb = _tangent(a[0, 0], a[0, 1], b[:, 0], b[:, 1])
+    pa_a = np.degrees(np.arctan2(xa[1] - xa[0], ya[1] - ya[0]))
+    pa_b = np.degrees(np.arctan2(xb[1] - xb[0], yb[1] - yb[0]))
+    return float(xb[0]), float(yb[0]), float((pa_b - pa_a + 180.0) % 360.0 - 180.0)
+
+
+# ----------------------------------------------------------------------------- sources per BCD
+
+def _bcd_prf(band: int):
+    from ..photometry.mosaic_prf import mosaic_prf      # the PSF integrated over the native pixel
+    return mosaic_prf(band, pixel_arcsec=band_spec(band).pixel_arcsec, resampling="none")
+
+
+def bcd_sources(ccd, *, band: int, nsigma: float = 5.0) -> Table:
+    """Point sources of one BCD (a :func:`reprocess.bcd.load_bcd` CCDData): ``x``, ``y`` (0-based
+    pixels), ``snr``; brightest first."""
+    from ..photometry.detect import detect_sources
+    unc = ccd.uncertainty.array if ccd.uncertainty is not None else np.ones_like(ccd.data)
+    found = detect_sources(np.asarray(ccd.data, float), np.asarray(unc, float), prf=_bcd_prf(band),
+                           nsigma=nsigma, mask=ccd.mask)
+    out = Table()
+    out["x"] = np.asarray(found["x"], float)
+    out["y"] = np.asarray(found["y"], float)
+    out["snr"] = np.asarray(found["snr"], float)
+    return out
+
+
+# ----------------------------------------------------------------------------- the common list
+
+def _sky(wcs: WCS, cat: Table) -> tuple[np.ndarray, np.ndarray]:
+    if len(cat) == 0:
+        return np.zeros(0), np.zeros(0)
+    ra, dec = wcs.all_pix2world(np.asarray(cat["x"]), np.asarray(cat["y"]), 0)
+    return np.asarray(ra), np.asarray(dec)
+
+
+def common_sources(wcs_list, catalogs, *, link_arcsec: float,
+                   centre: tuple[float, float]) -> Table:
+    """Sources seen by at least two BCDs, each the mean of its detections' sky positions.
+
+    Detections are linked by friends-of-friends at ``link_arcsec`` in the tangent plane about
+    ``centre``; a group with two detections from one BCD (a blend, or a link across neighbours)
+    is left out.  Returns ``RA``, ``DEC`` (deg), ``n`` (BCDs) and ``weight`` (sum of weights).
+    """
+    xi, eta, owner, w = [], [], [], []
+    for k, (wcs, cat) in enumerate(zip(wcs_list, catalogs)):
+        ra, dec = _sky(wcs, cat)
+        x, y = _tangent(centre[0], centre[1], ra, dec)
+        xi.append(x)
+        eta.append(y)
+        owner.append(np.full(len(x), k))
+        w.append(_weights(cat))
+    xi, eta = np.concatenate(xi), np.concatenate(eta)
+    owner, w = np.concatenate(owner), np.concatenate(w)
+    out = Table(names=("RA", "DEC", "n", "weight"), dtype=(float, float, int, float))
+    if len(xi) < 2:
+        return out
+    pairs = cKDTree(np.column_stack([xi, eta])).query_pairs(link_arcsec, output_type="ndarray")
+    n = len(xi)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    size = np.bincount(label)
+    distinct = _distinct_owners(label, owner, len(size))
+    good = (size >= 2) & (distinct == size)
+    keep = good[label]
+    if not keep.any():
+        return out
+    lab = label[keep]
+    wsum = np.bincount(lab, w[keep])
+    mx = np.bincount(lab, w[keep] * xi[keep]) / np.where(wsum > 0, wsum, 1)
+    my = np.bincount(lab, w[keep] * eta[keep]) / np.where(wsum > 0, wsum, 1)
+    groups = np.flatnonzero(good)
+    ra, dec = _untangent(centre[0], centre[1], mx[groups], my[groups])
+    out = Table()
+    out["RA"], out["DEC"] = ra, dec
+    out["n"] = size[groups]
+    out["weight"] = wsum[groups]
+    return out
+
+
+def _distinct_owners(label: np.ndarray, owner: np.ndarray, ngroups: int) -> np.ndarray:
+    """Number of different BCDs among each group's detections."""
+    pairs = np.unique(np.column_stack([label, owner]), axis=0)
+    return np.bincount(pairs[:, 0], minlength=ngroups)
+
+
+def _weights(cat: Table) -> np.ndarray:
+    snr = np.clip(np.asarray(cat["snr"], float), 0.0, _WEIGHT_SNR_CAP) if len(cat) else np.zeros(0)
+    return snr ** 2
+
+
+# ----------------------------------------------------------------------------- tweakwcs fits
+
+def _corrector(wcs: WCS, shape, cat: Table, name: str, group=None):
+    from tweakwcs import FITSWCSCorrector
+    w = wcs.deepcopy()
+    w.pixel_shape = (shape[1], shape[0])
+    imcat = Table()
+    imcat["x"], imcat["y"] = np.asarray(cat["x"], float), np.asarray(cat["y"], float)
+    imcat["weight"] = _weights(cat)
+    meta = {"catalog": imcat, "name": name}
+    if group is not None:
+        meta["group_id"] = group
+    return FITSWCSCorrector(w, meta=meta)
+
+
+def _fit(correctors, refcat: Table, *, fitgeom: str, radius_arcsec: float, min_matches: int,
+         pixel_arcsec: float) -> None:
+    """tweakwcs ``align_wcs`` of ``correctors`` to ``refcat`` (RA, DEC, weight); in place.
+
+    Matches are nearest neighbours within ``radius_arcsec`` of the header position: tweakwcs'
+    2-D offset histogram has 1-unit bins, here a whole 2.5-16" pixel, and its peak missed the
+    offset by up to a pixel in tests, while header errors (~1") are well inside a match radius.
+    """
+    from tweakwcs import XYXYMatch, align_wcs
+    # the corrector's tangent plane is in detector pixels (FITSWCSCorrector.units)
+    match = XYXYMatch(searchrad=radius_arcsec / pixel_arcsec, use2dhist=False,
+                      tolerance=radius_arcsec / pixel_arcsec)
+    quiet = logging.getLogger("tweakwcs")
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        align_wcs(correctors, refcat=refcat, match=match, fitgeom=fitgeom, minobj=min_matches,
+                  nclip=3, sigma=(3.0, "rmse"))
+    except Exception as exc:   # tweakwcs raises ValueError/RuntimeError on degenerate inputs
+        log.warning("pointing fit failed: %s", exc)
+        for c in correctors:
+            c.meta.setdefault("fit_info", {"status": f"FAILED: {exc}"})
+    finally:
+        quiet.level = level
+
+
+def _fit_info(corrector) -> dict:
+    info = corrector.meta.get("fit_info", {}) or {}
+    return info if isinstance(info, dict) else {}
+
+
+# ----------------------------------------------------------------------------- the refinements
+
+def relative_refinement(shapes, wcs_list, catalogs, names, *, band: int, fitgeom: str = "shift",
+                        iterations: int = 3, link_arcsec: float | None = None,
+                        searchrad_arcsec: float | None = None, min_matches: int = 4) -> tuple[list, list]:
+    """Each BCD's WCS fitted to the common source list of the stack (module docstring, step 2).
+
+    Parameters
+    ----------
+    shapes, wcs_list, catalogs, names : lists
+        Per BCD: array shape, header WCS, sources (:func:`bcd_sources`) and name.
+    band : int
+        Sets the link and first match radii (0.5 FWHM by default) and the pixel scale.
+    fitgeom : {"shift", "rshift"}
+        A shift, or a shift and a rotation, per BCD.
+    iterations : int
+        Rebuilds of the common list.
+    min_matches : int
+        Fewer matches: the BCD keeps its header WCS.
+
+    Returns
+    -------
+    wcs_list : list of WCS
+        Corrected (or header) WCS per BCD.
+    info : list of dict
+        ``status``, ``n_matched``, ``rms_arcsec`` per BCD.
+    """
+    if fitgeom not in FITGEOMS:
+        raise ValueError(f"fitgeom {fitgeom!r}: expected one of {FITGEOMS}")
+    fwhm = _FWHM_ARCSEC[band]
+    link = _LINK_FWHM * fwhm if link_arcsec is None else float(link_arcsec)
+    search = link if searchrad_arcsec is None else float(searchrad_arcsec)
+    pix = band_spec(band).pixel_arcsec
+    header = [w.deepcopy() for w in wcs_list]
+    current = [w.deepcopy() for w in wcs_list]
+    centre = _stack_centre(header, shapes)
+    info = [{"status": "no fit", "n_matched": 0, "rms_arcsec": np.nan} for _ in current]
+    for it in range(max(int(iterations), 1)):
+        ref = common_sources(current, catalogs, link_arcsec=link, centre=centre)
+        log.info("pointing refinement iteration %d: %d common sources", it + 1, len(ref))
+        if len(ref) < min_matches:
+            for d in info:
+                d["status"] = f"header (only {len(ref)} common sources)"
+            return header, info
+        for k, (w, cat) in enumerate(zip(header, catalogs)):
+            # each iteration fits the header WCS afresh to the improved list (no accumulation)
+            if len(cat) < min_matches:
+                info[k] = {"status": f"header ({len(cat)} sources)", "n_matched": 0, "rms_arcsec": np.nan}
+                current[k] = w.deepcopy()
+                continue
+            c = _corrector(w, shapes[k], cat, names[k])
+            _fit([c], ref, fitgeom=fitgeom, radius_arcsec=search, min_matches=min_matches,
+                 pixel_arcsec=pix)
+            current[k], info[k] = _outcome(c, w, pix, "relative")
+        search = min(search, _REFIT_RADIUS_FWHM * fwhm)     # the header errors are now known
+    return current, info
+
+
+def _outcome(corrector, header_wcs: WCS, pix: float, mode: str) -> tuple[WCS, dict]:
+    fi = _fit_info(corrector)
+    status = str(fi.get("status", "no fit"))
+    n = int(fi.get("nmatches", 0) or 0)
+    if status != "SUCCESS":
+        return header_wcs.deepcopy(), {"status": f"header ({status.lower()})", "n_matched": n,
+                                       "rms_arcsec": np.nan}
+    return corrector.wcs.deepcopy(), {"status": mode, "n_matched": n,
+                                      "rms_arcsec": float(fi.get("rmse", np.nan)) * pix}
+
+
+def _stack_centre(wcs_list, shapes) -> tuple[float, float]:
+    pts = [w.all_pix2world([[(s[1] - 1) / 2.0, (s[0] - 1) / 2.0]], 0)[0] for w, s in zip(wcs_list, shapes)]
+    c = SkyCoord(np.array(pts)[:, 0] * u.deg, np.array(pts)[:, 1] * u.deg)
+    cart = c.cartesian.mean()
+    mean = SkyCoord(cart, representation_type="cartesian").spherical
+    return float(mean.lon.deg), float(mean.lat.deg)
+
+
+def absolute_refinement(shapes, wcs_list, catalogs, names, refcat: Table, *, band: int,
+                        fitgeom: str = "shift", searchrad_arcsec: float | None = None,
+                        min_matches: int = 4) -> tuple[list, dict]:
+    """All BCDs fitted together (one tweakwcs group) to ``refcat`` (``RA``, ``DEC`` deg).
+
+    Returns the corrected WCS per BCD and the fit's ``status``, ``n_matched``, ``rms_arcsec``
+    and the shift and rotation applied to the stack.  On failure the WCSs come back unchanged.
+    """
+    if fitgeom not in FITGEOMS:
+        raise ValueError(f"fitgeom {fitgeom!r}: expected one of {FITGEOMS}")
+    fwhm = _FWHM_ARCSEC[band]
+    pix = band_spec(band).pixel_arcsec
+    usable = [k for k, cat in enumerate(catalogs) if len(cat) > 0]
+    if not usable:
+        return list(wcs_list), {"status": "no sources", "n_matched": 0, "rms_arcsec": np.nan}
+    correctors = [_corrector(wcs_list[k], shapes[k], catalogs[k], names[k], group=1) for k in usable]
+    ref = Table()
+    ref["RA"] = np.asarray(refcat["RA"], float)
+    ref["DEC"] = np.asarray(refcat["DEC"], float)
+    _fit(correctors, ref, fitgeom=fitgeom, radius_arcsec=_LINK_FWHM * fwhm if searchrad_arcsec is None
+         else float(searchrad_arcsec), min_matches=min_matches, pixel_arcsec=pix)
+    fi = _fit_info(correctors[0])
+    status = str(fi.get("status", "no fit"))
+    summary = {"status": status, "n_matched": int(fi.get("nmatches", 0) or 0),
+               "rms_arcsec": float(fi.get("rmse", np.nan)) * pix if status == "SUCCESS" else np.nan}
+    if status != "SUCCESS":
+        return list(wcs_list), summary
+    out = list(wcs_list)
+    for k, c in zip(usable, correctors):
+        out[k] = c.wcs.deepcopy()
+    return out, summary
+
+
+# ----------------------------------------------------------------------------- the whole refinement
+
+def read_catalog(path: str | os.PathLike) -> Table:
+    """A reference catalogue (any format astropy reads) as a Table of ``RA``, ``DEC`` (deg).
+
+    Columns named ra/dec (any case, also ``RAJ2000``/``DEJ2000``); a unit other than degrees is
+    converted.  Raises :class:`reprocess.io.InputError` naming the file otherwise.
+    """
+    path = Path(path)
+    try:
+        table = Table.read(path)
+    except Exception as exc:  # astropy raises many types for unreadable tables
+        raise InputError(path, f"unreadable catalogue ({type(exc).__name__}: {exc})") from None
+    cols = {c.lower(): c for c in table.colnames}
+    ra = next((cols[c] for c in ("ra", "raj2000", "ra_deg") if c in cols), None)
+    dec = next((cols[c] for c in ("dec", "dej2000", "decj2000", "dec_deg") if c in cols), None)
+    if ra is None or dec is None:
+        raise InputError(path, f"no RA/Dec columns (has {', '.join(table.colnames)})")
+    out = Table()
+    for name, col in (("RA", ra), ("DEC", dec)):
+        q = table[col]
+        unit = getattr(q, "unit", None)
+        values = (np.asarray(q) * u.Unit(unit)).to_value(u.deg) if unit else np.asarray(q, float)
+        out[name] = np.asarray(values, float)
+    good = np.isfinite(out["RA"]) & np.isfinite(out["DEC"])
+    if not good.any():
+        raise InputError(path, "no finite RA/Dec rows")
+    return out[good]
+
+
+def refine_pointing(infos, *, band: int, catalog: Table | None = None, fitgeom: str = "shift",
+                    nsigma: float = 5.0, iterations: int = 3, min_matches: int = 4,
+                    link_arcsec: float | None = None) -> PointingSolution:
+    """Refine the pointing of the BCDs ``infos`` (:class:`reprocess.mosaic.grid.BcdInfo`).
+
+    Each BCD is read once for its sources; relative refinement, then absolute against
+    ``catalog`` (``RA``, ``DEC`` deg; :func:`read_catalog`) when given.  See the module
+    docstring.  Returns a :class:`PointingSolution` (the BCD files are not changed).
+    """
+    shapes = [i.shape for i in infos]
+    names = [i.path.name for i in infos]
+    header = [i.wcs for i in infos]
+    catalogs = [bcd_sources(load_bcd(i.path, wcs=i.wcs), band=band, nsigma=nsigma) for i in infos]
+    wcs_list, info = relative_refinement(shapes, header, catalogs, names, band=band, fitgeom=fitgeom,
+                                         iterations=iterations, link_arcsec=link_arcsec,
+                                         min_matches=min_matches)
+    meta = {"fitgeom": fitgeom, "nsigma": nsigma, "iterations": iterations,
+            "min_matches": min_matches}
+    mode = "relative"
+    if catalog is not None:
+        refined, summary = absolute_refinement(shapes, wcs_list, catalogs, names, catalog, band=band,
+                                               fitgeom=fitgeom, min_matches=min_matches)
+        meta.update({f"absolute_{k}": v for k, v in summary.items()})
+        if summary["status"] == "SUCCESS":
+            mode = "absolute"
+            wcs_list = refined
+        else:
+            log.warning("absolute pointing refinement failed (%s): relative solution kept",
+                        summary["status"])
+    table = _table(infos, header, wcs_list, catalogs, info)
+    return PointingSolution({i.path: w for i, w in zip(infos, wcs_list)}, table, mode, meta)
+
+
+def _table(infos, header, wcs_list, catalogs, info) -> Table:
+    rows = []
+    for k, i in enumerate(infos):
+        de, dn, dr = wcs_change(header[k], wcs_list[k], i.shape)
+        cd = wcs_list[k].wcs.cd if wcs_list[k].wcs.has_cd() else wcs_list[k].pixel_scale_matrix
+        rows.append((i.path.name, len(catalogs[k]), info[k]["n_matched"], de, dn, dr,
+                     info[k]["rms_arcsec"], info[k]["status"], *wcs_list[k].wcs.crval,
+                     *np.asarray(cd).ravel()))
+    names = ("bcd", "n_sources", "n_matched", "d_east_arcsec", "d_north_arcsec", "d_rot_deg",
+             "rms_arcsec", "status", "CRVAL1", "CRVAL2", "CD1_1", "CD1_2", "CD2_1", "CD2_2")
+    if not rows:
+        return Table(names=names)
+    return Table(rows=rows, names=names)
