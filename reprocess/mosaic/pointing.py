@@ -74,7 +74,7 @@ from ..bcd import load_bcd
 from ..io import InputError
 
 __all__ = ["PointingSolution", "bcd_sources", "refine_pointing", "relative_refinement",
-           "absolute_refinement", "read_catalog", "wcs_change"]
+           "absolute_refinement", "read_catalog", "wcs_change", "pointing_hdu"]
 
 log = logging.getLogger(__name__)
 
@@ -421,19 +421,30 @@ def read_catalog(path: str | os.PathLike) -> Table:
     return out[good]
 
 
+def _sources(info, band: int, nsigma: float, keep_going: bool) -> Table:
+    try:
+        return bcd_sources(load_bcd(info.path, wcs=info.wcs), band=band, nsigma=nsigma)
+    except InputError:
+        if not keep_going:
+            raise
+        return Table(names=("x", "y", "snr"))   # the mosaic leaves the BCD out and says why
+
+
 def refine_pointing(infos, *, band: int, catalog: Table | None = None, fitgeom: str = "shift",
                     nsigma: float = 5.0, iterations: int = 3, min_matches: int = 4,
-                    link_arcsec: float | None = None) -> PointingSolution:
+                    link_arcsec: float | None = None, keep_going: bool = False) -> PointingSolution:
     """Refine the pointing of the BCDs ``infos`` (:class:`reprocess.mosaic.grid.BcdInfo`).
 
     Each BCD is read once for its sources; relative refinement, then absolute against
     ``catalog`` (``RA``, ``DEC`` deg; :func:`read_catalog`) when given.  See the module
     docstring.  Returns a :class:`PointingSolution` (the BCD files are not changed).
+    ``keep_going``: a BCD that cannot be read gets no sources (and keeps its header WCS)
+    instead of raising.
     """
     shapes = [i.shape for i in infos]
     names = [i.path.name for i in infos]
     header = [i.wcs for i in infos]
-    catalogs = [bcd_sources(load_bcd(i.path, wcs=i.wcs), band=band, nsigma=nsigma) for i in infos]
+    catalogs = [_sources(i, band, nsigma, keep_going) for i in infos]
     wcs_list, info = relative_refinement(shapes, header, catalogs, names, band=band, fitgeom=fitgeom,
                                          iterations=iterations, link_arcsec=link_arcsec,
                                          min_matches=min_matches)
@@ -467,3 +478,19 @@ def _table(infos, header, wcs_list, catalogs, info) -> Table:
     if not rows:
         return Table(names=names)
     return Table(rows=rows, names=names)
+
+
+def pointing_hdu(solution: PointingSolution):
+    """The refinement record as a FITS binary table ``POINTING`` (one row per BCD, as
+    :attr:`PointingSolution.table`; header ``PTGREF`` the mode and the fit's parameters)."""
+    from astropy.io import fits
+    table = solution.table.copy()
+    table["status"] = [str(v)[:40] for v in table["status"]] if len(table) else table["status"]
+    hdu = fits.table_to_hdu(table)
+    hdu.name = "POINTING"
+    hdu.header["PTGREF"] = (solution.mode, "pointing refinement applied")
+    hdu.header["PTGGEOM"] = (solution.meta.get("fitgeom", ""), "fit per BCD: shift or rshift")
+    for key, card in (("absolute_n_matched", "PTGANMAT"), ("absolute_rms_arcsec", "PTGARMS")):
+        if key in solution.meta and np.isfinite(solution.meta[key]):
+            hdu.header[card] = (solution.meta[key], key.replace("_", " "))
+    return hdu
