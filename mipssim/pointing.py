@@ -36,7 +36,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
@@ -47,7 +46,7 @@ from calibration.instrument import band_spec, ge_reads_per_dce, si_reads_per_dce
 
 from .streams import effect_rng
 
-__all__ = ["DCEPlan", "plan_photometry", "pointed_wcs", "pointing_jitter", "header_pointing_error",
+__all__ = ["DCEPlan", "header_pointing_error", "plan_photometry", "pointed_wcs", "pointing_jitter",
            "with_header_errors"]
 
 

@@ -6,8 +6,8 @@ import hashlib
 
 import numpy as np
 import pytest
-from astropy.coordinates import SkyCoord
 from astropy import units as u
+from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS

@@ -74,8 +74,8 @@ from calibration.instrument import band_spec
 from ..bcd import load_bcd
 from ..io import InputError
 
-__all__ = ["PointingSolution", "bcd_sources", "refine_pointing", "relative_refinement",
-           "absolute_refinement", "read_catalog", "wcs_change", "pointing_hdu"]
+__all__ = ["PointingSolution", "absolute_refinement", "bcd_sources", "pointing_hdu", "read_catalog",
+           "refine_pointing", "relative_refinement", "wcs_change"]
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,8 @@ def wcs_change(old: WCS, new: WCS, shape: tuple[int, int]) -> tuple[float, float
 # ----------------------------------------------------------------------------- sources per BCD
 
 def _bcd_prf(band: int):
-    from ..photometry.mosaic_prf import mosaic_prf      # the PSF integrated over the native pixel
+    """The band's PSF integrated over the native pixel (no resampling), for detection on a BCD."""
+    from ..photometry.mosaic_prf import mosaic_prf
     return mosaic_prf(band, pixel_arcsec=band_spec(band).pixel_arcsec, resampling="none")
 
 
@@ -272,7 +273,7 @@ def _fit(correctors, refcat: Table, *, fitgeom: str, radius_arcsec: float, min_m
     try:
         align_wcs(correctors, refcat=refcat, match=match, fitgeom=fitgeom, minobj=min_matches,
                   nclip=3, sigma=(3.0, "rmse"))
-    except Exception as exc:   # tweakwcs raises ValueError/RuntimeError on degenerate inputs
+    except Exception as exc:  # noqa: BLE001 -- tweakwcs raises ValueError/RuntimeError on degenerate inputs
         log.debug("pointing fit failed: %s", exc)
         for c in correctors:
             c.meta.setdefault("fit_info", {"status": f"FAILED: {exc}"})
@@ -444,7 +445,7 @@ def read_catalog(path: str | os.PathLike) -> Table:
     path = Path(path)
     try:
         table = Table.read(path)
-    except Exception as exc:  # astropy raises many types for unreadable tables
+    except Exception as exc:  # noqa: BLE001 -- astropy raises many types for unreadable tables
         raise InputError(path, f"unreadable catalogue ({type(exc).__name__}: {exc})") from None
     cols = {c.lower(): c for c in table.colnames}
     ra = next((cols[c] for c in ("ra", "raj2000", "ra_deg") if c in cols), None)
