@@ -12,6 +12,8 @@ Printed:
 
 * per BCD: the WCS minus the true WCS (``truth.h5``: ``true_crval_deg``, ``header_rotation_deg``)
   at the array centre, radial RMS and 95th percentile over the BCDs, before and after;
+* per BCD: sources detected on each BCD (S/N > ``--min-snr``, isolated) placed on the sky
+  through its WCS (header, refined), minus the truth: radial RMS, 95th percentile, number;
 * on each mosaic: positions of the PRF fit (``reprocess.photometry.measure``) of true sources
   with S/N > ``--min-snr``, matched within 3" to the truth, minus the truth: radial RMS, 95th
   percentile, mean offset (east, north) and the number of sources.
@@ -34,9 +36,10 @@ from scipy.spatial import cKDTree
 
 from mipssim.config import load_config
 from mipssim.observe import simulate
+from reprocess.bcd import load_bcd
 from reprocess.mosaic import make_mosaic, write_mosaic
 from reprocess.mosaic.grid import inspect_bcd
-from reprocess.mosaic.pointing import _tangent, wcs_change
+from reprocess.mosaic.pointing import _tangent, bcd_sources, wcs_change
 from reprocess.photometry.catalog import measure
 from reprocess.pipeline import reprocess
 
@@ -87,6 +90,26 @@ def bcd_errors(obs: Path, wcs_of) -> np.ndarray:
             e, n, _ = wcs_change(true_wcs(info, attrs), wcs_of(info), info.shape)
             out.append((e, n))
     return np.array(out)
+
+
+def bcd_source_offsets(obs: Path, truth: Table, wcs_of, min_snr: float) -> np.ndarray:
+    """Sources detected on each BCD (S/N > min_snr, isolated true source within 3"), placed on the
+    sky through ``wcs_of(info)``, minus the truth: (east, north) arcsec, all BCDs together."""
+    ra0, dec0 = float(np.mean(truth["ra"])), float(np.mean(truth["dec"]))
+    tx, ty = _tangent(ra0, dec0, truth["ra"], truth["dec"])
+    tree = cKDTree(np.column_stack([tx, ty]))
+    isolated = np.array([len(n) == 1 for n in tree.query_ball_point(np.column_stack([tx, ty]), 12.0)])
+    out = []
+    for path in sorted((obs / "bcd").glob("*_bcd.fits")):
+        info = inspect_bcd(path)
+        cat = bcd_sources(load_bcd(path, wcs=info.wcs), band=24)
+        cat = cat[cat["snr"] > min_snr]
+        ra, dec = wcs_of(info).all_pix2world(np.asarray(cat["x"]), np.asarray(cat["y"]), 0)
+        x, y = _tangent(ra0, dec0, ra, dec)
+        d, j = tree.query(np.column_stack([x, y]))
+        ok = (d < 3.0) & isolated[j]
+        out.append(np.column_stack([x[ok] - tx[j[ok]], y[ok] - ty[j[ok]]]))
+    return np.concatenate(out)
 
 
 def mosaic_positions(path: Path, truth: Table, min_snr: float) -> np.ndarray:
@@ -148,26 +171,36 @@ def main() -> None:
           f"{args.cat_min_mjy} mJy with {args.cat_noise}\" noise")
     print("mosaic time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
           + f"  (refinement ratio relative/header {timings['relative'] / timings['header']:.2f})")
-    print("\nper-BCD WCS minus true WCS at the array centre (radial):")
+    wcs_of = {}
     for name, (_, hdul) in mosaics.items():
         if name == "header":
-            err = bcd_errors(obs, lambda i: i.wcs)
-        else:
-            ptg = hdul["POINTING"].data
-            fixed = {row["bcd"]: row for row in ptg}
+            wcs_of[name] = lambda info: info.wcs
+            continue
+        fixed = {row["bcd"]: row for row in hdul["POINTING"].data}
 
-            def refined(info, fixed=fixed):
-                w = info.wcs.deepcopy()
-                row = fixed[info.path.name]
-                w.wcs.crval = [row["CRVAL1"], row["CRVAL2"]]
-                w.wcs.cd = [[row["CD1_1"], row["CD1_2"]], [row["CD2_1"], row["CD2_2"]]]
-                w.wcs.set()
-                return w
-            err = bcd_errors(obs, refined)
+        def refined(info, fixed=fixed):
+            w = info.wcs.deepcopy()
+            row = fixed[info.path.name]
+            w.wcs.crval = [row["CRVAL1"], row["CRVAL2"]]
+            w.wcs.cd = [[row["CD1_1"], row["CD1_2"]], [row["CD2_1"], row["CD2_2"]]]
+            w.wcs.set()
+            return w
+        wcs_of[name] = refined
+        status = list(hdul["POINTING"].data["status"])
+        print(f"{name}: BCD status " + ", ".join(f"{s} {status.count(s)}" for s in sorted(set(status))))
+    print("\nper-BCD WCS minus true WCS at the array centre (radial):")
+    for name, fn in wcs_of.items():
+        err = bcd_errors(obs, fn)
         mean = err.mean(axis=0)
         rel = np.hypot(*(err - mean).T)
         print(f"  {name:9s} {stats(np.hypot(*err.T))}  mean ({mean[0]:+.3f}, {mean[1]:+.3f})\"  "
               f"about the mean: RMS {np.sqrt(np.mean(rel ** 2)):.3f}\"")
+    print(f"\nper-BCD source positions minus truth (isolated, S/N > {args.min_snr}, radial):")
+    for name, fn in [("no error", None)] + list(wcs_of.items()):
+        d = bcd_source_offsets(obs_true, truth, lambda i: i.wcs, args.min_snr) if fn is None \
+            else bcd_source_offsets(obs, truth, fn, args.min_snr)
+        mean = d.mean(axis=0)
+        print(f"  {name:9s} {stats(np.hypot(*d.T))}  mean ({mean[0]:+.3f}, {mean[1]:+.3f})\"")
     print(f"\nmosaic source positions minus truth (isolated, S/N > {args.min_snr}, radial):")
     for name, path in [("no error", path_true)] + [(k, v[0]) for k, v in mosaics.items()]:
         d = mosaic_positions(path, truth, args.min_snr)

@@ -27,8 +27,9 @@ Method
    centroid's error falls as 1/(S/N) until systematics take over) and its WCS corrected by
    ``FITSWCSCorrector`` (CRVAL and CD change, SIP is kept).  The common list is rebuilt from the
    corrected positions and the fit repeated (``iterations``): the list's own error falls as
-   1/sqrt(BCDs per source).  A BCD with fewer than ``min_matches`` matches keeps its header WCS
-   (``status`` says so).
+   1/sqrt(BCDs per source); after the first fit a BCD is refitted from its corrected WCS within
+   0.2 FWHM (the corrections compose).  A BCD with fewer than ``min_matches`` matches keeps its
+   header WCS (``status`` says so).
 3. *Absolute* (with ``catalog``, an astropy Table of RA/Dec in degrees): after the relative step
    the stack's common source list is fitted to the catalogue (one shift, or shift and rotation,
    for the whole stack, with tweakwcs' ``iter_linear_fit`` and applied to every BCD through
@@ -319,6 +320,7 @@ def relative_refinement(shapes, wcs_list, catalogs, names, *, band: int, fitgeom
     fwhm = _FWHM_ARCSEC[band]
     link = _LINK_FWHM * fwhm if link_arcsec is None else float(link_arcsec)
     search = link if searchrad_arcsec is None else float(searchrad_arcsec)
+    refit = min(search, _REFIT_RADIUS_FWHM * fwhm)
     pix = band_spec(band).pixel_arcsec
     header = [w.deepcopy() for w in wcs_list]
     current = [w.deepcopy() for w in wcs_list]
@@ -331,21 +333,22 @@ def relative_refinement(shapes, wcs_list, catalogs, names, *, band: int, fitgeom
             for d in info:
                 d["status"] = f"header (only {len(ref)} common sources)"
             return header, info
-        for k, (w, cat) in enumerate(zip(header, catalogs)):
-            # each iteration fits the header WCS afresh to the improved list (no accumulation)
+        for k, cat in enumerate(catalogs):
             if len(cat) < min_matches:
                 info[k] = {"status": f"header ({len(cat)} sources)", "n_matched": 0, "rms_arcsec": np.nan}
-                current[k] = w.deepcopy()
                 continue
-            c = _corrector(w, shapes[k], cat, names[k])
-            _fit([c], ref, fitgeom=fitgeom, radius_arcsec=search, min_matches=min_matches,
-                 pixel_arcsec=pix)
-            current[k], info[k] = _outcome(c, w, pix, "relative")
-        search = min(search, _REFIT_RADIUS_FWHM * fwhm)     # the header errors are now known
+            # a BCD already fitted is refitted from its corrected WCS within the small radius
+            # (the corrections compose); one not fitted yet starts again from its header
+            fitted = info[k]["status"] == "relative"
+            c = _corrector(current[k] if fitted else header[k], shapes[k], cat, names[k])
+            _fit([c], ref, fitgeom=fitgeom, radius_arcsec=refit if fitted else search,
+                 min_matches=min_matches, pixel_arcsec=pix)
+            current[k], info[k] = _outcome(c, header[k], pix, "relative")
     return current, info
 
 
 def _outcome(corrector, header_wcs: WCS, pix: float, mode: str) -> tuple[WCS, dict]:
+    """The corrected WCS and the fit's record; the header WCS when the fit failed."""
     fi = _fit_info(corrector)
     status = str(fi.get("status", "no fit"))
     n = int(fi.get("nmatches", 0) or 0)
