@@ -1,6 +1,6 @@
 """Pointing refinement at 24 um: header pointing errors put in, refined, scored against truth.
 
-A 24 um photometry-mode observation is simulated with the header pointing error on
+A 24 um photometry-mode observation (or a small scan map) is simulated with the header pointing error on
 (``include_pointing_error``: each DCE's header WCS = the true one + a Gaussian offset of
 ``--error`` arcsec RMS per axis, and ``--common`` shared by the AOR), reprocessed, and mosaicked
 three ways: with the header WCSs, after relative refinement, and after absolute refinement
@@ -21,6 +21,8 @@ Printed:
 Usage::
 
     python benchmarks/pointing_refine.py --out /tmp/ptg24 [--n-dce 40] [--error 0.5] [--common 0]
+    python benchmarks/pointing_refine.py --out /tmp/ptg24s --mode scan --legs 2 --leg-arcmin 10 \\
+        --n-sources 400
 """
 from __future__ import annotations
 
@@ -47,11 +49,13 @@ from reprocess.pipeline import reprocess
 def build(out: Path, args, *, error: bool) -> Path:
     obs = out / ("obs_error" if error else "obs_true")
     if not (obs / "truth.h5").exists():
+        scan = {"mode": "scan", "scan_legs": args.legs, "scan_leg_arcmin": args.leg_arcmin,
+                "scan_overscan_arcmin": 0.0} if args.mode == "scan" else {}
         simulate(load_config(band=24, n_dce=args.n_dce, seed=args.seed, n_sources=args.n_sources,
                              flux_min_jy=args.flux_min, flux_max_jy=args.flux_max,
                              source_temperature_k=3000.0, include_pointing_error=error,
                              pointing_error_arcsec=args.error,
-                             pointing_error_common_arcsec=args.common), obs)
+                             pointing_error_common_arcsec=args.common, **scan), obs)
     if not (obs / "bcd").is_dir():
         reprocess(obs)
     return obs
@@ -129,7 +133,10 @@ def mosaic_positions(path: Path, truth: Table, min_snr: float) -> np.ndarray:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
-    p.add_argument("--n-dce", type=int, default=40)
+    p.add_argument("--mode", choices=("photometry", "scan"), default="photometry")
+    p.add_argument("--legs", type=int, default=2, help="scan legs (--mode scan)")
+    p.add_argument("--leg-arcmin", type=float, default=10.0, help="scan leg length (--mode scan)")
+    p.add_argument("--n-dce", type=int, default=40, help="DCEs (photometry)")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--n-sources", type=int, default=120)
     p.add_argument("--flux-min", type=float, default=0.001, help="Jy")
@@ -166,7 +173,7 @@ def main() -> None:
     path_true = out / "mosaic_no_error.fits"
     write_mosaic(make_mosaic(sorted((obs_true / "bcd").glob("*_bcd.fits"))), path_true, overwrite=True)
 
-    print(f"24 um photometry, {len(bcds)} BCDs, header error {args.error}\" per DCE + {args.common}\" "
+    print(f"24 um {args.mode}, {len(bcds)} BCDs, header error {args.error}\" per DCE + {args.common}\" "
           f"common (RMS per axis), fit {args.fitgeom}; catalogue: {len(cat)} sources > "
           f"{args.cat_min_mjy} mJy with {args.cat_noise}\" noise")
     print("mosaic time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
