@@ -183,3 +183,21 @@ def test_simulated_24um_errors_refined(tmp_path):
     about_mean = np.hypot(*(after - after.mean(axis=0)).T)
     assert np.median(np.hypot(*(before - before.mean(axis=0)).T)) > 5 * tol.max()
     assert np.all(about_mean < tol), (about_mean, tol)
+
+
+def test_cli_refine_pointing(stack, tmp_path, capsys):
+    from mips.cli import main
+    paths, _, cat, _ = stack
+    folder = paths[0].parent
+    ref = tmp_path / "ref.ecsv"
+    Table({"ra": cat["RA"] * u.deg, "dec": cat["DEC"] * u.deg}).write(ref)
+    assert main(["mosaic", str(folder), "--out", str(tmp_path / "c.fits"), "--catalog", str(ref)]) == 2
+    assert "--refine-pointing" in capsys.readouterr().err
+    out = tmp_path / "a.fits"
+    assert main(["mosaic", str(folder), "--out", str(out), "--refine-pointing", "--catalog", str(ref),
+                 "--pointing-fit", "rshift", "--no-reject"]) == 0
+    assert "pointing refinement (absolute)" in capsys.readouterr().out
+    with fits.open(out) as hdul:
+        assert hdul[0].header["PTGREF"] == "absolute"
+        assert hdul["POINTING"].header["PTGGEOM"] == "rshift"
+        assert set(hdul["POINTING"].data["status"]) == {"absolute"}
