@@ -29,7 +29,8 @@ normally, ``first_stim_factor`` for the AOR's first flash) and
 ``header_error_arcsec`` and ``header_rotation_deg`` (the raw header's WCS minus
 the true one: zero, the header is the true pointing, unless
 ``include_pointing_error``; :mod:`.pointing`) and ``true_crval_deg`` (the true
-CRVAL).  ``/responsivity_steps`` lists the common responsivity steps (``t_s``, ``size``), empty unless ``resp_step_rate_per_hr``.
+CRVAL).  ``/responsivity_steps`` lists the common responsivity steps (``t_s``,
+``size``), empty unless ``resp_step_rate_per_hr``.
 """
 from __future__ import annotations
 
