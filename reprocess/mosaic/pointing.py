@@ -23,15 +23,15 @@ Method
    tangent plane (``link_arcsec``; a cluster with two detections of one BCD is a blend and is
    dropped, so is one seen by a single BCD); each source's position is the mean over the BCDs
    that saw it, which fixes the gauge at the mean header pointing (relative refinement cannot
-   know the absolute one).  Each BCD is then fitted to that common list with tweakwcs
-   (``XYXYMatch``: a 2-D histogram of offsets, then nearest-neighbour matches; ``fitgeom``
-   ``"shift"`` or ``"rshift"``, iterative 3-sigma clipping; weights ``min(S/N, 50)^2``, as a
-   centroid's error falls as 1/(S/N) until systematics take over) and its WCS corrected by
-   ``FITSWCSCorrector`` (CRVAL and CD change, SIP is kept).  The common list is rebuilt from the
-   corrected positions and the fit repeated (``iterations``): the list's own error falls as
-   1/sqrt(BCDs per source); after the first fit a BCD is refitted from its corrected WCS within
-   0.2 FWHM (the corrections compose).  A BCD with fewer than ``min_matches`` matches keeps its
-   header WCS (``status`` says so).
+   know the absolute one).  Each BCD's sources are then matched to that list (nearest within
+   ``link_arcsec`` in the BCD's tangent plane) and fitted with tweakwcs' ``iter_linear_fit``
+   (``fitgeom`` ``"shift"`` or ``"rshift"``, 3 clipping passes at 3 x RMS; weights
+   ``min(S/N, 50)^2``, as a centroid's error falls as 1/(S/N) until systematics take over), and
+   its WCS corrected by tweakwcs' ``FITSWCSCorrector`` (CRVAL and CD change, SIP is kept).  The
+   common list is rebuilt from the corrected positions and the fit repeated (``iterations``):
+   the list's own error falls as 1/sqrt(BCDs per source); after the first fit a BCD is refitted
+   from its corrected WCS within 0.2 FWHM (the corrections compose).  A BCD with fewer than
+   ``min_matches`` matches keeps its header WCS (``status`` says so).
 3. *Absolute* (with ``catalog``, an astropy Table of RA/Dec in degrees): after the relative step
    the stack's common source list is fitted to the catalogue (one shift, or shift and rotation,
    for the whole stack, with tweakwcs' ``iter_linear_fit`` and applied to every BCD through
@@ -44,14 +44,16 @@ Output
 memory; :func:`reprocess.mosaic.make_mosaic` takes it as ``wcs_override``) and a table of what
 was done per BCD (the shift east/north and rotation applied, matches, fit RMS, the new CRVAL and
 CD matrix).  The input BCDs are never changed: ``mips mosaic --refine-pointing`` writes the table
-beside the mosaic (``<stem>_pointing.ecsv``), and the mosaic header says what was applied
-(``PTGREF``).  The SSC's "refined pointing" keywords were not seen in any stored source, so
+into the mosaic as its ``POINTING`` extension (:func:`pointing_hdu`), and the mosaic header says
+what was applied (``PTGREF``).  The SSC's "refined pointing" keywords were not seen in any stored source, so
 standard WCS names (CRVAL1/2, CD1_1..CD2_2 with the BCD's own SIP) are used in the table.
 
-Trade-offs: tweakwcs is the field's aligner (JWST/Roman ``tweakreg``) and keeps SIP; its fit is per
-image (or per group), so the relative step iterates against a common list rather than solving all
-pairwise discrepancies in one sparse system as MOPEX did; three iterations reach the list's own
-noise.  Friends-of-friends linking needs sources further apart than ``link_arcsec`` plus the
+Trade-offs: tweakwcs is the field's aligner (JWST/Roman ``tweakreg``) and keeps SIP; its
+``align_wcs`` is not used: its 2-D-histogram matching works in whole detector pixels (it missed
+sub-pixel offsets by up to a pixel here), its per-call overhead was ~0.1 s, and its group fit
+took minutes for 8 BCDs; its fitter and corrector are.  The fit is per BCD, so the relative step
+iterates against a common list rather than solving all pairwise discrepancies in one sparse
+system as MOPEX did; three iterations reach the list's own noise.  Friends-of-friends linking needs sources further apart than ``link_arcsec`` plus the
 pointing error: in confused fields blends are dropped rather than mis-matched.  A bias of
 the centroids common to all BCDs cancels in the relative step but goes into the WCS in the
 absolute one.
@@ -60,7 +62,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -262,64 +264,84 @@ def _weights(cat: Table) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- tweakwcs fits
 
-def _corrector(wcs: WCS, shape, cat: Table, name: str, group=None):
-    from tweakwcs import FITSWCSCorrector
-    w = _sized(wcs, shape)
-    imcat = Table()
-    imcat["x"], imcat["y"] = np.asarray(cat["x"], float), np.asarray(cat["y"], float)
-    imcat["weight"] = _weights(cat)
-    meta = {"catalog": imcat, "name": name}
-    if group is not None:
-        meta["group_id"] = group
-    return FITSWCSCorrector(w, meta=meta)
+@dataclass
+class _Fit:
+    """One linear fit of matched positions (tweakwcs ``iter_linear_fit``) in a tangent plane."""
+
+    matrix: np.ndarray       # 2x2, tangent plane of the image -> the reference's
+    shift: np.ndarray        # for the plane's origin
+    n_matched: int           # matches kept by the clipping
+    rms: float               # residual, plane units
+    status: str
 
 
-def _fit(correctors, refcat: Table, *, fitgeom: str, radius_arcsec: float, min_matches: int,
-         pixel_arcsec: float) -> None:
-    """tweakwcs ``align_wcs`` of ``correctors`` to ``refcat`` (RA, DEC, weight); in place.
+def _match_fit(im_xy: np.ndarray, im_w: np.ndarray, ref_xy: np.ndarray, ref_w, *, radius: float,
+               fitgeom: str, min_matches: int) -> _Fit:
+    """Nearest reference within ``radius`` of each image source (one image source per reference),
+    then tweakwcs' ``iter_linear_fit`` (weights, 3 clipping passes at 3 x RMS) of image onto
+    reference positions; all in one tangent plane.
 
-    Matches are nearest neighbours within ``radius_arcsec`` of the header position: tweakwcs'
-    2-D offset histogram has 1-unit bins, here a whole 2.5-16" pixel, and its peak missed the
-    offset by up to a pixel in tests, while header errors (~1") are well inside a match radius.
+    The matching is done here rather than by tweakwcs' ``XYXYMatch``: its 2-D offset histogram has
+    1-unit bins (a whole 2.5-16" detector pixel for ``FITSWCSCorrector``) and its peak missed the
+    offset by up to a pixel in tests, while header errors (~1") are well inside a match radius;
+    and ``align_wcs`` costs ~0.1 s per call in overheads.
     """
-    from tweakwcs import XYXYMatch, align_wcs
-    # the corrector's tangent plane is in detector pixels (FITSWCSCorrector.units)
-    match = XYXYMatch(searchrad=radius_arcsec / pixel_arcsec, use2dhist=False,
-                      tolerance=radius_arcsec / pixel_arcsec)
-    # tweakwcs logs every fit at INFO on its module loggers (each with its own level)
-    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
-               if n.startswith("tweakwcs")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
+    from tweakwcs.linearfit import iter_linear_fit
+    none = _Fit(np.eye(2), np.zeros(2), 0, np.nan, "")
+    if len(im_xy) == 0 or len(ref_xy) == 0:
+        return replace(none, status="no sources")
+    d, j = cKDTree(ref_xy).query(im_xy, distance_upper_bound=radius)
+    ok = np.isfinite(d)
+    ok &= np.bincount(j[ok], minlength=len(ref_xy) + 1)[j] == 1   # ambiguous matches left out
+    if ok.sum() < max(min_matches, 2 if fitgeom == "shift" else 3):
+        return replace(none, n_matched=int(ok.sum()), status=f"{int(ok.sum())} matches")
+    ref_weight = None if ref_w is None else np.asarray(ref_w, float)[j[ok]]
     try:
-        align_wcs(correctors, refcat=refcat, match=match, fitgeom=fitgeom, minobj=min_matches,
-                  nclip=3, sigma=(3.0, "rmse"))
-    except Exception as exc:  # noqa: BLE001 -- tweakwcs raises ValueError/RuntimeError on degenerate inputs
-        log.debug("pointing fit failed: %s", exc)
-        for c in correctors:
-            c.meta.setdefault("fit_info", {"status": f"FAILED: {exc}"})
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+        fit = iter_linear_fit(ref_xy[j[ok]], im_xy[ok], ref_weight, np.asarray(im_w, float)[ok],
+                              fitgeom=fitgeom, nclip=3, sigma=(3.0, "rmse"), center=None)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        return replace(none, status=f"fit failed ({exc})")
+    # the shift for the plane's origin, as tweakwcs' own group fit computes it
+    shift = fit["shift_ld"] + fit["center_ld"] - np.dot(fit["center_ld"], fit["matrix_ld"].T)
+    return _Fit(np.asarray(fit["matrix"], float), np.asarray(shift, dtype=np.double),
+                int(np.sum(fit["fitmask"])), float(fit["rmse"]), "SUCCESS")
 
 
-def _fit_info(corrector) -> dict:
-    info = corrector.meta.get("fit_info", {}) or {}
-    return info if isinstance(info, dict) else {}
+def _apply(wcs: WCS, shape, fit: _Fit, plane=None) -> WCS:
+    """``wcs`` corrected by ``fit`` (defined in ``plane``, a tweakwcs corrector; default the
+    image's own tangent plane): ``FITSWCSCorrector.set_correction`` changes CRVAL and the CD
+    matrix and keeps SIP."""
+    from tweakwcs import FITSWCSCorrector
+    c = FITSWCSCorrector(_sized(wcs, shape))
+    c.set_correction(fit.matrix, fit.shift, ref_tpwcs=plane)
+    return c.wcs.deepcopy()
+
+
+def _fit_bcd(wcs: WCS, shape, cat: Table, ref: Table, *, radius_arcsec: float, fitgeom: str,
+             min_matches: int, pixel_arcsec: float) -> tuple[WCS | None, dict]:
+    """One BCD's sources fitted to the common list in the BCD's own tangent plane (pixels)."""
+    from tweakwcs import FITSWCSCorrector
+    c = FITSWCSCorrector(_sized(wcs, shape))
+    im = np.column_stack(c.det_to_tanp(np.asarray(cat["x"], float), np.asarray(cat["y"], float)))
+    rf = np.column_stack(c.world_to_tanp(np.asarray(ref["RA"], float), np.asarray(ref["DEC"], float)))
+    fit = _match_fit(im, _weights(cat), rf, ref["weight"] if "weight" in ref.colnames else None,
+                     radius=radius_arcsec / pixel_arcsec, fitgeom=fitgeom, min_matches=min_matches)
+    info = {"status": "relative" if fit.status == "SUCCESS" else f"header ({fit.status})",
+            "n_matched": fit.n_matched, "rms_arcsec": fit.rms * pixel_arcsec}
+    return (_apply(wcs, shape, fit) if fit.status == "SUCCESS" else None), info
 
 
 # ----------------------------------------------------------------------------- the refinements
 
-def relative_refinement(shapes, wcs_list, catalogs, names, *, band: int, fitgeom: str = "shift",
+def relative_refinement(shapes, wcs_list, catalogs, *, band: int, fitgeom: str = "shift",
                         iterations: int = 3, link_arcsec: float | None = None,
                         searchrad_arcsec: float | None = None, min_matches: int = 4) -> tuple[list, list]:
     """Each BCD's WCS fitted to the common source list of the stack (module docstring, step 2).
 
     Parameters
     ----------
-    shapes, wcs_list, catalogs, names : lists
-        Per BCD: array shape, header WCS, sources (:func:`bcd_sources`) and name.
+    shapes, wcs_list, catalogs : lists
+        Per BCD: array shape, header WCS and sources (:func:`bcd_sources`).
     band : int
         Sets the link and first match radii (0.5 FWHM by default) and the pixel scale.
     fitgeom : {"shift", "rshift"}
@@ -361,26 +383,15 @@ def relative_refinement(shapes, wcs_list, catalogs, names, *, band: int, fitgeom
             # a BCD already fitted is refitted from its corrected WCS within the small radius
             # (the corrections compose); one not fitted yet starts again from its header
             fitted = info[k]["status"] == "relative"
-            c = _corrector(current[k] if fitted else header[k], shapes[k], cat, names[k])
-            _fit([c], ref, fitgeom=fitgeom, radius_arcsec=refit if fitted else search,
-                 min_matches=min_matches, pixel_arcsec=pix)
-            wcs, result = _outcome(c, header[k], pix, "relative")
-            if fitted and result["status"] != "relative":
-                continue        # a refit that failed keeps the previous iteration's solution
+            wcs, result = _fit_bcd(current[k] if fitted else header[k], shapes[k], cat, ref,
+                                   radius_arcsec=refit if fitted else search, fitgeom=fitgeom,
+                                   min_matches=min_matches, pixel_arcsec=pix)
+            if wcs is None:
+                if not fitted:          # a refit that failed keeps the previous solution
+                    current[k], info[k] = header[k].deepcopy(), result
+                continue
             current[k], info[k] = wcs, result
     return current, info
-
-
-def _outcome(corrector, header_wcs: WCS, pix: float, mode: str) -> tuple[WCS, dict]:
-    """The corrected WCS and the fit's record; the header WCS when the fit failed."""
-    fi = _fit_info(corrector)
-    status = str(fi.get("status", "no fit"))
-    n = int(fi.get("nmatches", 0) or 0)
-    if status != "SUCCESS":
-        return header_wcs.deepcopy(), {"status": f"header ({status.lower()})", "n_matched": n,
-                                       "rms_arcsec": np.nan}
-    return corrector.wcs.deepcopy(), {"status": mode, "n_matched": n,
-                                      "rms_arcsec": float(fi.get("rmse", np.nan)) * pix}
 
 
 def _stack_centre(wcs_list, shapes) -> tuple[float, float]:
@@ -391,7 +402,7 @@ def _stack_centre(wcs_list, shapes) -> tuple[float, float]:
     return float(mean.lon.deg), float(mean.lat.deg)
 
 
-def absolute_refinement(shapes, wcs_list, catalogs, names, refcat: Table, *, band: int,
+def absolute_refinement(shapes, wcs_list, catalogs, refcat: Table, *, band: int,
                         fitgeom: str = "shift", searchrad_arcsec: float | None = None,
                         min_matches: int = 4, link_arcsec: float | None = None) -> tuple[list, dict]:
     """One correction for the whole stack from its common source list against ``refcat``.
@@ -399,15 +410,14 @@ def absolute_refinement(shapes, wcs_list, catalogs, names, refcat: Table, *, ban
     The stack's common sources (:func:`common_sources`, from the relatively refined WCSs) and
     the catalogue (``RA``, ``DEC`` deg) are projected on a tangent plane of 1" units at the
     stack's centre, matched (nearest within ``searchrad_arcsec``, default 0.5 FWHM) and fitted
-    with tweakwcs' ``iter_linear_fit`` (3-sigma clipping); the shift (and rotation) is applied to
-    every BCD's WCS in that plane (``FITSWCSCorrector.set_correction(..., ref_tpwcs=...)``,
-    as tweakwcs does for a group).  tweakwcs' own group fit (``align_wcs`` with one
-    ``group_id``) gave the same kind of answer but took minutes for 8 BCDs.
-    Returns the corrected WCSs and ``status``, ``n_matched``, ``rms_arcsec``, ``shift_arcsec``,
-    ``rot_deg``; on failure the WCSs come back unchanged.
+    (:func:`_match_fit`, tweakwcs' ``iter_linear_fit``); the shift (and rotation) is applied to
+    every BCD's WCS in that plane (``FITSWCSCorrector.set_correction(..., ref_tpwcs=...)``, as
+    tweakwcs does for a group of images; its own group fit, ``align_wcs`` with one
+    ``group_id``, took minutes for 8 BCDs).  Returns the corrected WCSs and ``status``,
+    ``n_matched``, ``rms_arcsec``, ``shift_arcsec``, ``rot_deg``; on failure the WCSs come
+    back unchanged.
     """
     from tweakwcs import FITSWCSCorrector
-    from tweakwcs.linearfit import iter_linear_fit
     if fitgeom not in FITGEOMS:
         raise ValueError(f"fitgeom {fitgeom!r}: expected one of {FITGEOMS}")
     fwhm = _FWHM_ARCSEC[band]
@@ -416,31 +426,17 @@ def absolute_refinement(shapes, wcs_list, catalogs, names, refcat: Table, *, ban
     centre = _stack_centre(wcs_list, shapes)
     stack = common_sources(wcs_list, catalogs, link_arcsec=link, centre=centre)
     plane = FITSWCSCorrector(_plane_wcs(centre))
-    fail = {"status": "", "n_matched": 0, "rms_arcsec": np.nan, "shift_arcsec": (np.nan, np.nan),
-            "rot_deg": np.nan}
-    if len(stack) < min_matches:
-        return list(wcs_list), {**fail, "status": f"only {len(stack)} common sources"}
     im = np.column_stack(plane.world_to_tanp(np.asarray(stack["RA"]), np.asarray(stack["DEC"])))
     ref = np.column_stack(plane.world_to_tanp(np.asarray(refcat["RA"], float),
                                               np.asarray(refcat["DEC"], float)))
-    d, j = cKDTree(ref).query(im, distance_upper_bound=radius)
-    ok = np.isfinite(d)
-    ok &= np.bincount(j[ok], minlength=len(ref) + 1)[j] == 1      # one stack source per entry
-    if ok.sum() < min_matches:
-        return list(wcs_list), {**fail, "status": f"only {int(ok.sum())} catalogue matches",
-                                "n_matched": int(ok.sum())}
-    fit = iter_linear_fit(ref[j[ok]], im[ok], None, np.asarray(stack["weight"])[ok],
-                          fitgeom=fitgeom, nclip=3, sigma=(3.0, "rmse"), center=None)
-    shift = fit["shift_ld"] + fit["center_ld"] - np.dot(fit["center_ld"], fit["matrix_ld"].T)
-    out = []
-    for w, shape in zip(wcs_list, shapes):
-        c = FITSWCSCorrector(_sized(w, shape))
-        c.set_correction(fit["matrix"], shift.astype(np.double), ref_tpwcs=plane)
-        out.append(c.wcs.deepcopy())
-    rot = fit.get("proper_rot", 0.0)
-    return out, {"status": "SUCCESS", "n_matched": int(np.sum(fit["fitmask"])),
-                 "rms_arcsec": float(fit["rmse"]), "shift_arcsec": tuple(float(v) for v in shift),
-                 "rot_deg": float(rot)}
+    fit = _match_fit(im, np.asarray(stack["weight"]), ref, None, radius=radius, fitgeom=fitgeom,
+                     min_matches=min_matches)
+    summary = {"status": fit.status, "n_matched": fit.n_matched, "rms_arcsec": fit.rms,
+               "shift_arcsec": tuple(float(v) for v in fit.shift),
+               "rot_deg": float(np.degrees(np.arctan2(fit.matrix[1, 0], fit.matrix[0, 0])))}
+    if fit.status != "SUCCESS":
+        return list(wcs_list), summary
+    return [_apply(w, shape, fit, plane) for w, shape in zip(wcs_list, shapes)], summary
 
 
 def _plane_wcs(centre: tuple[float, float]) -> WCS:
@@ -515,17 +511,16 @@ def refine_pointing(infos, *, band: int, catalog: Table | None = None, fitgeom: 
     instead of raising.
     """
     shapes = [i.shape for i in infos]
-    names = [i.path.name for i in infos]
     header = [i.wcs for i in infos]
     catalogs = [_sources(i, band, nsigma, centroid, keep_going) for i in infos]
-    wcs_list, info = relative_refinement(shapes, header, catalogs, names, band=band, fitgeom=fitgeom,
+    wcs_list, info = relative_refinement(shapes, header, catalogs, band=band, fitgeom=fitgeom,
                                          iterations=iterations, link_arcsec=link_arcsec,
                                          min_matches=min_matches)
     meta = {"fitgeom": fitgeom, "nsigma": nsigma, "iterations": iterations,
             "min_matches": min_matches}
     mode = "relative"
     if catalog is not None:
-        refined, summary = absolute_refinement(shapes, wcs_list, catalogs, names, catalog, band=band,
+        refined, summary = absolute_refinement(shapes, wcs_list, catalogs, catalog, band=band,
                                                fitgeom=fitgeom, min_matches=min_matches,
                                                link_arcsec=link_arcsec)
         meta.update({f"absolute_{k}": v for k, v in summary.items()})
