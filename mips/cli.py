@@ -150,6 +150,15 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
+def _print_pointing(hdul) -> None:
+    import numpy as np
+    ptg = hdul["POINTING"].data
+    fitted = sum(str(s) in ("relative", "absolute") for s in ptg["status"])
+    shift = np.hypot(ptg["d_east_arcsec"], ptg["d_north_arcsec"])
+    print(f"pointing refinement ({hdul[0].header['PTGREF']}): {fitted} of {len(ptg)} BCDs corrected, "
+          f"median shift {np.median(shift) if len(shift) else 0:.2f}\" (the mosaic's POINTING table)")
+
+
 def _cmd_mosaic(args) -> int:
     from reprocess.mosaic import check_rmask_targets, make_mosaic, rmask_writer, write_mosaic
     out = Path(args.out)
@@ -162,11 +171,21 @@ def _cmd_mosaic(args) -> int:
     if args.rmask:
         check_rmask_targets(paths, overwrite=args.overwrite)
         writer = rmask_writer(overwrite=args.overwrite)
+    if args.catalog and not args.refine_pointing:
+        raise ValueError("--catalog is the reference of --refine-pointing: give both")
+    catalog = None
+    if args.catalog:
+        from reprocess.mosaic import read_catalog
+        catalog = read_catalog(args.catalog)
     hdul = make_mosaic(paths, band=args.band, pixel_arcsec=args.pixel,
                        match_background=not args.no_match_background,
                        reject_sigma=reject_sigma, radhit=args.radhit,
-                       keep_going=args.keep_going, on_rmask=writer)
+                       keep_going=args.keep_going, on_rmask=writer,
+                       refine_pointing=args.refine_pointing, catalog=catalog,
+                       pointing_fitgeom=args.pointing_fit)
     write_mosaic(hdul, out, overwrite=args.overwrite)
+    if "POINTING" in hdul:
+        _print_pointing(hdul)
     print(f"mosaic of {hdul[0].header.get('NINPUT', len(paths))} BCDs -> {out}"
           + (f" ({hdul[0].header['NSKIPPED']} left out, listed in its header)"
              if hdul[0].header.get("NSKIPPED") else ""))
@@ -337,6 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--rmask", action="store_true",
                    help="write each BCD's rejected pixels to <stem>_brmsk.fits beside it "
                         "(RMask bits; the BCD itself is never changed)")
+    m.add_argument("--refine-pointing", action="store_true",
+                   help="refine each BCD's pointing against the sources the BCDs share (in memory; "
+                        "the BCDs are not changed; record in the POINTING extension)")
+    m.add_argument("--catalog", metavar="FILE", default=None,
+                   help="with --refine-pointing: reference catalogue (a table with RA, Dec in deg) "
+                        "for absolute refinement after the relative one")
+    m.add_argument("--pointing-fit", choices=("shift", "rshift"), default="shift",
+                   help="per-BCD pointing correction: shift, or shift and rotation (default shift)")
     m.add_argument("--keep-going", action="store_true",
                    help="leave out (and list) BCDs that cannot be used instead of stopping")
     m.add_argument("--overwrite", action="store_true", help="replace an existing --out")

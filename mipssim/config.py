@@ -104,6 +104,14 @@ class SimConfig:
     pointing_jitter_arcsec: float = 0.3  # RMS per axis (east, north) of each DCE's true - planned
     #   pointing, which the header WCS carries; UNCONFIRMED: reconstructed pointings always differ a
     #   little (scan-mirror repeatability, telescope jitter); 0.3" is the case issue 9 measured
+    pointing_error_arcsec: float = 0.85  # RMS per axis (east, north) of each DCE's header - true
+    #   pointing (the reconstruction error), drawn per DCE; off by default (include_pointing_error).
+    #   0.85" = 1.2" 1-sigma radial / sqrt(2): the 24 um blind pointing [HB /59, anchors-postbcd 2.4;
+    #   HB /53 says ~1.4"]; how it splits into per-DCE and per-AOR parts is UNCONFIRMED
+    pointing_error_common_arcsec: float = 0.0  # RMS per axis of one header offset shared by all the
+    #   AOR's DCEs (added to the per-DCE part); UNCONFIRMED, 0 by default
+    pointing_error_rotation_deg: float = 0.0   # RMS of each DCE's header - true rotation about the
+    #   reference pixel (position angle); UNCONFIRMED, 0 by default
     first_stim_factor: float = 1.05    # first stim flash of the AOR / the others ("first stim bad"
     #                                    effect [HB 6.5 /68]); size and sign UNCONFIRMED
     # --- effect switches (each has its own random stream)
@@ -120,6 +128,8 @@ class SimConfig:
     include_nonlinearity: bool = True
     include_saturation: bool = True
     include_pointing_jitter: bool = True
+    include_pointing_error: bool = False   # header WCS = true pointing + pointing_error_* (off: the
+    #   header carries the true pointing, which the validation and mosaic-vs-truth figures assume)
     include_first_stim: bool = True
     include_resp_steps: bool = True
     include_excess_noise: bool = True
@@ -184,7 +194,8 @@ class SimConfig:
             "cr_amp_sigma_ln", "cr_resp_step", "reset_noise_dn", "first_dce_fewer_reads", "droop_coeff",
             "row_droop_coeff", "read2_dn", "latent_threshold_dn_s", "dark24_dn_s", "n_spots",
             "dark_latent_threshold_dn_s", "long_latent_threshold_dn_s",
-            "pointing_jitter_arcsec", "resp_step_rate_per_hr", "resp_step_size",
+            "pointing_jitter_arcsec", "pointing_error_arcsec", "pointing_error_common_arcsec",
+            "pointing_error_rotation_deg", "resp_step_rate_per_hr", "resp_step_size",
             "anneal_interval_s", "t_since_anneal_s", "transient_tau_power"),
             fraction=("cirrus_contrast", "spot_depth", "latent_fraction", "transient_prompt_fraction",
                       "transient_hook_fraction",

@@ -25,9 +25,12 @@ attributes validation needs to score stim tracking: ``t_mid_s`` (mean time of
 the read intervals over which ``responsivity`` is averaged, s since the AOR
 start), ``stim_factor`` (stim brightness multiplier: 0 without a flash, 1
 normally, ``first_stim_factor`` for the AOR's first flash) and
-``pointing_offset_arcsec`` (true - planned pointing, east and north; the raw
-header's WCS is the true pointing).  ``/responsivity_steps`` lists the common
-responsivity steps (``t_s``, ``size``), empty unless ``resp_step_rate_per_hr``.
+``pointing_offset_arcsec`` (true - planned pointing, east and north),
+``header_error_arcsec`` and ``header_rotation_deg`` (the raw header's WCS minus
+the true one: zero, the header is the true pointing, unless
+``include_pointing_error``; :mod:`.pointing`) and ``true_crval_deg`` (the true
+CRVAL).  ``/responsivity_steps`` lists the common responsivity steps (``t_s``,
+``size``), empty unless ``resp_step_rate_per_hr``.
 """
 from __future__ import annotations
 
@@ -137,13 +140,14 @@ class RawHeaders:
         return [card(*c) for c in self.cards(*args, **kwargs)] + [self._history]
 
     def _wcs_cards(self, plan) -> list[tuple]:
-        """The WCS cards: the plan's template (read once per template), CRVAL its pointing."""
+        """The WCS cards: the plan's template (read once per template), CRVAL its reported
+        pointing (the true one unless ``include_pointing_error``)."""
         entry = self._wcs.get(id(plan.wcs_template))
         if entry is None or entry[0] is not plan.wcs_template:
             entry = self._wcs[id(plan.wcs_template)] = (
                 plan.wcs_template, [(c.keyword, c.value, c.comment) for c in plan.wcs_template.cards])
-        crval = {"CRVAL1": float(plan.crval[0]), "CRVAL2": float(plan.crval[1])}
-        return [(k, crval.get(k, v), c) for k, v, c in entry[1]]
+        reported = plan.header_cards      # CRVAL (and CD, PA with a rotation error) as reported
+        return [(k, reported.get(k, v), c) for k, v, c in entry[1]]
 
 
 def _dates(cfg: SimConfig, plans) -> tuple[list[float], list[str]]:
@@ -501,10 +505,14 @@ def stim_factors(cfg: SimConfig, plans) -> np.ndarray:
 
 
 def _dce_anomaly_attrs(plan, stim_factor: float) -> dict:
-    """Truth attributes every DCE carries: its stim factor and true - planned pointing; in a scan
+    """Truth attributes every DCE carries: its stim factor, true - planned pointing, the header's
+    pointing error (header - true, east/north arcsec, and rotation, deg) and true CRVAL; in a scan
     map also its leg, signed rate along the array's y axis and residual trail (not rendered yet)."""
     attrs = {"stim_factor": float(stim_factor),
-             "pointing_offset_arcsec": np.asarray(plan.pointing_offset_arcsec, dtype=float)}
+             "pointing_offset_arcsec": np.asarray(plan.pointing_offset_arcsec, dtype=float),
+             "header_error_arcsec": np.asarray(plan.header_error_arcsec, dtype=float),
+             "header_rotation_deg": float(plan.header_rotation_deg),
+             "true_crval_deg": np.asarray(plan.crval, dtype=float)}
     if plan.scan_leg is not None:
         attrs.update(scan_leg=int(plan.scan_leg), scan_rate_arcsec_s=float(plan.scan_rate_arcsec_s),
                      smear_arcsec=np.asarray(plan.smear_arcsec, dtype=float))

@@ -14,14 +14,30 @@ repeatability, telescope jitter), and its reconstructed pointing -- the header
 WCS -- differs from DCE to DCE even at the same planned position.  Each DCE gets
 an independent Gaussian offset of ``pointing_jitter_arcsec`` RMS per axis (east,
 north) from its own stream; the sky is rendered through, and the header carries,
-that true pointing (the reconstruction is taken as exact).  Two DCEs at the same
-dither position therefore differ by ~sqrt(2) x the jitter.
+that true pointing.  Two DCEs at the same dither position therefore differ by
+~sqrt(2) x the jitter.
+
+Pointing (reconstruction) error: a real BCD's header carries the *reconstructed*
+pointing, good to ~1.2" (1 sigma radial) at 24 um [HB /59, via anchors-postbcd
+2.4; HB /53: ~1.4"], which is what MOPEX's pointing refinement corrects.  With
+``include_pointing_error`` the header WCS is the true one moved by an error of
+``pointing_error_arcsec`` RMS per axis drawn per DCE (stream ``pointing_error``),
+plus ``pointing_error_common_arcsec`` shared by the AOR (stream
+``pointing_error_aor``), and rotated about the reference pixel by
+``pointing_error_rotation_deg`` RMS (CD matrix and PA); the sky is still rendered
+through the true WCS.  The error is recorded in the plan
+(``header_error_arcsec``, ``header_rotation_deg``) and in ``truth.h5``.  It is
+off by default: validation and the mosaic-vs-truth figures compare pixels with
+the truth through the header WCS and would measure the reconstruction error
+rather than the pipeline; it is one switch away for pointing refinement.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 from astropy import units as u
+from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
 
@@ -30,7 +46,8 @@ from calibration.instrument import band_spec, ge_reads_per_dce, si_reads_per_dce
 
 from .streams import effect_rng
 
-__all__ = ["DCEPlan", "plan_photometry", "pointed_wcs", "pointing_jitter"]
+__all__ = ["DCEPlan", "header_pointing_error", "plan_photometry", "pointed_wcs", "pointing_jitter",
+           "with_header_errors"]
 
 
 @dataclass(frozen=True)
@@ -53,17 +70,39 @@ class DCEPlan:
     scan_leg: int | None = None   # leg of the scan map (None: photometry)
     scan_rate_arcsec_s: float = 0.0   # telescope rate along the array's +y axis (signed)
     csm_ramp_arcsec: float = 0.0  # scan-mirror sweep over the DCE along the array's y axis
+    # --- reconstruction error of the header WCS (include_pointing_error; zero: header = truth)
+    header_crval: tuple[float, float] | None = None   # the header's CRVAL (None: ``crval``)
+    header_error_arcsec: tuple[float, float] = (0.0, 0.0)   # header - true pointing (east, north)
+    header_rotation_deg: float = 0.0   # header - true position angle about the reference pixel
+
+    @property
+    def header_cards(self) -> dict:
+        """The WCS cards whose header values differ from the template's: CRVAL1/2 (the reported
+        pointing) and, with a rotation error, the CD matrix and PA rotated by it."""
+        crval = self.crval if self.header_crval is None else self.header_crval
+        cards = {"CRVAL1": float(crval[0]), "CRVAL2": float(crval[1])}
+        if self.header_rotation_deg:
+            t = self.wcs_template
+            cd = np.array([[t["CD1_1"], t["CD1_2"]], [t["CD2_1"], t["CD2_2"]]], dtype=float)
+            a = np.deg2rad(self.header_rotation_deg)   # (east, north) rotated by +a east of north
+            rot = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) @ cd
+            cards.update({f"CD{i + 1}_{j + 1}": float(rot[i, j]) for i in (0, 1) for j in (0, 1)})
+            if "PA" in t:
+                cards["PA"] = float(t["PA"]) + float(self.header_rotation_deg)
+        return cards
 
     @property
     def wcs_header(self) -> fits.Header:
-        """WCS cards of the DCE: the AOR's template pointed at ``crval``."""
+        """WCS cards of the DCE's raw header: the AOR's template at the reported pointing."""
         hdr = self.wcs_template.copy()
-        hdr["CRVAL1"], hdr["CRVAL2"] = self.crval
+        for key, value in self.header_cards.items():
+            hdr[key] = value
         return hdr
 
     @property
     def wcs(self) -> WCS:
-        """Celestial WCS of the DCE (a fresh object the caller may change)."""
+        """True celestial WCS of the DCE, the sky is rendered through (a fresh object the caller
+        may change); the header's is :attr:`wcs_header`."""
         return pointed_wcs(self.wcs_template, self.crval)
 
 
@@ -128,7 +167,7 @@ def plan_photometry(cfg) -> list[DCEPlan]:
                              crval=(float(sky.ra.deg), float(sky.dec.deg)), nreads=n,
                              csm_arcsec=dither[1] * spec.pixel_arcsec,
                              pointing_offset_arcsec=offset))
-    return plans
+    return with_header_errors(cfg, plans)
 
 
 def pointing_jitter(cfg, index: int) -> tuple[float, float]:
@@ -138,3 +177,33 @@ def pointing_jitter(cfg, index: int) -> tuple[float, float]:
         return (0.0, 0.0)
     d = effect_rng(cfg.seed, "pointing_jitter", index).normal(0.0, sigma, 2)
     return (float(d[0]), float(d[1]))
+
+
+def header_pointing_error(cfg, index: int) -> tuple[float, float, float]:
+    """Header minus true pointing of DCE ``index``: (east, north) arcsec and rotation, deg.
+
+    Zero unless ``cfg.include_pointing_error``.  The per-DCE part comes from DCE
+    ``index``'s own stream (shifts first, then the rotation, so a rotation RMS does
+    not change the shifts), the common part from the AOR's.
+    """
+    if not cfg.include_pointing_error:
+        return (0.0, 0.0, 0.0)
+    d = effect_rng(cfg.seed, "pointing_error", index).normal(0.0, 1.0, 3)
+    common = effect_rng(cfg.seed, "pointing_error_aor").normal(0.0, 1.0, 2)
+    east, north = (float(cfg.pointing_error_arcsec) * d[:2]
+                   + float(cfg.pointing_error_common_arcsec) * common)
+    return float(east), float(north), float(cfg.pointing_error_rotation_deg * d[2])
+
+
+def with_header_errors(cfg, plans: list[DCEPlan]) -> list[DCEPlan]:
+    """``plans`` with the header pointing error of each DCE (:func:`header_pointing_error`)
+    filled in: the reported CRVAL is the true one moved by the error on the sky."""
+    if not cfg.include_pointing_error:
+        return plans
+    errors = np.array([header_pointing_error(cfg, p.index) for p in plans]).reshape(-1, 3)
+    true = SkyCoord([p.crval[0] for p in plans], [p.crval[1] for p in plans], unit="deg")
+    reported = true.spherical_offsets_by(errors[:, 0] * u.arcsec, errors[:, 1] * u.arcsec)
+    ra, dec = reported.ra.deg, reported.dec.deg
+    return [replace(p, header_crval=(float(ra[k]), float(dec[k])),
+                    header_error_arcsec=(float(errors[k, 0]), float(errors[k, 1])),
+                    header_rotation_deg=float(errors[k, 2])) for k, p in enumerate(plans)]

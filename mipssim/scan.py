@@ -81,7 +81,7 @@ from astropy.wcs import WCS
 from calibration.geometry import REFERENCE_PIXEL, array_wcs
 from calibration.instrument import band_spec, ge_reads_per_dce, si_reads_per_dce
 
-from .pointing import DCEPlan, pointing_jitter
+from .pointing import DCEPlan, pointing_jitter, with_header_errors
 
 __all__ = ["FILLED_PIX", "ScanStep", "dce_nreads", "scan_cadence_s", "dces_per_leg",
            "leg_layout", "map_footprint", "offsets_to_sky", "in_scan_coverage", "plan_scan"]
@@ -240,4 +240,4 @@ def plan_scan(cfg) -> list[DCEPlan]:
             nreads=n, csm_arcsec=0.0, pointing_offset_arcsec=offset,
             smear_arcsec=(trail * east, trail * north), scan_leg=step.leg,
             scan_rate_arcsec_s=rate, csm_ramp_arcsec=-(1.0 - cfg.scan_smear_fraction) * rate * t_exp))
-    return plans
+    return with_header_errors(cfg, plans)

@@ -35,8 +35,9 @@ import numpy as np
 __all__ = ["EFFECTS", "PER_DCE_EFFECTS", "effect_rng", "dce_streams", "DCEStreams"]
 
 EFFECTS = ("scene", "drift", "poisson", "read_noise", "reset_noise", "cosmic_rays",
-           "cr_responsivity", "pointing_jitter", "resp_steps", "excess_noise", "cr_history")
-AOR_EFFECTS = ("scene", "drift", "resp_steps", "cr_history")
+           "cr_responsivity", "pointing_jitter", "resp_steps", "excess_noise", "cr_history",
+           "pointing_error", "pointing_error_aor")
+AOR_EFFECTS = ("scene", "drift", "resp_steps", "cr_history", "pointing_error_aor")
 PER_DCE_EFFECTS = tuple(e for e in EFFECTS if e not in AOR_EFFECTS)
 
 

@@ -37,6 +37,10 @@ Steps, one module each:
   masked so that every output pixel a rejected pixel touched is left out of
   that BCD's contribution, resampled through its stored map and accumulated
   into an inverse-variance weighted mean.
+* :mod:`.pointing` (``refine_pointing``, before everything else): each BCD's header
+  pointing (the reconstructed one, ~1" errors) refined against the sources the BCDs
+  share and optionally a catalogue, with tweakwcs; the corrected WCSs (SIP kept) are
+  used in memory and recorded in a ``POINTING`` table extension.
 * :mod:`.rmask`: optionally each BCD's rejected pixels to ``<stem>_brmsk.fits``
   beside it (MOPEX's RMask bits; the BCD itself is never changed).
 
@@ -65,6 +69,7 @@ import io
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +86,13 @@ from .cutout import Cutout, CutoutStore, detection_image, pixel_map, resample
 from .grid import (DEFAULT_PIXEL_ARCSEC, BcdInfo, choose_band, footprint_box, grid_for,
                    inspect_bcd, mosaic_grid)
 from .outliers import RMASK, background_box, reference_sky
+from .pointing import pointing_hdu, read_catalog
+from .pointing import refine_pointing as refine_bcd_pointing
 from .rmask import check_rmask_targets, rmask_path, rmask_writer
 
 __all__ = ["make_mosaic", "write_mosaic", "mosaic_grid", "solve_offsets", "coadd", "CoaddResult",
-           "RMASK", "rmask_path", "rmask_writer", "check_rmask_targets"]
+           "RMASK", "rmask_path", "rmask_writer", "check_rmask_targets", "refine_bcd_pointing",
+           "read_catalog"]
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +194,9 @@ def _offsets(store, ratio: float, match_background: bool):
 def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
                 pixel_arcsec: float | None = None, match_background: bool = True,
                 reject_sigma: float | None = 5.0, radhit: bool = False, keep_going: bool = False,
-                on_rmask: Callable[..., None] | None = None) -> fits.HDUList:
+                on_rmask: Callable[..., None] | None = None, refine_pointing: bool = False,
+                catalog=None, pointing_fitgeom: str = "shift",
+                wcs_override: dict | None = None) -> fits.HDUList:
     """Mosaic the BCDs at ``bcd_paths`` onto one TAN grid.
 
     Parameters
@@ -212,11 +222,22 @@ def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
         rejected pixels (uint8 :data:`RMASK` bits, the BCD's shape) and provenance cards
         (``INPHASH``: the mosaic's, identifying the set of BCDs the verdict came from;
         ``REJSIG``); e.g. :func:`rmask_writer`.
+    refine_pointing : bool
+        Refine each BCD's pointing against the sources the BCDs share first, and against
+        ``catalog`` (astropy Table of RA, Dec in degrees; :func:`.pointing.read_catalog`) when
+        given (:mod:`.pointing`); the corrected WCSs (SIP kept) are used in memory, the BCD
+        files are not changed, and the record goes into a ``POINTING`` table extension.
+    pointing_fitgeom : {"shift", "rshift"}
+        Per-BCD correction: a shift, or a shift and a rotation.
+    wcs_override : dict, optional
+        ``Path`` of a BCD -> the WCS to use instead of its header's (e.g. a pointing solution
+        from :func:`.pointing.refine_pointing` computed once for several mosaics).
 
     Returns
     -------
     astropy.io.fits.HDUList
-        Primary (MJy/sr, WCS, provenance), ``UNC``, ``COV`` and ``INPUTS``.
+        Primary (MJy/sr, WCS, provenance), ``UNC``, ``COV``, ``INPUTS`` and, with
+        ``refine_pointing``, ``POINTING``.
 
     Raises
     ------
@@ -227,6 +248,15 @@ def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
     infos, band, skipped = _inspect_all([Path(p) for p in bcd_paths], band, keep_going)
     if not infos:
         raise ValueError("no usable BCDs to mosaic")
+    if catalog is not None and not refine_pointing:
+        raise ValueError("a reference catalogue is used by the pointing refinement (refine_pointing)")
+    if wcs_override:
+        infos = [replace(i, wcs=wcs_override.get(i.path, i.wcs)) for i in infos]
+    solution = None
+    if refine_pointing:
+        solution = refine_bcd_pointing(infos, band=band, catalog=catalog, fitgeom=pointing_fitgeom,
+                                       keep_going=keep_going)
+        infos = [replace(i, wcs=solution.wcs[i.path]) for i in infos]
     pix = DEFAULT_PIXEL_ARCSEC[band] if pixel_arcsec is None else float(pixel_arcsec)
     out_wcs, out_shape = grid_for(infos, pixel_arcsec=pix)
     with CutoutStore() as store:
@@ -246,8 +276,13 @@ def make_mosaic(bcd_paths: list[str | os.PathLike], *, band: int | None = None,
                        reject_sigma=reject_sigma, radhit=radhit,
                        on_flags=None if on_rmask is None else
                        lambda k, f: on_rmask(infos[k].path, f, cards=provenance))
-    return _hdulist(result, out_wcs, band, pix, infos, offsets, errors, skipped,
+    hdul = _hdulist(result, out_wcs, band, pix, infos, offsets, errors, skipped,
                     match_background=matched, reject_sigma=reject_sigma)
+    hdul[0].header["PTGREF"] = ("none" if solution is None else solution.mode,
+                                "pointing refinement (none, relative, absolute)")
+    if solution is not None:
+        hdul.append(pointing_hdu(solution))
+    return hdul
 
 
 def _input_hash(infos) -> str:
