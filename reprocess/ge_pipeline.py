@@ -136,7 +136,7 @@ def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
         for i, summary in enumerate(index):
             if side.is_stim[i]:
                 continue
-            dce = side.dce(spill, i)
+            dce = side.dce(spill, i, full_header=leaks is not None)
             slope, slope_err = spill.get(("slope", i)), spill.get(("slope_err", i))
             resp, resp_err, rflags = (const if cfg.stim_mode == "constant"
                                       else interpolate_response(stim, side.times[i]))
@@ -181,12 +181,13 @@ class _Side:
         """Celestial WCS of DCE ``i`` (its template re-pointed, as :class:`_WcsCache` does)."""
         return self.wcs_of.pointed(int(self.wcs_key[i]), self.crval[i])
 
-    def dce(self, spill: Spill, i: int) -> RawDCE:
-        """DCE ``i`` without its data: its summary with the header cards as in the file."""
+    def dce(self, spill: Spill, i: int, *, full_header: bool = False) -> RawDCE:
+        """DCE ``i`` without its data: its summary with the header cards as in the file (and,
+        if ``full_header``, the header parsed from them; else the summary's few keywords)."""
         s = self.summaries[i]
         text = spill.get(("cards", i)).tobytes().decode("utf-8")
         cards = tuple(text[k:k + 80] for k in range(0, len(text), 80))
-        header = fits.Header.fromstring("".join(cards))
+        header = fits.Header.fromstring("".join(cards)) if full_header else s.header
         return RawDCE(path=s.path, reads=None, header=header, card_images=cards, sha1=s.sha1,
                       data_shape=s.data_shape)
 
@@ -203,7 +204,7 @@ def _fit_pass(index, prod, cfg, fatal, spill, progress) -> _Side:
     hit_t, hit_pix = [], []
     reference = None
     for b0 in range(0, n, _BATCH):
-        dces = [reread(s, read_raw_dce) for s in index[b0:b0 + _BATCH]]
+        dces = [reread(s) for s in index[b0:b0 + _BATCH]]
         for i, (dce, s) in enumerate(zip(dces, _slopes(dces, prod, cfg)), start=b0):
             reference = reference or wcs_of(dce)
             times[i] = _slope_time(dce, s)

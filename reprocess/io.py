@@ -16,6 +16,7 @@ line; nothing is guessed.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import io
 import os
@@ -290,8 +291,9 @@ _WCS_PREFIXES = ("CTYPE", "CRPIX", "CRVAL", "CD1_", "CD2_", "A_", "B_", "AP_", "
                  "EQUINOX")
 
 
+@functools.cache
 def software() -> str:
-    """Name and version of this toolkit, for provenance keywords."""
+    """Name and version of this toolkit, for provenance keywords (looked up once per process)."""
     try:
         return f"mips-toolkit {version('mips-toolkit')}"
     except PackageNotFoundError:
@@ -424,17 +426,23 @@ def read_all(paths, reader, *, keep_going: bool, failures: list,
     return sorted(dces, key=lambda d: d.mjd_mid)
 
 
-def reread(summary: RawDCE, reader) -> RawDCE:
-    """The DCE of ``summary`` read again with ``reader`` (its checks again), with its data.
+def reread(summary: RawDCE) -> RawDCE:
+    """The DCE of ``summary`` (made by :func:`read_all` from a checked file) read again, with its data.
 
-    InputError naming the file if its bytes changed since ``summary`` was read
-    (the folder is locked, but another program may still write into it).
+    The bytes must be those checked the first time (same SHA-1), so the checks
+    are not repeated; InputError naming the file if they changed (the folder is
+    locked, but another program may still write into it).
     """
-    dce = reader(summary.path)
-    if dce.sha1 != summary.sha1:
-        raise InputError(summary.path, "changed while being reprocessed (its SHA-1 differs from "
-                                       "the first reading)")
-    return dce
+    path = summary.path
+    raw = _read_bytes(path)
+    if hashlib.sha1(raw).hexdigest() != summary.sha1:
+        raise InputError(path, "changed while being reprocessed (its SHA-1 differs from the "
+                               "first reading)")
+    header, data = _open_primary(path, raw)
+    if "NREADS" in summary.header and "NREADS" not in header:   # read_raw_si derived it
+        header["NREADS"] = summary.header["NREADS"]
+    return RawDCE(path=path, reads=data, header=header, card_images=_card_images(path, raw),
+                  sha1=summary.sha1)
 
 
 def _odd_band(dces, folder, band):

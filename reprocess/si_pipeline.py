@@ -92,7 +92,7 @@ def reprocess_si(obs_dir: str | os.PathLike, *, config: SiConfig | None = None,
         persistent = LatentTracker(threshold_dn_s=cfg.persistent_latent_threshold_dn_s,
                                    window_s=cfg.persistent_latent_window_s)
         for i, summary in enumerate(dces):
-            dce = reread(summary, read_raw_si)
+            dce = reread(summary)
             t_s, rate = dce.mjd_mid * 86400.0, dce.reads[0] / dce.samptime
             image, unc, mask = calibrate_dce(dce, prod, cfg.off)
             latent = latents.update(t_s, rate)
