@@ -21,10 +21,11 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
-__all__ = ["Spill", "SpilledMaps", "SpilledMapping"]
+__all__ = ["Spill", "SpilledMapping", "SpilledMaps"]
 
 
 class Spill:
@@ -55,7 +56,7 @@ class Spill:
         """key -> (offset, dtype, shape) of every stored array."""
         return self._index
 
-    def __enter__(self) -> Spill:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
