@@ -11,6 +11,31 @@ Order of operations per DCE: saturation -> nonlinearity -> jumps -> slope
 (:mod:`.sloper`); then, over the observation, stim-minus-background ->
 responsivity interpolated in time -> dark -> illumination correction -> flux
 conversion (:mod:`.stim`).
+
+Memory
+------
+The stim calibration needs every flash before any DCE can be calibrated, so the
+pipeline makes passes over the observation, and keeps between them only what
+does not grow with the DCEs' data:
+
+1. :func:`reprocess.io.read_all` reads and checks every raw file and keeps a
+   ~1 kB summary of each (identity, timing, stim flag, SHA-1) for the folder
+   checks and the time order;
+2. :func:`_fit_pass` reads the DCEs again, ``_BATCH`` at a time in time order
+   (the bytes checked against the first reading), fits their ramps and spills
+   slopes, errors, jump flags and header cards to an unlinked file beside the
+   products (:mod:`.spill`); it keeps the side tables -- slope times,
+   pointings, each DCE's WCS as a shared template and its CRVAL -- and the
+   jumps as a flat hit table (those of permanently bad pixels, most of them,
+   left out: those pixels have no responsivity to track);
+3. the stim flashes are measured with the slopes read back on demand (a
+   bounded cache), the flash-to-sky match kept for the flash rows only;
+4. each sky DCE is calibrated and written from its spilled slope, and
+   ``ramps.h5`` is written from the spill by a child process (:mod:`.ramps_h5`).
+
+Peak memory is then flat in the number of DCEs (``benchmarks/memory_scaling.py``:
+~300 MB for 1616 and for ~6500 DCEs, most of it the libraries and the compiled
+ramp kernel), and the products are byte-identical to fitting everything at once.
 """
 from __future__ import annotations
 
@@ -131,32 +156,35 @@ def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
         side = _fit_pass(index, prod, cfg, fatal, spill, progress)
         stim = _stim_response(side, spill, fatal, cfg, paths[0].parent, prod)
         report.n_stim = stim.report["n_usable"]
-        if cfg.stim_mode == "constant":
-            const = constant_response(stim)
-        for i, summary in enumerate(index):
+        const = constant_response(stim) if cfg.stim_mode == "constant" else None
+        for i in range(len(index)):
             if side.is_stim[i]:
                 continue
-            dce = side.dce(spill, i, full_header=leaks is not None)
-            slope, slope_err = spill.get(("slope", i)), spill.get(("slope_err", i))
-            resp, resp_err, rflags = (const if cfg.stim_mode == "constant"
-                                      else interpolate_response(stim, side.times[i]))
-            image, unc = calibrate(slope, slope_err, resp, resp_err, dark=prod.dark,
-                                   illum=prod.illum, fluxconv=prod.fluxconv,
-                                   dark_err=prod.error("dark"), illum_err=prod.error("illum"))
-            image[fatal] = np.nan
-            unc[fatal] = np.nan
-            mask = spill.get(("flags", i)) | rflags | np.where(fatal, BMASK["PMASK"], 0)
-            if i > 0 and side.is_stim[i - 1]:       # flagged, not corrected (neither did the SSC)
-                mask |= BMASK["STIM_LATENT"]
-            if leaks is not None:
-                mask |= np.where(leak_mask(dce.header, image.shape, leaks, min_jy=cfg.leak_min_jy),
-                                 BMASK["LEAK"], 0)
-            _write_bcd(dce, image, unc, mask, prod, cfg, stim, stage)
+            _calibrate_and_write(i, side, spill, stim, const, prod, cfg, fatal, leaks, stage)
             report.n_bcd += 1
             if progress is not None:
                 progress(len(index) + i + 1, 2 * len(index))
         _write_ramps(stage / "ramps.h5", side, spill, stim, prod, cfg)
     return report
+
+
+def _calibrate_and_write(i, side, spill, stim, const, prod, cfg, fatal, leaks, stage) -> None:
+    """Calibrate sky DCE ``i`` from its spilled slope and write its BCD, _bunc and _bmask."""
+    dce = side.dce(spill, i, full_header=leaks is not None)
+    slope, slope_err = spill.get(("slope", i)), spill.get(("slope_err", i))
+    resp, resp_err, rflags = const if const is not None else interpolate_response(stim, side.times[i])
+    image, unc = calibrate(slope, slope_err, resp, resp_err, dark=prod.dark,
+                           illum=prod.illum, fluxconv=prod.fluxconv,
+                           dark_err=prod.error("dark"), illum_err=prod.error("illum"))
+    image[fatal] = np.nan
+    unc[fatal] = np.nan
+    mask = spill.get(("flags", i)) | rflags | np.where(fatal, BMASK["PMASK"], 0)
+    if i > 0 and side.is_stim[i - 1]:       # flagged, not corrected (neither did the SSC)
+        mask |= BMASK["STIM_LATENT"]
+    if leaks is not None:
+        mask |= np.where(leak_mask(dce.header, image.shape, leaks, min_jy=cfg.leak_min_jy),
+                         BMASK["LEAK"], 0)
+    _write_bcd(dce, image, unc, mask, prod, cfg, stim, stage)
 
 
 @dataclass
