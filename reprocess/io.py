@@ -16,6 +16,7 @@ line; nothing is guessed.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import io
 import os
@@ -41,7 +42,8 @@ from .rawcheck import (InputError, card_value, check_cards, check_exptime, check
                        check_header, check_name, check_samptime, check_si_data, check_wcs)
 
 __all__ = ["InputError", "RawDCE", "REQUIRED_KEYWORDS", "read_raw_dce", "read_raw_si",
-           "product_name", "raw_files", "read_all", "majority_band", "RAW_SUFFIX"]
+           "product_name", "raw_files", "read_all", "reread", "majority_band", "RAW_SUFFIX",
+           "SUMMARY_KEYWORDS"]
 
 REQUIRED_KEYWORDS = ("INSTRUME", "CHNLNUM", "AORKEY", "EXPID", "DCENUM", "SAMPTIME", "EXPTIME",
                      "MJD_OBS", "STIMFLSH", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CTYPE1",
@@ -53,6 +55,9 @@ IDENTITY_KEYWORDS = ("TELESCOP", "INSTRUME", "CHNLNUM", "AORKEY", "EXPID", "DCEN
                      "EXPTYPE", "FOVNAME", "SAMPTIME", "EXPTIME", "NRAMPS", "MJD_OBS", "DATE_OBS",
                      "STIMFLSH", "PA", "PXSCAL1", "PXSCAL2", "NREADS", "CSM_PRED", "RDOUTMOD",
                      "SATTHDIF")
+# what a DCE's summary keeps of its header (identity, timing, the stim flag)
+SUMMARY_KEYWORDS = ("CHNLNUM", "AORKEY", "EXPID", "DCENUM", "SAMPTIME", "EXPTIME", "NREADS", "NRAMPS",
+                    "MJD_OBS", "STIMFLSH")
 RAW_SUFFIX = "_raw.fits"
 # names in raw/ that look like raw DCEs but are not read as such: compressed, upper case, other
 # extensions, leftovers of interrupted writes (".tmp"); reported, never skipped silently
@@ -70,10 +75,23 @@ class RawDCE:
     """
 
     path: Path
-    reads: np.ndarray        # (NREADS, NY, NX) raw DN, as stored; 24 um: (2, 128, 128) planes
-    header: fits.Header
+    reads: np.ndarray | None  # (NREADS, NY, NX) raw DN, as stored; 24 um: (2, 128, 128) planes;
+    #   None in a summary (:meth:`summary`)
+    header: fits.Header | dict  # a summary's: a dict of the keywords in SUMMARY_KEYWORDS
     card_images: tuple = ()  # the primary header's 80-character cards, as in the file
     sha1: str = ""           # SHA-1 hex digest of the file's bytes as read (RAWSHA1)
+    data_shape: tuple = ()   # shape of ``reads`` (kept by a summary)
+
+    def __post_init__(self):
+        if self.reads is not None and not self.data_shape:
+            self.data_shape = tuple(self.reads.shape)
+
+    def summary(self) -> RawDCE:
+        """This DCE without its data and cards, its header cut to :data:`SUMMARY_KEYWORDS`:
+        what the folder checks, the time order and the pipelines' side tables need (~1 kB)."""
+        header = {k: self.header[k] for k in SUMMARY_KEYWORDS if k in self.header}
+        return RawDCE(path=self.path, reads=None, header=header, sha1=self.sha1,
+                      data_shape=self.data_shape)
 
     @property
     def band(self) -> int:
@@ -91,7 +109,7 @@ class RawDCE:
     @property
     def nreads(self) -> int:
         """Reads in the DCE: the cube's length (Ge), the on-board fit's samples (24 um)."""
-        return int(self.header.get("NREADS", self.reads.shape[0]))
+        return int(self.header.get("NREADS", self.data_shape[0]))
 
     @property
     def identity(self) -> tuple[int, int, int, int]:
@@ -111,7 +129,7 @@ class RawDCE:
         (:func:`calibration.instrument.ge_ramps_per_dce`: two at 160 um for 80 reads)."""
         from calibration.instrument import ge_ramps_per_dce
 
-        nreads = self.reads.shape[0]
+        nreads = self.data_shape[0]
         given = self.header.get("NRAMPS")
         if isinstance(given, (int, np.integer)) and not isinstance(given, bool) \
                 and given >= 1 and nreads % given == 0:
@@ -273,8 +291,9 @@ _WCS_PREFIXES = ("CTYPE", "CRPIX", "CRVAL", "CD1_", "CD2_", "A_", "B_", "AP_", "
                  "EQUINOX")
 
 
+@functools.cache
 def software() -> str:
-    """Name and version of this toolkit, for provenance keywords."""
+    """Name and version of this toolkit, for provenance keywords (looked up once per process)."""
     try:
         return f"mips-toolkit {version('mips-toolkit')}"
     except PackageNotFoundError:
@@ -368,8 +387,12 @@ def staged_output(bcd_dir: Path, overwrite: bool):
 
 
 def read_all(paths, reader, *, keep_going: bool, failures: list,
-             band: int | None = None) -> list[RawDCE]:
+             band: int | None = None, keep_data: bool = True) -> list[RawDCE]:
     """Read every file with ``reader`` and check the folder; return the DCEs in time order.
+
+    Without ``keep_data`` each DCE is kept as its :meth:`RawDCE.summary` (no
+    data, ~1 kB), so the memory does not grow with the DCEs' data; the
+    pipelines then read them again in batches (:func:`reread`).
 
     A bad file raises :class:`InputError`, or with ``keep_going`` goes to
     ``failures`` as ``(path, problem)``.  Folder checks, each blaming the odd
@@ -382,7 +405,8 @@ def read_all(paths, reader, *, keep_going: bool, failures: list,
     for p in paths:
         try:
             _check_raw_name(Path(p))
-            dces.append(reader(p))
+            dce = reader(p)
+            dces.append(dce if keep_data else dce.summary())
         except InputError as exc:
             if not keep_going:
                 raise
@@ -402,6 +426,25 @@ def read_all(paths, reader, *, keep_going: bool, failures: list,
     return sorted(dces, key=lambda d: d.mjd_mid)
 
 
+def reread(summary: RawDCE) -> RawDCE:
+    """The DCE of ``summary`` (made by :func:`read_all` from a checked file) read again, with its data.
+
+    The bytes must be those checked the first time (same SHA-1), so the checks
+    are not repeated; InputError naming the file if they changed (the folder is
+    locked, but another program may still write into it).
+    """
+    path = summary.path
+    raw = _read_bytes(path)
+    if hashlib.sha1(raw).hexdigest() != summary.sha1:
+        raise InputError(path, "changed while being reprocessed (its SHA-1 differs from the "
+                               "first reading)")
+    header, data = _open_primary(path, raw)
+    if "NREADS" in summary.header and "NREADS" not in header:   # read_raw_si derived it
+        header["NREADS"] = summary.header["NREADS"]
+    return RawDCE(path=path, reads=data, header=header, card_images=_card_images(path, raw),
+                  sha1=summary.sha1)
+
+
 def _odd_band(dces, folder, band):
     """DCEs of another band than ``band`` (default: that of most DCEs)."""
     if not dces:
@@ -416,10 +459,10 @@ def _odd_shape(dces, folder, band):
     """DCEs whose frame shape differs from that of most DCEs."""
     if not dces:
         return []
-    want = _majority(Counter(d.reads.shape[1:] for d in dces), folder, "frame shape")
-    n = sum(d.reads.shape[1:] == want for d in dces)
-    return [(d.path, f"frame shape {d.reads.shape[1:]} differs from the {want} of {n} other DCEs")
-            for d in dces if d.reads.shape[1:] != want]
+    want = _majority(Counter(d.data_shape[1:] for d in dces), folder, "frame shape")
+    n = sum(d.data_shape[1:] == want for d in dces)
+    return [(d.path, f"frame shape {d.data_shape[1:]} differs from the {want} of {n} other DCEs")
+            for d in dces if d.data_shape[1:] != want]
 
 
 def _duplicates(dces, folder, band):

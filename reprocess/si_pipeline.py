@@ -5,6 +5,12 @@ image), applies :func:`reprocess.si_bcd.calibrate_si` to every DCE, flags
 latents over the DCE sequence and writes ``bcd/*_bcd.fits``, ``_bunc`` and
 ``_bbmsk``.  DCENUM 0 is not calibrated well enough to use (MOPEX omits it
 [HB /95]) and gets no BCD unless ``keep_first_frame``.
+
+Memory: every DCE is calibrated on its own and the latent flags need only the
+bright masks of the last ``window`` seconds, so the folder is read twice: once
+for the checks and the time order (:func:`reprocess.io.read_all` keeps a ~1 kB
+summary per DCE), then DCE by DCE in time order (the bytes checked against the
+first reading).  The peak memory does not grow with the number of DCEs.
 """
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ from calibration.bitmask import BBMSK
 from calibration.configuration import ConfigError, check_ranges
 from calibration.products import SiProducts, load_si_products
 
-from .io import bcd_header, raw_files, read_all, read_raw_si, software, staged_output, write_bcd_set
+from .io import (bcd_header, raw_files, read_all, read_raw_si, reread, software, staged_output,
+                 write_bcd_set)
 from .si_bcd import CORRECTIONS, LatentTracker, calibrate_si
 
 __all__ = ["SiConfig", "reprocess_si", "calibrate_dce"]
@@ -78,12 +85,14 @@ def reprocess_si(obs_dir: str | os.PathLike, *, config: SiConfig | None = None,
     bcd_dir = obs / "bcd"
     report = ReprocessReport(out_dir=bcd_dir)
     with staged_output(bcd_dir, overwrite) as stage:
-        dces = read_all(paths, read_raw_si, keep_going=keep_going, failures=report.failures, band=24)
+        dces = read_all(paths, read_raw_si, keep_going=keep_going, failures=report.failures, band=24,
+                        keep_data=False)
         prod = products or load_si_products(cfg.products)
         latents = LatentTracker(threshold_dn_s=cfg.latent_threshold_dn_s, window_s=cfg.latent_window_s)
         persistent = LatentTracker(threshold_dn_s=cfg.persistent_latent_threshold_dn_s,
                                    window_s=cfg.persistent_latent_window_s)
-        for i, dce in enumerate(dces):
+        for i, summary in enumerate(dces):
+            dce = reread(summary)
             t_s, rate = dce.mjd_mid * 86400.0, dce.reads[0] / dce.samptime
             image, unc, mask = calibrate_dce(dce, prod, cfg.off)
             latent = latents.update(t_s, rate)
