@@ -61,6 +61,15 @@ class Progress:
         return f"ETA {int(left // 60):2d}m{int(left % 60):02d}s"
 
 
+def _band(value: str):
+    """``--band``: 24, 70, 160 or ``all``."""
+    if value == "all":
+        return value
+    if value in ("24", "70", "160"):
+        return int(value)
+    raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from 24, 70, 160, all)")
+
+
 def _cmd_simulate(args) -> int:
     from mipssim.config import load_config
     from mipssim.observe import simulate
@@ -68,6 +77,8 @@ def _cmd_simulate(args) -> int:
                  "scan_rate": args.rate}
     if args.no_stim_flash:
         overrides["include_stim"] = False
+    if args.band == "all":
+        return _simulate_all(args, overrides)
     cfg = load_config(args.config, **overrides)
     if cfg.mode != "scan" and args.rate is not None:
         raise ValueError("option --rate: only for --mode scan")
@@ -80,6 +91,23 @@ def _cmd_simulate(args) -> int:
     else:
         what = f"{cfg.n_dce} DCEs"
     print(f"simulated band {cfg.band} ({what}, seed {cfg.seed}) into {args.out}")
+    return 0
+
+
+def _simulate_all(args, overrides: dict) -> int:
+    """``mips simulate --band all``: the three arrays of one AOR into one folder."""
+    from mipssim.config import aor_configs
+    from mipssim.observe import simulate_aor
+    cfgs = aor_configs(args.config, **{k: v for k, v in overrides.items() if k != "band"})
+    if cfgs[0].mode != "scan" and args.rate is not None:
+        raise ValueError("option --rate: only for --mode scan")
+    simulate_aor(cfgs, args.out, overwrite=args.overwrite, progress=Progress("simulate"),
+                 workers=args.workers, chunk_dces=args.chunk_dces)
+    raw = Path(args.out) / "raw"
+    counts = ", ".join(f"{c.band} um: {len(list(raw.glob(f'SPITZER_M{ch}_*_raw.fits')))} DCEs"
+                       for ch, c in enumerate(cfgs, start=1))
+    print(f"simulated the three arrays of one {cfgs[0].mode} AOR ({counts}; seed {cfgs[0].seed}, "
+          f"one sky drawn at {cfgs[0].scene_band} um) into {args.out}")
     return 0
 
 
@@ -241,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="simulate one observation (raw DCEs + truth.h5)")
-    s.add_argument("--band", type=int, choices=(24, 70, 160), default=None,
-                   help="array (default 70)")
+    s.add_argument("--band", type=_band, default=None, metavar="{24,70,160,all}",
+                   help="array (default 70); all: the three arrays of one AOR, one sky, in one folder")
     s.add_argument("--mode", choices=("photometry", "scan"), default=None,
                    help="observing mode (default photometry); scan: a scan map, its legs set by "
                         "the scan_* parameters (default the IOC-295 map: 16 legs of 30')")
