@@ -119,7 +119,7 @@ def _cmd_reprocess(args) -> int:
                "products": args.products, "off": tuple(args.off.split(",")) if args.off else None,
                "keep_first_frame": args.keep_first_frame or None, "leak_catalog": args.leak_catalog}
     results = reprocess_many(args.dirs, scheduler=args.scheduler, workers=args.workers or 1,
-                             config_file=args.config,
+                             config_file=args.config, band=args.band,
                              keep_going=args.keep_going, overwrite=args.overwrite,
                              progress=Progress("reprocess"),
                              **{k: v for k, v in options.items() if v is not None})
@@ -144,10 +144,18 @@ def _cmd_reprocess(args) -> int:
 
 
 def _cmd_validate(args) -> int:
-    from mips.validate import format_report, plot_validation, validate, write_json
+    from mips.validate import format_report, plot_paths, plot_validation, truth_bands, validate, write_json
     effects_path = Path(args.dir) / "effects.ecsv"
-    _refuse_to_overwrite(args.overwrite, args.json or Path(args.dir) / "validation.json",
-                         args.plot or Path(args.dir) / "validation.png",
+    bands = truth_bands(args.dir)
+    plot = Path(args.plot) if args.plot else Path(args.dir) / "validation.png"
+    if bands is not None:
+        if args.effects or args.droop_reference:
+            raise ValueError(f"{args.dir}: --effects and --droop-reference score one array; this "
+                             f"folder holds {len(bands)}")
+        plots = plot_paths({"channels": {str(b): None for b in bands}}, plot)
+    else:
+        plots = [plot]
+    _refuse_to_overwrite(args.overwrite, args.json or Path(args.dir) / "validation.json", *plots,
                          *([effects_path] if args.effects else []))
     res = validate(args.dir)
     if args.droop_reference:
@@ -163,9 +171,8 @@ def _cmd_validate(args) -> int:
         os.replace(tmp, effects_path)
     json_path = Path(args.json) if args.json else Path(args.dir) / "validation.json"
     write_json(res, json_path)
-    plot_path = Path(args.plot) if args.plot else Path(args.dir) / "validation.png"
-    plot_validation(res, plot_path)
-    print(f"wrote {json_path} and {plot_path}")
+    plot_validation(res, plot)
+    print(f"wrote {json_path} and {', '.join(map(str, plot_paths(res, plot)))}")
     return 0 if res["goals_met"] else 1     # errors (identity, missing files) exit 2 via main()
 
 
@@ -292,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reprocess", help="turn DIR/raw into DIR/bcd (BCD, _bunc, _bmask)")
     r.add_argument("dirs", nargs="+", metavar="DIR", help="observation folder(s)")
+    r.add_argument("--band", type=_band, default=None, metavar="{24,70,160,all}",
+                   help="a folder holding several arrays' raw files (mips simulate --band all): "
+                        "reprocess all of them into one bcd/, or only this one (default: the "
+                        "folder's one array; a folder of several is refused)")
     r.add_argument("--keep-going", action="store_true",
                    help="skip bad files (and folders), list the failures at the end")
     r.add_argument("--overwrite", action="store_true",
