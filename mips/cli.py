@@ -144,7 +144,8 @@ def _cmd_reprocess(args) -> int:
 
 
 def _cmd_validate(args) -> int:
-    from mips.validate import format_report, plot_paths, plot_validation, truth_bands, validate, write_json
+    from mips.validate import (format_report, plot_paths, plot_validation, truth_bands, validate,
+                               write_json)
     effects_path = Path(args.dir) / "effects.ecsv"
     bands = truth_bands(args.dir)
     plot = Path(args.plot) if args.plot else Path(args.dir) / "validation.png"

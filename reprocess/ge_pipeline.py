@@ -109,7 +109,7 @@ def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None =
     obs = Path(obs_dir)
     paths = raw_files(obs) if paths is None else list(paths)
     bcd_dir = obs / "bcd"
-    with staged_output(bcd_dir, overwrite) if stage is None else nullcontext(stage) as stage:
+    with staged_output(bcd_dir, overwrite) if stage is None else nullcontext(stage) as stage:  # noqa: PLR1704
         report = _run(paths, stage, cfg, products, keep_going, progress, ramps_name)
         if on_commit is not None:
             on_commit(stage, report)
