@@ -426,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="simulate, reprocess and validate a default observation "
                                     "(70 um unless --band)")
     d.add_argument("--out", default="demo_out", help="working folder (default ./demo_out)")
-    d.add_argument("--band", type=int, choices=(24, 70, 160), default=70)
+    d.add_argument("--band", type=_band, default=70, metavar="{24,70,160,all}",
+                   help="array (default 70); all: the three arrays of one AOR")
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--n-dce", type=int, default=None, help="DCEs to simulate (default 240)")
     d.add_argument("--mode", choices=("photometry", "scan"), default="photometry",
