@@ -11,23 +11,21 @@ from __future__ import annotations
 
 import json
 import shutil
-import tomllib
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import tomllib
 from astropy.coordinates import SkyCoord
-from astropy.io import fits
 
 from mips.cli import main
+from mips.validate import _jsonable, validate
 from mipssim.config import FOCAL_PLANE_OFFSETS_ARCSEC, aor_configs, load_config
-from mipssim.observe import _aor_streams
+from mipssim.observe import _aor_streams, simulate
 from mipssim.scan import plan_scan
 from mipssim.scene import _LAMBDA_UM, make_scene
-from mipssim.observe import simulate
 from mipssim.streams import dce_streams, noise_seed
-from mips.validate import _jsonable, validate
 from reprocess.io import several_arrays
 from reprocess.pipeline import reprocess
 
@@ -120,9 +118,9 @@ def test_a_folder_of_several_arrays_is_refused_without_band(aor, tmp_path, capsy
     obs = _copy(aor, tmp_path / "obs")
     assert main(["reprocess", str(obs)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mips reprocess")]
-    assert err == [f"mips reprocess: error: {obs / 'raw'}: raw files of 3 arrays (24 um: {N_DCE} DCEs, "
-                   f"70 um: {N_DCE} DCEs, 160 um: {N_DCE} DCEs): reprocess them all with --band all, "
-                   f"or one with --band 24|70|160"]
+    assert err == [(f"mips reprocess: error: {obs / 'raw'}: raw files of 3 arrays (24 um: {N_DCE} DCEs, "
+                    f"70 um: {N_DCE} DCEs, 160 um: {N_DCE} DCEs): reprocess them all with --band all, "
+                    f"or one with --band 24|70|160")]
     assert not (obs / "bcd").exists()
 
 
