@@ -61,6 +61,15 @@ class Progress:
         return f"ETA {int(left // 60):2d}m{int(left % 60):02d}s"
 
 
+def _band(value: str):
+    """``--band``: 24, 70, 160 or ``all``."""
+    if value == "all":
+        return value
+    if value in ("24", "70", "160"):
+        return int(value)
+    raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from 24, 70, 160, all)")
+
+
 def _cmd_simulate(args) -> int:
     from mipssim.config import load_config
     from mipssim.observe import simulate
@@ -68,6 +77,8 @@ def _cmd_simulate(args) -> int:
                  "scan_rate": args.rate}
     if args.no_stim_flash:
         overrides["include_stim"] = False
+    if args.band == "all":
+        return _simulate_all(args, overrides)
     cfg = load_config(args.config, **overrides)
     if cfg.mode != "scan" and args.rate is not None:
         raise ValueError("option --rate: only for --mode scan")
@@ -83,6 +94,23 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
+def _simulate_all(args, overrides: dict) -> int:
+    """``mips simulate --band all``: the three arrays of one AOR into one folder."""
+    from mipssim.config import aor_configs
+    from mipssim.observe import simulate_aor
+    cfgs = aor_configs(args.config, **{k: v for k, v in overrides.items() if k != "band"})
+    if cfgs[0].mode != "scan" and args.rate is not None:
+        raise ValueError("option --rate: only for --mode scan")
+    simulate_aor(cfgs, args.out, overwrite=args.overwrite, progress=Progress("simulate"),
+                 workers=args.workers, chunk_dces=args.chunk_dces)
+    raw = Path(args.out) / "raw"
+    counts = ", ".join(f"{c.band} um: {len(list(raw.glob(f'SPITZER_M{ch}_*_raw.fits')))} DCEs"
+                       for ch, c in enumerate(cfgs, start=1))
+    print(f"simulated the three arrays of one {cfgs[0].mode} AOR ({counts}; seed {cfgs[0].seed}, "
+          f"one sky drawn at {cfgs[0].scene_band} um) into {args.out}")
+    return 0
+
+
 def _cmd_reprocess(args) -> int:
     from reprocess.batch import reprocess_many
     if args.scheduler not in (None, "local") and args.workers is not None:
@@ -91,7 +119,7 @@ def _cmd_reprocess(args) -> int:
                "products": args.products, "off": tuple(args.off.split(",")) if args.off else None,
                "keep_first_frame": args.keep_first_frame or None, "leak_catalog": args.leak_catalog}
     results = reprocess_many(args.dirs, scheduler=args.scheduler, workers=args.workers or 1,
-                             config_file=args.config,
+                             config_file=args.config, band=args.band,
                              keep_going=args.keep_going, overwrite=args.overwrite,
                              progress=Progress("reprocess"),
                              **{k: v for k, v in options.items() if v is not None})
@@ -116,10 +144,19 @@ def _cmd_reprocess(args) -> int:
 
 
 def _cmd_validate(args) -> int:
-    from mips.validate import format_report, plot_validation, validate, write_json
+    from mips.validate import (format_report, plot_paths, plot_validation, truth_bands, validate,
+                               write_json)
     effects_path = Path(args.dir) / "effects.ecsv"
-    _refuse_to_overwrite(args.overwrite, args.json or Path(args.dir) / "validation.json",
-                         args.plot or Path(args.dir) / "validation.png",
+    bands = truth_bands(args.dir)
+    plot = Path(args.plot) if args.plot else Path(args.dir) / "validation.png"
+    if bands is not None:
+        if args.effects or args.droop_reference:
+            raise ValueError(f"{args.dir}: --effects and --droop-reference score one array; this "
+                             f"folder holds {len(bands)}")
+        plots = plot_paths({"channels": {str(b): None for b in bands}}, plot)
+    else:
+        plots = [plot]
+    _refuse_to_overwrite(args.overwrite, args.json or Path(args.dir) / "validation.json", *plots,
                          *([effects_path] if args.effects else []))
     res = validate(args.dir)
     if args.droop_reference:
@@ -135,9 +172,8 @@ def _cmd_validate(args) -> int:
         os.replace(tmp, effects_path)
     json_path = Path(args.json) if args.json else Path(args.dir) / "validation.json"
     write_json(res, json_path)
-    plot_path = Path(args.plot) if args.plot else Path(args.dir) / "validation.png"
-    plot_validation(res, plot_path)
-    print(f"wrote {json_path} and {plot_path}")
+    plot_validation(res, plot)
+    print(f"wrote {json_path} and {', '.join(map(str, plot_paths(res, plot)))}")
     return 0 if res["goals_met"] else 1     # errors (identity, missing files) exit 2 via main()
 
 
@@ -260,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="simulate one observation (raw DCEs + truth.h5)")
-    s.add_argument("--band", type=int, choices=(24, 70, 160), default=None,
-                   help="array (default 70)")
+    s.add_argument("--band", type=_band, default=None, metavar="{24,70,160,all}",
+                   help="array (default 70); all: the three arrays of one AOR, one sky, in one folder")
     s.add_argument("--mode", choices=("photometry", "scan"), default=None,
                    help="observing mode (default photometry); scan: a scan map, its legs set by "
                         "the scan_* parameters (default the IOC-295 map: 16 legs of 30')")
@@ -283,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reprocess", help="turn DIR/raw into DIR/bcd (BCD, _bunc, _bmask)")
     r.add_argument("dirs", nargs="+", metavar="DIR", help="observation folder(s)")
+    r.add_argument("--band", type=_band, default=None, metavar="{24,70,160,all}",
+                   help="a folder holding several arrays' raw files (mips simulate --band all): "
+                        "reprocess all of them into one bcd/, or only this one (default: the "
+                        "folder's one array; a folder of several is refused)")
     r.add_argument("--keep-going", action="store_true",
                    help="skip bad files (and folders), list the failures at the end")
     r.add_argument("--overwrite", action="store_true",
@@ -413,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="simulate, reprocess and validate a default observation "
                                     "(70 um unless --band)")
     d.add_argument("--out", default="demo_out", help="working folder (default ./demo_out)")
-    d.add_argument("--band", type=int, choices=(24, 70, 160), default=70)
+    d.add_argument("--band", type=_band, default=70, metavar="{24,70,160,all}",
+                   help="array (default 70); all: the three arrays of one AOR")
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--n-dce", type=int, default=None, help="DCEs to simulate (default 240)")
     d.add_argument("--mode", choices=("photometry", "scan"), default="photometry",

@@ -82,7 +82,7 @@ from astropy.io import fits
 from calibration.bitmask import PMASK_FATAL
 from calibration.products import load_products, load_si_products
 from reprocess.bcd import GE_FATAL
-from reprocess.io import product_name
+from reprocess.io import find_ramps, product_name
 
 __all__ = ["validate", "judge", "rejudge", "format_report", "plot_validation", "write_json", "check_identity",
            "score_bcds", "truth_band", "GOALS", "Goal", "K_SIGMA", "AMP_BINS"]
@@ -399,37 +399,96 @@ def score_bcds(obs: Path, truth: h5py.File, names: list[str], *, band: int,
     }
 
 
+def truth_bands(obs_dir: str | Path) -> list[int] | None:
+    """Bands of a multi-array observation (``mips simulate --band all``), None for one array."""
+    path = Path(obs_dir) / "truth.h5"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (run `mips simulate` first)")
+    with h5py.File(path, "r") as truth:
+        return [int(b) for b in truth.attrs["bands"]] if "bands" in truth.attrs else None
+
+
+class ArrayTruth:
+    """One array's view of a multi-array ``truth.h5``: ``dce/...`` and ``sources`` as they are,
+    every other path (``detector/pmask``...) under ``bands/<band>/``, the attributes that array's.
+    What the scoring functions read of a single-array truth file, so they serve both."""
+
+    def __init__(self, h5: h5py.File, band: int):
+        self.h5, self.band = h5, int(band)
+        self.attrs = h5[f"bands/{self.band}"].attrs
+
+    def _path(self, key: str) -> str:
+        key = key.lstrip("/")
+        return key if key.split("/")[0] in ("dce", "sources") else f"bands/{self.band}/{key}"
+
+    def __getitem__(self, key: str):
+        return self.h5[self._path(key)]
+
+    def __contains__(self, key: str) -> bool:
+        return self._path(key) in self.h5
+
+
 def validate(obs_dir: str | Path) -> dict:
     """Figures of merit of ``obs_dir`` and their goals (``res['checks']``; see the module notes).
+
+    A multi-array observation (``mips simulate --band all``) is scored array by array,
+    each against its goals: ``res['channels']`` holds each band's figures (keys "24",
+    "70", "160": those with BCDs), ``res['goals_met']`` whether every array met all.
 
     Raises FileNotFoundError when the truth or the products are missing and
     ValueError when a product was not made from this folder's raw files.
     """
     obs = Path(obs_dir)
-    band = truth_band(obs)
+    bands = truth_bands(obs)
     stems = set(check_identity(obs))
+    if bands is None:
+        band = truth_band(obs)
+        with h5py.File(obs / "truth.h5", "r") as truth:
+            return _validate_array(obs, truth, band, stems, stems)
+    channels = {}
     with h5py.File(obs / "truth.h5", "r") as truth:
-        names = sorted(truth["dce"], key=lambda n: truth["dce"][n].attrs["t_start_s"])
-        unknown = stems - set(names)
-        if unknown:
-            raise ValueError(f"{obs / 'bcd' / product_name(sorted(unknown)[0], 'bcd')}: "
-                             f"no such DCE in {obs / 'truth.h5'}")
-        if band == 24:
-            expected = [n for n in names if int(truth["dce"][n].attrs["dcenum"]) >= 1]
-        else:
-            expected = [n for n in names if not truth["dce"][n].attrs["stim"]]
-        scored = [n for n in names if n in stems]
-        if not scored:
-            raise FileNotFoundError(f"{obs / 'bcd'}: no BCDs to validate (run `mips reprocess` first)")
-        header = fits.getheader(obs / "bcd" / product_name(scored[0], "bcd"))
-        res = {"observation": str(obs), "band": band, **_fluxconv_error(header),
-               **score_bcds(obs, truth, scored, band=band, expected=len(expected),
-                            map_errors=map_errors(header, band))}
-        if band == 24:
-            from .validate_si import si_diagnostics
-            res.update(si_diagnostics(obs, truth, res))
-        else:
-            res.update(_ramp_figures(obs, truth, names))
+        for band in bands:
+            prefix = f"SPITZER_M{_CHANNEL[band]}_"
+            own = {s for s in stems if s.startswith(prefix)}
+            if own:
+                channels[str(band)] = _validate_array(obs, ArrayTruth(truth, band), band, own, stems,
+                                                      prefix=prefix)
+    if not channels:
+        raise FileNotFoundError(f"{obs / 'bcd'}: no BCDs to validate (run `mips reprocess --band "
+                                f"all` first)")
+    return {"observation": str(obs), "bands": [int(b) for b in channels], "channels": channels,
+            "goals_met": all(r["goals_met"] for r in channels.values())}
+
+
+_CHANNEL = {24: 1, 70: 2, 160: 3}
+
+
+def _validate_array(obs: Path, truth, band: int, stems: set, all_stems: set, *,
+                    prefix: str = "") -> dict:
+    """The figures of one array: ``stems`` its BCDs (``all_stems`` the folder's), ``truth`` its
+    truth (the file, or an :class:`ArrayTruth`), ``prefix`` its DCE names' (multi-array)."""
+    names = sorted((n for n in truth["dce"] if n.startswith(prefix)),
+                   key=lambda n: truth["dce"][n].attrs["t_start_s"])
+    unknown = all_stems - set(truth["dce"])
+    if unknown:
+        raise ValueError(f"{obs / 'bcd' / product_name(sorted(unknown)[0], 'bcd')}: "
+                         f"no such DCE in {obs / 'truth.h5'}")
+    if band == 24:
+        expected = [n for n in names if int(truth["dce"][n].attrs["dcenum"]) >= 1]
+    else:
+        expected = [n for n in names if not truth["dce"][n].attrs["stim"]]
+    scored = [n for n in names if n in stems]
+    if not scored:
+        raise FileNotFoundError(f"{obs / 'bcd'}: no BCDs to validate (run `mips reprocess` first)")
+    header = fits.getheader(obs / "bcd" / product_name(scored[0], "bcd"))
+    res = {"observation": str(obs), "band": band, **_fluxconv_error(header),
+           **score_bcds(obs, truth, scored, band=band, expected=len(expected),
+                        map_errors=map_errors(header, band))}
+    if band == 24:
+        from .validate_si import si_diagnostics
+        res.update(si_diagnostics(obs, truth, res))
+    else:
+        res.update(_ramp_figures(obs, truth, names, band=band))
     return rejudge(res)
 
 
@@ -489,9 +548,10 @@ def rejudge(res: dict) -> dict:
     return res
 
 
-def _ramp_figures(obs: Path, truth: h5py.File, names: list[str]) -> dict:
-    """Slope pulls and jump figures of every DCE from ``bcd/ramps.h5`` (written with the BCDs)."""
-    path = obs / "bcd" / "ramps.h5"
+def _ramp_figures(obs: Path, truth: h5py.File, names: list[str], *, band: int) -> dict:
+    """Slope pulls and jump figures of every DCE from ``bcd/ramps.h5`` (written with the BCDs;
+    ``ramps_M<ch>.h5`` in a multi-array folder, :func:`reprocess.io.find_ramps`)."""
+    path = find_ramps(obs / "bcd", band)
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing (reprocess writes it beside the BCDs)")
     with h5py.File(path, "r") as ramps:
@@ -593,7 +653,13 @@ def _fmt(value, fmt: str) -> str:
 
 
 def format_report(res: dict) -> str:
-    """A plain-text table: every scored figure with its goal, then the diagnostics."""
+    """A plain-text table: every scored figure with its goal, then the diagnostics (per array
+    for a multi-array observation, then one line: whether every array met its goals)."""
+    if "channels" in res:
+        missed = [f"{b} um" for b, r in res["channels"].items() if not r["goals_met"]]
+        return "\n\n".join([format_report(r) for r in res["channels"].values()] + [
+            f"{len(res['channels'])} arrays scored: " + (f"goals MISSED at {', '.join(missed)}"
+                                                        if missed else "every array met all its goals")])
     fmts = {g.figure: g.fmt for g in GOALS}
     status = {True: "met", False: "MISSED", None: "n/a (no sample)"}
     lines = [f"Validation of {res['observation']} ({res['band']} um): {res['n_bcd']} BCDs of "
@@ -707,8 +773,22 @@ def plot_cal_error(ax, res: dict) -> None:
     ax.set_title(f"calibration error per DCE: RMS {_fmt(100 * res['cal_error_rms'], '.3f')} %")
 
 
+def plot_paths(res: dict, path: str | Path) -> list[Path]:
+    """Where :func:`plot_validation` writes: ``path``, or ``<stem>_<band>um<suffix>`` per array
+    of a multi-array observation."""
+    path = Path(path)
+    if "channels" not in res:
+        return [path]
+    return [path.with_name(f"{path.stem}_{b}um{path.suffix}") for b in res["channels"]]
+
+
 def plot_validation(res: dict, path: str | Path) -> None:
-    """Slope and BCD pull histograms, per-pixel bias map, calibration error, jump completeness."""
+    """Slope and BCD pull histograms, per-pixel bias map, calibration error, jump completeness
+    (one plot per array of a multi-array observation, at :func:`plot_paths`)."""
+    if "channels" in res:
+        for one, where in zip(res["channels"].values(), plot_paths(res, path)):
+            plot_validation(one, where)
+        return None
     if res.get("band") == 24:
         from .validate_si import plot_validation_si
         return plot_validation_si(res, path)

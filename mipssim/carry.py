@@ -63,7 +63,7 @@ import numpy as np
 from .ge_ga import CRState, advance_cr_state
 from .ge_transient import TransientState
 from .si_latents import SiLatents
-from .streams import dce_streams
+from .streams import dce_streams, noise_seed
 
 __all__ = ["GeCarry", "PrfReach", "SiCarry", "ge_state_step", "si_latent_dces", "si_state_step"]
 
@@ -150,7 +150,7 @@ def ge_state_step(aor, carry: GeCarry, plan, stim_factor: float) -> None:
         _, before, during = aor.currents(plan, stim_factor)
         carry.transient.relax(before, gap_s)
         carry.transient.advance(during, aor.spec.read_time_s, len(t_reads))
-    advance_cr_state(carry.cr, cfg=aor.cfg, streams=dce_streams(aor.cfg.seed, plan.index),
+    advance_cr_state(carry.cr, cfg=aor.cfg, streams=dce_streams(noise_seed(aor.cfg), plan.index),
                      dt=aor.spec.read_time_s, ramp_starts=aor.ramp_starts)
 
 

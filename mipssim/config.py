@@ -11,9 +11,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from calibration.configuration import ConfigError, check_ranges, is_number, read_toml, resolve
 
-__all__ = ["SCAN_RATES", "SimConfig", "load_config", "to_toml"]
+__all__ = ["AOR_BANDS", "FOCAL_PLANE_OFFSETS_ARCSEC", "SCAN_RATES", "SHARED_FIELDS", "SimConfig",
+           "aor_configs", "load_config", "to_toml"]
 
 
 @dataclass
@@ -24,6 +27,12 @@ class SimConfig:
     mode: str = "photometry"
     seed: int = 1
     aorkey: int = 12345678
+    noise_seed: int | None = None      # seed of the detector's own random streams (noise, cosmic rays,
+    #   drift, responsivity steps, CR history); None = seed.  The scene and the pointing jitter
+    #   (one telescope, one scan mirror) always use seed.  A multi-array AOR gives each array its
+    #   own (:func:`aor_configs`), so that the arrays' noise is independent
+    scene_band: int | None = None      # None: the sky of this band alone.  24/70/160: the sky shared by
+    #   the arrays of a multi-array AOR (mipssim/scene.py): the same sources whatever ``band``
     # --- observation plan
     n_dce: int = 240                   # DCEs in the AOR (stim DCEs included)
     exptime_mips_s: int = 10           # 3, 4 or 10 MIPS s [GeRT /4]
@@ -53,6 +62,10 @@ class SimConfig:
     #   DCEs per array at the default medium rate (mipssim/scan.py)
     scan_turnaround_s: float = 46.0    # between legs, no DCEs; UNCONFIRMED, DERIVED from IOC-295's
     #   2.36 h for that map minus its DCEs and the 215 s slew overhead [HB 3.4.1 /37]
+    scan_array_offset_arcsec: list | None = None  # [in-scan, cross-scan] offset of this array's
+    #   centre from the boresight, arcsec, along the array's y and x axes (scan maps: each array sees
+    #   its own part of the sky at a given time).  None = 0 (each band simulated alone); the
+    #   multi-array AOR's defaults are FOCAL_PLANE_OFFSETS_ARCSEC
     scan_smear_fraction: float = 0.02  # residual sky motion during a DCE / scan rate (the mirror's
     #   ramp cancels the rest); UNCONFIRMED: IOC-326 saw "only a modest trailing"
     # --- scene (surface brightness in MJy/sr, fluxes in Jy at this band)
@@ -177,6 +190,8 @@ class SimConfig:
             raise ConfigError("mode", 'must be "photometry" or "scan"')
         if self.band not in (24, 70, 160):
             raise ConfigError("band", "must be 24, 70 or 160")
+        if self.scene_band not in (None, 24, 70, 160):
+            raise ConfigError("scene_band", "must be 24, 70 or 160 (or absent: the band's own sky)")
         if self.exptime_mips_s not in (3, 4, 10):
             raise ConfigError("exptime_mips_s", "must be 3, 4 or 10 (MIPS s)")
         for key, lowest in (("n_dce", 1), ("stim_cycle", 2), ("aorkey", 1)):
@@ -189,7 +204,7 @@ class SimConfig:
             "read2_scale_rows", "latent_tau_s", "first_frame_factors", "jailbar_factors",
             "dark_latent_tau_s", "long_latent_tau_s"),
             nonnegative=(
-            "seed", "overhead_s", "n_sources", "zodi_mjysr", "cirrus_mjysr", "blob_peak_mjysr",
+            "seed", "noise_seed", "overhead_s", "n_sources", "zodi_mjysr", "cirrus_mjysr", "blob_peak_mjysr",
             "read_noise_dn", "excess_noise_dn2_s", "drift_rms", "drift_pixel_spread", "cr_rate_per_s",
             "cr_amp_sigma_ln", "cr_resp_step", "reset_noise_dn", "first_dce_fewer_reads", "droop_coeff",
             "row_droop_coeff", "read2_dn", "latent_threshold_dn_s", "dark24_dn_s", "n_spots",
@@ -228,6 +243,9 @@ class SimConfig:
             raise ConfigError("scan_exptime_mips_s", "must be 3 or 4 (MIPS s)")
         if self.scan_legs < 1:
             raise ConfigError("scan_legs", "must be >= 1")
+        offset = self.scan_array_offset_arcsec
+        if offset is not None and not (len(offset) == 2 and all(is_number(v) for v in offset)):
+            raise ConfigError("scan_array_offset_arcsec", "must be [in-scan, cross-scan] (arcsec)")
         check_ranges(self, positive=("scan_leg_arcmin",),
                      nonnegative=("scan_step_arcsec", "scan_flyback_s", "scan_overscan_arcmin",
                                   "scan_turnaround_s"),
@@ -258,6 +276,56 @@ def load_config(path: str | Path | None = None, **overrides) -> SimConfig:
     band = given.get("band", 70)         # a wrong type is named by resolve(), not here
     return resolve(SimConfig, path, overrides,
                    defaults=BAND_DEFAULTS.get(band if isinstance(band, int) else 70, {}))
+
+
+AOR_BANDS = (24, 70, 160)
+_CHNLNUM = {24: 1, 70: 2, 160: 3}
+
+# What the arrays of one AOR share, taken from the scene band's configuration: the plan (mode,
+# DCE count and length, target, roll, start), the sky's sources and the pointing jitter (one
+# telescope and one scan mirror), and every scan_* parameter but the array's own offset.  The rest
+# (detector, diffuse brightness in MJy/sr, stim cadence, dithers...) keeps each band's defaults.
+SHARED_FIELDS = ("mode", "seed", "aorkey", "n_dce", "exptime_mips_s", "ra_deg", "dec_deg", "pa_deg",
+                 "mjd_start", "n_sources", "flux_min_jy", "flux_max_jy", "source_temperature_k",
+                 "bright_source_jy", "include_sources", "include_pointing_jitter",
+                 "pointing_jitter_arcsec") + tuple(
+    f.name for f in dataclasses.fields(SimConfig)
+    if f.name.startswith("scan_") and f.name != "scan_array_offset_arcsec")
+
+# Centre of each array relative to the boresight in a scan map, arcsec [in-scan (array y),
+# cross-scan (array x)].  UNCONFIRMED: the arrays' relative placement is published only as a
+# figure, its numbers not seen [mips-facts 1.5, ArrayGeom]; the default puts them one 24 um field
+# (5.5') apart along the scan, 24 um leading, so that a leg's overscan (scan_overscan_arcmin)
+# covers each array's displacement.  Photometry ignores it: the AOT puts the target on each array.
+FOCAL_PLANE_OFFSETS_ARCSEC = {24: (330.0, 0.0), 70: (0.0, 0.0), 160: (-330.0, 0.0)}
+
+
+def aor_configs(path: str | Path | None = None, *, scene_band: int = 70,
+                **overrides) -> list[SimConfig]:
+    """Configurations of the three arrays of one AOR (``--band all``): 24, 70, 160 um.
+
+    Each is :func:`load_config` of its band (band defaults < file < ``overrides``), then
+    :data:`SHARED_FIELDS` are those of ``scene_band``'s configuration, ``scene_band`` is set
+    (the arrays see one sky, :func:`mipssim.scene.make_scene`), ``noise_seed`` is drawn from
+    ``numpy.random.SeedSequence([seed, CHNLNUM])`` (independent detector noise per array,
+    reproducible from the one seed), and in a scan map each array sits at its
+    :data:`FOCAL_PLANE_OFFSETS_ARCSEC` unless the file or ``overrides`` give
+    ``scan_array_offset_arcsec``.
+    """
+    if scene_band not in AOR_BANDS:
+        raise ConfigError("scene_band", "must be 24, 70 or 160")
+    overrides = {k: v for k, v in overrides.items() if k != "band"}
+    base = load_config(path, **overrides, band=scene_band)
+    shared = {name: getattr(base, name) for name in SHARED_FIELDS}
+    out = []
+    for band in AOR_BANDS:
+        cfg = load_config(path, **overrides, band=band)
+        noise = int(np.random.SeedSequence([base.seed, _CHNLNUM[band]]).generate_state(1)[0])
+        changes = {**shared, "scene_band": scene_band, "noise_seed": noise}
+        if base.mode == "scan" and cfg.scan_array_offset_arcsec is None:
+            changes["scan_array_offset_arcsec"] = list(FOCAL_PLANE_OFFSETS_ARCSEC[band])
+        out.append(dataclasses.replace(cfg, **changes))
+    return out
 
 
 def to_toml(cfg: SimConfig) -> str:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import shutil
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -61,10 +62,10 @@ from .scan import plan_scan
 from .scene import make_scene
 from .si_as import default_si_detector, onboard_threshold, simulate_si_dce
 from .si_latents import SiLatents
-from .streams import dce_streams
+from .streams import dce_streams, noise_seed
 from .writers import FitsImage, TruthWriter, card, raw_name, write_hdus
 
-__all__ = ["simulate", "software_version"]
+__all__ = ["simulate", "simulate_aor", "software_version"]
 
 log = logging.getLogger(__name__)
 
@@ -227,12 +228,85 @@ def simulate(cfg: SimConfig, out_dir: str | Path, *, overwrite: bool = False,
     return final
 
 
+def simulate_aor(cfgs: list[SimConfig], out_dir: str | Path, *, overwrite: bool = False,
+                 progress=None, workers: int = 1, chunk_dces: int | None = None, client=None) -> Path:
+    """Simulate the arrays ``cfgs`` of one AOR (``mips simulate --band all``) into one folder.
+
+    Parameters
+    ----------
+    cfgs : list of SimConfig
+        One per array, as :func:`mipssim.config.aor_configs` makes them: one AORKEY,
+        seed and scene (``scene_band``), each array its own ``noise_seed``.
+    out_dir, overwrite, workers, chunk_dces, client
+        As :func:`simulate` (per array).
+    progress : callable, optional
+        ``progress(done, total)`` over the DCEs of all arrays.
+
+    Returns
+    -------
+    Path of ``out_dir``.
+
+    Notes
+    -----
+    Each array is simulated by :func:`simulate`'s own code into a folder of the one
+    staging folder, then merged: the raw files (``SPITZER_M1/M2/M3_...``) into ``raw/``,
+    the truth into one ``truth.h5`` (:meth:`.writers.TruthWriter.add_array_truth`):
+    ``/dce`` of every array, one ``/sources``, each array's AOR-level arrays and its
+    configuration under ``/bands/<band>``; root attributes ``seed``, ``config`` (the
+    scene band's array), ``software``, ``bands`` and ``scene_band``.  Committed as a
+    whole like a single array; a single-array observation is not changed by any of this.
+    """
+    bands = [cfg.band for cfg in cfgs]
+    if len(set(bands)) != len(bands) or len({(c.seed, c.aorkey, c.mode) for c in cfgs}) != 1:
+        raise ValueError("the arrays of one AOR need distinct bands and one seed, AORKEY and mode")
+    scene_band = cfgs[0].scene_band
+    if scene_band is None or any(c.scene_band != scene_band for c in cfgs):
+        raise ValueError("the arrays of one AOR need one scene_band (mipssim.config.aor_configs)")
+    final = Path(out_dir)
+    with transaction(final, "observation", replace=("raw", "truth.h5", "bcd"), overwrite=overwrite,
+                     what="an observation", create=True) as stage:
+        raw = stage / "raw"
+        raw.mkdir()
+        main = next(c for c in cfgs if c.band == scene_band) if scene_band in bands else cfgs[0]
+        truth = TruthWriter(stage / "truth.h5", seed=main.seed, config_toml=to_toml(main),
+                            software=software_version())
+        try:
+            truth.add_attrs(bands=np.array(bands), scene_band=scene_band)
+            totals = [len(_plans(c)) for c in cfgs]
+            for k, cfg in enumerate(cfgs):
+                sub = stage / f"band{cfg.band}"
+                sub.mkdir()
+                _simulate_into(cfg, sub, _offset_progress(progress, sum(totals[:k]), sum(totals)),
+                               workers=workers, chunk_dces=chunk_dces, client=client)
+                for path in sorted((sub / "raw").iterdir()):
+                    path.rename(raw / path.name)
+                truth.add_array_truth(sub / "truth.h5", cfg.band)
+                shutil.rmtree(sub)
+        except BaseException:
+            truth.abort()
+            raise
+        truth.close()
+    return final
+
+
+def _plans(cfg: SimConfig) -> list:
+    """The DCE plan of ``cfg`` (scan map or photometry)."""
+    return plan_scan(cfg) if cfg.mode == "scan" else plan_photometry(cfg)
+
+
+def _offset_progress(progress, before: int, total: int):
+    """``progress`` of one array's DCEs as part of all arrays' (None stays None)."""
+    if progress is None:
+        return None
+    return lambda done, _n: progress(before + done, total)
+
+
 def _simulate_into(cfg: SimConfig, out: Path, progress, *, workers: int = 1,
                    chunk_dces: int | None = None, client=None) -> Path:
     """Simulate ``cfg`` into the empty (staging) folder ``out``; see :func:`simulate`."""
     raw_dir = out / "raw"
     raw_dir.mkdir()
-    plans = plan_scan(cfg) if cfg.mode == "scan" else plan_photometry(cfg)
+    plans = _plans(cfg)
     aor = _make_aor(cfg, plans)
     step = chunk_dces or DEFAULT_CHUNK_DCES
     bounds = [(a, min(a + step, len(plans))) for a in range(0, len(plans), step)]
@@ -364,8 +438,12 @@ def _make_aor(cfg: SimConfig, plans, args: tuple | None = None):
 
 
 def _aor_streams(cfg: SimConfig) -> dict:
-    """The AOR-level generators (``SeedSequence(seed).spawn``, as :func:`.streams.effect_rng`)."""
+    """The AOR-level generators (``SeedSequence(seed).spawn``, as :func:`.streams.effect_rng`):
+    the scene's from ``seed``, the detector's (drift, steps, CR history) from :func:`noise_seed`."""
     seeds = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
+    if noise_seed(cfg) != cfg.seed:
+        own = np.random.SeedSequence(noise_seed(cfg)).spawn(len(STREAMS))
+        seeds = [s if name == "scene" else o for name, s, o in zip(STREAMS, seeds, own)]
     return {name: np.random.default_rng(s) for name, s in zip(STREAMS, seeds)}
 
 
@@ -443,7 +521,7 @@ class _GeAor:
             carry.transient.relax(before, gap_s)
         ramp = simulate_ramps(during, t_reads_s=t_reads, ramp_starts=self.ramp_starts,
                               detector=self.detector, cfg=cfg, drift=self.drift, cr_state=carry.cr,
-                              streams=dce_streams(cfg.seed, plan.index), steps=self.steps,
+                              streams=dce_streams(noise_seed(cfg), plan.index), steps=self.steps,
                               transient=carry.transient)
         name = raw_name(spec.chnlnum, cfg.aorkey, plan.expid, plan.dcenum)
         cards = self.headers.images(plan, self.nreads, int(self.ramp_starts.sum()), mjd, date_obs)
@@ -580,7 +658,7 @@ class _SiAor:
         sky, ff, photo, dark = self.signal(plan)
         signal = latents.signal(photo, dark)
         dce = simulate_si_dce(signal, nreads=plan.nreads, detector=self.detector, cfg=cfg,
-                              streams=dce_streams(cfg.seed, plan.index))
+                              streams=dce_streams(noise_seed(cfg), plan.index))
         latent_now = latents.short.copy()
         recorded = {"dark_latent_frac": latents.dark.copy(), "long_latent_dn_s": latents.long.copy()}
         latents.update(photo)

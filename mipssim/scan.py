@@ -34,8 +34,12 @@ facts fit that orientation for all three arrays:
   equal 24 and 70 um per-leg integration times of the fast scan [IOC-326 AOR];
 * 24 um: square, either way.
 
-Each band is simulated alone, with its reference pixel on the boresight (the
-arrays' focal-plane offsets, needed for ``--band all``, are not modelled).
+A band simulated alone has its reference pixel on the boresight.  In a
+multi-array AOR (``--band all``) each array's centre sits at its own offset from
+the boresight (``scan_array_offset_arcsec``: in-scan along y, cross-scan along x;
+defaults ``mipssim.config.FOCAL_PLANE_OFFSETS_ARCSEC``, UNCONFIRMED), so at a given
+time the arrays see different parts of the leg; the telescope's path (the legs,
+``map_footprint``) is the same for all.
 
 Timing and the IOC-295 example map
 ----------------------------------
@@ -220,8 +224,12 @@ def plan_scan(cfg) -> list[DCEPlan]:
     t_exp = nreads * band_spec(cfg.band).read_time_s
     east, north = _scan_vector(cfg.pa_deg)
     steps = leg_layout(cfg)
-    centres = offsets_to_sky(cfg, np.array([s.along_arcsec for s in steps]),
-                             np.array([s.cross_arcsec for s in steps]))
+    along = np.array([s.along_arcsec for s in steps])
+    cross = np.array([s.cross_arcsec for s in steps])
+    if cfg.scan_array_offset_arcsec is not None:       # the array's centre, not the boresight
+        along = along + cfg.scan_array_offset_arcsec[0]
+        cross = cross + cfg.scan_array_offset_arcsec[1]
+    centres = offsets_to_sky(cfg, along, cross)
     offsets = [pointing_jitter(cfg, step.index) for step in steps]
     if any(any(o) for o in offsets):
         east_north = np.array(offsets).T * u.arcsec

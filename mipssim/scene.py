@@ -13,9 +13,21 @@ whose flux follows its blackbody's near-IR flux (a 100 K source leaks nothing).
 It is put at the source's position with the 160 um PRF (its offset and shape
 are UNCONFIRMED: at 16" pixels a near-IR image is unresolved either way).  The
 catalogue records it (``leak_jy_160``); ``include_leak`` switches it.
+
+One sky for several arrays (``scene_band``, the multi-array AOR of ``mips simulate
+--band all``): the scene is drawn exactly as for the array ``scene_band`` (positions
+over its scan-map footprint; the same generator draws), so every array of the AOR
+gets the same source table and cirrus pattern, and only renders it at its own band.
+Each source's drawn flux is then its flux at its brightest MIPS band, not at
+``scene_band``: blackbody colours between 24 and 160 um span up to ~10^4 (a 10 K
+source drawn at 2 Jy at 70 um would be ~5000 Jy at 160 um), so this keeps every
+band's sources within ``[flux_min_jy, flux_max_jy]``.  The diffuse levels (MJy/sr)
+stay each band's own (``zodi_mjysr``... differ by band).  Without ``scene_band``
+nothing changes: fluxes are drawn at ``band``.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -167,10 +179,16 @@ def _source_positions(cfg, center: SkyCoord, rng: np.random.Generator, n: int) -
 
 
 def make_scene(cfg, rng: np.random.Generator) -> Scene:
-    """Draw a scene from the configuration ``cfg`` (a :class:`~mipssim.config.SimConfig`)."""
+    """Draw a scene from the configuration ``cfg`` (a :class:`~mipssim.config.SimConfig`).
+
+    With ``cfg.scene_band`` the sky shared by the arrays of an AOR (module notes): the
+    same table for any ``cfg.band``, rendered at ``cfg.band``.
+    """
+    shared = cfg.scene_band is not None
     center = SkyCoord(cfg.ra_deg * u.deg, cfg.dec_deg * u.deg)
     n = cfg.n_sources
-    coords = _source_positions(cfg, center, rng, n)
+    sky_cfg = dataclasses.replace(cfg, band=cfg.scene_band) if shared else cfg
+    coords = _source_positions(sky_cfg, center, rng, n)
     flux = np.exp(rng.uniform(np.log(cfg.flux_min_jy), np.log(cfg.flux_max_jy), n))
     if n:
         flux[0] = cfg.flux_max_jy
@@ -190,7 +208,10 @@ def make_scene(cfg, rng: np.random.Generator) -> Scene:
     table["ra"] = coords.ra.to(u.deg) if n else [] * u.deg
     table["dec"] = coords.dec.to(u.deg) if n else [] * u.deg
     table["temperature_k"] = temps
-    ref = _bb_nu(_LAMBDA_UM[cfg.band], temps)
+    if shared:      # the drawn flux is that of the brightest band (module notes)
+        ref = np.max([_bb_nu(lam, temps) for lam in _LAMBDA_UM.values()], axis=0) if n else temps
+    else:
+        ref = _bb_nu(_LAMBDA_UM[cfg.band], temps)
     for b, lam in _LAMBDA_UM.items():
         table[f"flux_jy_{b}"] = flux * _bb_nu(lam, temps) / ref * u.Jy
     table["leak_jy_160"] = table["flux_jy_160"] * leak_factor(temps)

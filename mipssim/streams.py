@@ -22,6 +22,12 @@ responsivity steps) use ``spawn_key = (effect index,)``; for ``scene`` and
 ``drift`` that is what ``SeedSequence(seed).spawn(n)`` gives, so their
 realisation for a given seed did not change when per-DCE streams came in.
 
+The arrays of one AOR (``mips simulate --band all``) share the scene and the
+pointing jitter (one sky, one telescope) but not their detectors: the per-DCE
+streams and the detector's AOR-level ones (drift, steps, CR history) are keyed by
+:func:`noise_seed`, a seed of the array's own (``SimConfig.noise_seed``; the
+observation's seed when absent, so a single array's streams did not change).
+
 The effect indices are part of a seed's meaning: never reorder ``EFFECTS``;
 append new effects at the end.  An effect is either AOR-level or per-DCE, never
 both, so no two streams share a key.
@@ -32,7 +38,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["EFFECTS", "PER_DCE_EFFECTS", "effect_rng", "dce_streams", "DCEStreams"]
+__all__ = ["EFFECTS", "PER_DCE_EFFECTS", "effect_rng", "dce_streams", "DCEStreams", "noise_seed"]
 
 EFFECTS = ("scene", "drift", "poisson", "read_noise", "reset_noise", "cosmic_rays",
            "cr_responsivity", "pointing_jitter", "resp_steps", "excess_noise", "cr_history",
@@ -82,3 +88,8 @@ def dce_streams(seed: int, dce: int, effects=PER_DCE_EFFECTS) -> DCEStreams:
     """The per-DCE generators of DCE ``dce`` (0-based position in the AOR), keyed by effect name
     (made lazily, :class:`DCEStreams`)."""
     return DCEStreams(seed, dce, effects)
+
+
+def noise_seed(cfg) -> int:
+    """Seed of the detector's random streams: ``cfg.noise_seed``, else ``cfg.seed``."""
+    return int(cfg.seed if cfg.noise_seed is None else cfg.noise_seed)

@@ -267,6 +267,11 @@ class TruthWriter:
             self._h5.attrs["config"] = config_toml
             self._h5.attrs["software"] = software
 
+    def add_attrs(self, **attrs) -> None:
+        """Further root attributes (e.g. a multi-array AOR's ``bands``)."""
+        for key, value in attrs.items():
+            self._h5.attrs[key] = value
+
     def _check(self) -> None:
         if self._sink.error is not None:
             raise self._sink.error
@@ -309,6 +314,32 @@ class TruthWriter:
             for name in names:
                 self._check()
                 part.copy(part["dce"][name], dce, name)
+
+    def add_array_truth(self, path: Path, band: int) -> None:
+        """Copy the truth file ``path`` of one array of a multi-array AOR into this one.
+
+        Its DCE groups go into ``/dce`` (their names differ by channel, ``SPITZER_M<ch>_...``);
+        its AOR-level arrays (``detector/...``, ``anneals``, ``responsivity_steps``) into
+        ``/bands/<band>/``, with its ``config`` and ``seed`` as that group's attributes; its
+        ``/sources`` becomes the AOR's, or must equal it (the arrays share one sky).
+        """
+        import h5py
+
+        dce = self._h5.require_group("dce")
+        group = self._h5.require_group(f"bands/{int(band)}")
+        with h5py.File(path, "r") as one:
+            for name in one["dce"]:
+                self._check()
+                one.copy(one["dce"][name], dce, name)
+            for key in one:
+                if key not in ("dce", "sources"):
+                    one.copy(one[key], group, key)
+            for key in ("config", "seed"):
+                group.attrs[key] = one.attrs[key]
+            if "sources" not in self._h5:
+                one.copy(one["sources"], self._h5, "sources")
+            elif not np.array_equal(self._h5["sources"][()], one["sources"][()]):
+                raise ValueError(f"{path}: the {band} um array saw another sky than the others")
 
     def close(self) -> None:
         """Finish the file (removed, and its write error raised, if a write failed)."""

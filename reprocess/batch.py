@@ -115,10 +115,10 @@ def _file_sha256(path) -> str | None:
         return None
 
 
-def _input_checksums(obs: Path) -> dict:
-    """{raw file name: sha256} of ``obs/raw`` (an unreadable entry: ``"unreadable: <why>"``)."""
+def _input_checksums(paths) -> dict:
+    """{raw file name: sha256} of the raw files ``paths`` (an unreadable entry: ``"unreadable: <why>"``)."""
     sums = {}
-    for path in raw_files(obs):
+    for path in sorted(paths):
         try:
             sums[path.name] = _sha256(_read_bytes(path))
         except InputError as exc:
@@ -144,20 +144,32 @@ class Manifest:
 
     ``content`` holds ``format``, ``software``, ``band``, ``config``,
     ``calibration`` and ``inputs``; the written file adds ``outcome`` and
-    ``products``.
+    ``products``.  A multi-array run (``--band all``) records ``band`` as the list of
+    its bands and ``config`` and ``calibration`` per band (keys "24", "70", "160"),
+    ``inputs`` over every array's raw files: one manifest covers the whole ``bcd/``.
     """
 
     obs_dir: Path
     content: dict
 
     @classmethod
-    def expected(cls, obs_dir, band: int, cfg) -> Manifest:
-        """The manifest a run with the resolved ``cfg`` would write for ``obs_dir`` now."""
+    def expected(cls, obs_dir, channels) -> Manifest:
+        """The manifest a run of ``channels`` (:func:`reprocess.pipeline.configure`) would write
+        for ``obs_dir`` now."""
         obs = Path(obs_dir)
-        return cls(obs, {"format": _FORMAT, "software": software_identity(), "band": int(band),
-                         "config": _jsonable(dataclasses.asdict(cfg)),
-                         "calibration": _calibration_files(band, cfg),
-                         "inputs": _input_checksums(obs)})
+        inputs = _input_checksums([p for ch in channels for p in ch.paths])
+        if len(channels) == 1:
+            ch = channels[0]
+            return cls(obs, {"format": _FORMAT, "software": software_identity(), "band": int(ch.band),
+                             "config": _jsonable(dataclasses.asdict(ch.config)),
+                             "calibration": _calibration_files(ch.band, ch.config), "inputs": inputs})
+        return cls(obs, {"format": _FORMAT, "software": software_identity(),
+                         "band": [int(ch.band) for ch in channels],
+                         "config": {str(ch.band): _jsonable(dataclasses.asdict(ch.config))
+                                    for ch in channels},
+                         "calibration": {str(ch.band): _calibration_files(ch.band, ch.config)
+                                         for ch in channels},
+                         "inputs": inputs})
 
     @property
     def bcd_dir(self) -> Path:
@@ -232,7 +244,7 @@ def _holds_products(bcd: Path) -> bool:
     return bcd.is_dir() and not bcd.is_symlink() and any(bcd.iterdir())
 
 
-def reprocess_observation(obs_dir, *, config_file=None, options: dict | None = None,
+def reprocess_observation(obs_dir, *, band=None, config_file=None, options: dict | None = None,
                           keep_going: bool = False, overwrite: bool = False, progress=None,
                           log_level: int | None = None) -> Outcome:
     """Reprocess one folder unless it is complete and valid: the task of :func:`reprocess_many`.
@@ -246,10 +258,10 @@ def reprocess_observation(obs_dir, *, config_file=None, options: dict | None = N
         logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     try:
-        options = options_for(obs_dir, options or {})
+        options = options_for(obs_dir, options or {}, band=band)
         with folder_lock(obs_dir):
-            band, cfg = configure(obs_dir, config_file, options)
-            manifest = Manifest.expected(obs_dir, band, cfg)
+            channels = configure(obs_dir, config_file, options, band=band)
+            manifest = Manifest.expected(obs_dir, channels)
             reason, recorded = manifest.check()
             if reason is None:
                 report = manifest.skipped_report(recorded)
@@ -259,7 +271,7 @@ def reprocess_observation(obs_dir, *, config_file=None, options: dict | None = N
             if not overwrite and _holds_products(manifest.bcd_dir):
                 raise FileExistsError(f"{obs_dir}: already holds products ({reason}; use --overwrite "
                                       f"to replace them)")
-            report = run_pipeline(obs_dir, band, cfg, keep_going=keep_going, overwrite=overwrite,
+            report = run_pipeline(obs_dir, channels, keep_going=keep_going, overwrite=overwrite,
                                   progress=progress, on_commit=manifest.write)
             return Outcome(report, reason, time.perf_counter() - t0)
     except (ValueError, OSError) as exc:        # InputError, FileExistsError, FolderError, ...
@@ -341,7 +353,7 @@ def _log_outcome(obs_dir, outcome: Outcome, where: str) -> None:
 
 
 def reprocess_many(obs_dirs, *, scheduler: str | None = None, workers: int = 1, config_file=None,
-                   keep_going: bool = False, overwrite: bool = False, progress=None,
+                   keep_going: bool = False, overwrite: bool = False, progress=None, band=None,
                    **options) -> list:
     """Reprocess several observation folders on Dask, skipping those complete and valid.
 
@@ -368,6 +380,9 @@ def reprocess_many(obs_dirs, *, scheduler: str | None = None, workers: int = 1, 
         products are kept either way.
     progress : callable, optional
         ``progress(done, total)`` in raw DCEs still to reprocess.
+    band : {None, 24, 70, 160, "all"}
+        Which arrays of each folder (:func:`reprocess.pipeline.reprocess`): None its one
+        array (a folder of several is refused), a band those files only, "all" every array.
 
     Returns
     -------
@@ -393,8 +408,8 @@ def reprocess_many(obs_dirs, *, scheduler: str | None = None, workers: int = 1, 
         results[i] = err
     todo = [i for i in range(len(obs_dirs)) if results[i] is None]
     tally = _Tally(obs_dirs, todo, progress)
-    common = {"config_file": config_file, "options": options, "keep_going": keep_going,
-              "overwrite": overwrite}
+    common = {"band": band, "config_file": config_file, "options": options,
+              "keep_going": keep_going, "overwrite": overwrite}
     if local and (workers == 1 or len(todo) <= 1):
         outcomes = _run_here(obs_dirs, todo, tally, common)
     else:

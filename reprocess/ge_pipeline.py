@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,20 +120,24 @@ class ReprocessReport:
 
 def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None = None,
                  products: CalProducts | None = None, keep_going: bool = False,
-                 overwrite: bool = False, progress=None, on_commit=None) -> ReprocessReport:
+                 overwrite: bool = False, progress=None, on_commit=None, paths=None, stage=None,
+                 ramps_name: str = "ramps.h5") -> ReprocessReport:
     """Turn ``obs_dir/raw`` into ``obs_dir/bcd``; see the module notes.
 
     Raises :class:`~reprocess.io.InputError` on the first bad input unless
     ``keep_going``, in which case bad files are skipped and listed in the report.
     ``on_commit(stage, report)``, if given, runs on the complete staging folder
-    just before its commit (the manifest of :mod:`reprocess.batch`).
+    just before its commit (the manifest of :mod:`reprocess.batch`).  A multi-array
+    run (:mod:`reprocess.pipeline`) gives this array's raw files (``paths``, default
+    all of ``raw/``), the staging folder it commits itself (``stage``) and the name
+    of the ramp file (``ramps_name``).
     """
     cfg = config or ReprocessConfig()
     obs = Path(obs_dir)
-    paths = raw_files(obs)
+    paths = raw_files(obs) if paths is None else list(paths)
     bcd_dir = obs / "bcd"
-    with staged_output(bcd_dir, overwrite) as stage:
-        report = _run(paths, stage, cfg, products, keep_going, progress)
+    with staged_output(bcd_dir, overwrite) if stage is None else nullcontext(stage) as stage:  # noqa: PLR1704
+        report = _run(paths, stage, cfg, products, keep_going, progress, ramps_name)
         if on_commit is not None:
             on_commit(stage, report)
     report.out_dir = bcd_dir
@@ -141,7 +146,7 @@ def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None =
     return report
 
 
-def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
+def _run(paths, stage, cfg, products, keep_going, progress, ramps_name="ramps.h5") -> ReprocessReport:
     """The pipeline proper, writing into the staging folder ``stage`` (module notes: Memory)."""
     report = ReprocessReport(out_dir=stage)
     index = read_all(paths, read_raw_dce, keep_going=keep_going, failures=report.failures,
@@ -164,7 +169,7 @@ def _run(paths, stage, cfg, products, keep_going, progress) -> ReprocessReport:
             report.n_bcd += 1
             if progress is not None:
                 progress(len(index) + i + 1, 2 * len(index))
-        _write_ramps(stage / "ramps.h5", side, spill, stim, prod, cfg)
+        _write_ramps(stage / ramps_name, side, spill, stim, prod, cfg)
     return report
 
 

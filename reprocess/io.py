@@ -43,7 +43,7 @@ from .rawcheck import (InputError, card_value, check_cards, check_exptime, check
 
 __all__ = ["InputError", "RawDCE", "REQUIRED_KEYWORDS", "read_raw_dce", "read_raw_si",
            "product_name", "raw_files", "read_all", "reread", "majority_band", "RAW_SUFFIX",
-           "SUMMARY_KEYWORDS"]
+           "SUMMARY_KEYWORDS", "find_ramps", "ramps_name", "raw_files_by_band", "several_arrays"]
 
 REQUIRED_KEYWORDS = ("INSTRUME", "CHNLNUM", "AORKEY", "EXPID", "DCENUM", "SAMPTIME", "EXPTIME",
                      "MJD_OBS", "STIMFLSH", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CTYPE1",
@@ -356,6 +356,60 @@ def majority_band(paths) -> int:
     if not votes:
         raise first_error
     return _majority(votes, Path(paths[0]).parent, "band", " um")
+
+
+_CHANNEL_IN_NAME = re.compile(r"^SPITZER_M([123])_")
+_CHANNEL_OF_BAND = {band: ch for ch, band in _BAND_OF_CHANNEL.items()}
+
+
+def raw_files_by_band(paths) -> dict[int, list[Path]]:
+    """The raw files ``paths`` grouped by band (um), each by its CHNLNUM card.
+
+    A file whose card cannot be read (or a near-miss name) goes with the band its
+    SSC name says (``SPITZER_M<ch>_``), else with the band of most files, so that
+    the pipeline of that band reports it; bands in increasing order.
+    """
+    groups: dict[int, list[Path]] = {}
+    unread = []
+    for p in paths:
+        try:
+            _check_raw_name(Path(p))
+            groups.setdefault(header_band(p), []).append(Path(p))
+        except InputError:
+            unread.append(Path(p))
+    for p in unread:
+        named = _CHANNEL_IN_NAME.match(p.name)
+        band = _BAND_OF_CHANNEL[int(named.group(1))] if named else None
+        if band not in groups:
+            band = max(groups, key=lambda b: len(groups[b])) if groups else None
+        if band is None:               # nothing readable: the first file's error says why
+            majority_band(paths)
+        groups[band].append(p)
+    return {b: sorted(groups[b]) for b in sorted(groups)}
+
+
+def several_arrays(groups: dict[int, list]) -> bool:
+    """Whether files grouped by :func:`raw_files_by_band` are the arrays of a multi-array AOR.
+
+    Two or more bands with more than one raw file each.  A single file of another
+    band beside many is not an array of the AOR but a stray file (damage: refused,
+    by name, as before); two or more are read as an array, and the folder is then
+    refused as a whole unless a band is chosen (``--band``).
+    """
+    return sum(len(g) > 1 for g in groups.values()) >= 2
+
+
+def ramps_name(band: int, *, several: bool) -> str:
+    """Name of a Ge pipeline's ramp file: ``ramps.h5``, or ``ramps_M<ch>.h5`` when the products
+    of several arrays share one ``bcd/`` (a multi-array run)."""
+    return f"ramps_M{_CHANNEL_OF_BAND[band]}.h5" if several else "ramps.h5"
+
+
+def find_ramps(bcd_dir: str | os.PathLike, band: int) -> Path:
+    """The ramp file of ``band`` in ``bcd_dir``: ``ramps_M<ch>.h5`` if present, else ``ramps.h5``."""
+    bcd_dir = Path(bcd_dir)
+    own = bcd_dir / ramps_name(band, several=True)
+    return own if own.exists() else bcd_dir / "ramps.h5"
 
 
 def _majority(votes: Counter, folder: Path, what: str, unit: str = ""):

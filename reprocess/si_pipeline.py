@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,18 +74,19 @@ def calibrate_dce(dce, products: SiProducts, off=()):
 
 def reprocess_si(obs_dir: str | os.PathLike, *, config: SiConfig | None = None,
                  products: SiProducts | None = None, keep_going: bool = False,
-                 overwrite: bool = False, progress=None, on_commit=None):
+                 overwrite: bool = False, progress=None, on_commit=None, paths=None, stage=None):
     """Turn ``obs_dir/raw`` (24 um) into ``obs_dir/bcd``; returns a ReprocessReport.
 
-    ``on_commit(stage, report)`` as in :func:`reprocess.ge_pipeline.reprocess_ge`.
+    ``on_commit(stage, report)``, ``paths`` and ``stage`` as in
+    :func:`reprocess.ge_pipeline.reprocess_ge`.
     """
     from .ge_pipeline import ReprocessReport
     cfg = config or SiConfig()
     obs = Path(obs_dir)
-    paths = raw_files(obs)
+    paths = raw_files(obs) if paths is None else list(paths)
     bcd_dir = obs / "bcd"
     report = ReprocessReport(out_dir=bcd_dir)
-    with staged_output(bcd_dir, overwrite) as stage:
+    with staged_output(bcd_dir, overwrite) if stage is None else nullcontext(stage) as stage:  # noqa: PLR1704
         dces = read_all(paths, read_raw_si, keep_going=keep_going, failures=report.failures, band=24,
                         keep_data=False)
         prod = products or load_si_products(cfg.products)
