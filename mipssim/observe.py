@@ -1,5 +1,13 @@
 """Simulate one observation (AOR; photometry or scan map, one band): raw DCE files plus ``truth.h5``.
 
+The three arrays of one AOR (``mips simulate --band all``, :func:`simulate_aor`) are three such
+simulations, one per array's configuration (:func:`mipssim.config.aor_configs`: one seed and
+sky, each array's own detector noise and, in a scan map, focal-plane offset), merged into one
+folder and committed at once.  Why not one loop over the arrays' DCEs: the arrays share nothing
+at the detector level (their noise streams are independent and their state carries apart), so
+simulating them one after another is exact, keeps every single-array path as it was, and the
+parallel chunking applies to each.
+
 ``simulate(cfg, out_dir)`` walks the DCE plan: render the sky through the
 DCE's WCS, add the stim flash and the dark, run the read-by-read detector
 physics, write the raw file and record the truth.  The result only depends on

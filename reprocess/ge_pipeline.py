@@ -136,7 +136,8 @@ def reprocess_ge(obs_dir: str | os.PathLike, *, config: ReprocessConfig | None =
     obs = Path(obs_dir)
     paths = raw_files(obs) if paths is None else list(paths)
     bcd_dir = obs / "bcd"
-    with staged_output(bcd_dir, overwrite) if stage is None else nullcontext(stage) as stage:  # noqa: PLR1704
+    output = staged_output(bcd_dir, overwrite) if stage is None else nullcontext(stage)
+    with output as stage:  # noqa: PLR1704 -- a multi-array run's staging folder, or our own
         report = _run(paths, stage, cfg, products, keep_going, progress, ramps_name)
         if on_commit is not None:
             on_commit(stage, report)

@@ -86,7 +86,8 @@ def reprocess_si(obs_dir: str | os.PathLike, *, config: SiConfig | None = None,
     paths = raw_files(obs) if paths is None else list(paths)
     bcd_dir = obs / "bcd"
     report = ReprocessReport(out_dir=bcd_dir)
-    with staged_output(bcd_dir, overwrite) if stage is None else nullcontext(stage) as stage:  # noqa: PLR1704
+    output = staged_output(bcd_dir, overwrite) if stage is None else nullcontext(stage)
+    with output as stage:  # noqa: PLR1704 -- a multi-array run's staging folder, or our own
         dces = read_all(paths, read_raw_si, keep_going=keep_going, failures=report.failures, band=24,
                         keep_data=False)
         prod = products or load_si_products(cfg.products)
