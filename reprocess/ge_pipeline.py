@@ -33,9 +33,9 @@ does not grow with the DCEs' data:
 4. each sky DCE is calibrated and written from its spilled slope, and
    ``ramps.h5`` is written from the spill by a child process (:mod:`.ramps_h5`).
 
-Peak memory is then flat in the number of DCEs (``benchmarks/memory_scaling.py``:
-~300 MB for 1616 and for ~6500 DCEs, most of it the libraries and the compiled
-ramp kernel), and the products are byte-identical to fitting everything at once.
+Peak memory is then flat in the number of DCEs (``benchmarks/memory_scaling.py``
+measures it: most of it is the libraries and the compiled ramp kernel), and the
+products are byte-identical to fitting everything at once.
 """
 from __future__ import annotations
 

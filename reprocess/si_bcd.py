@@ -112,24 +112,26 @@ class LatentTracker:
     """Flags, DCE after DCE, the detector pixels where a bright source sat within ``window_s``.
 
     A short-lived latent stays on the detector pixel that saw the source, so the
-    flag is by detector pixel, whatever the pointing.  Only the last bright
-    masks within the window are kept (memory does not grow with the AOR).
+    flag is by detector pixel, whatever the pointing.  A pixel is flagged when
+    the last DCE in which it was bright is at most ``window_s`` before this one
+    (DCEs come in time order): one map of those times is kept, so the memory
+    does not grow with the AOR even for the persistent latents' 3-day window
+    (which held every DCE's bright mask when the masks themselves were kept).
     """
 
     def __init__(self, *, threshold_dn_s: float, window_s: float):
         self.threshold = threshold_dn_s
         self.window = window_s
-        self._recent: list[tuple[float, np.ndarray]] = []
+        self._last_bright_s: np.ndarray | None = None    # -inf: never bright
 
     def update(self, t_s: float, rate_dn_s: np.ndarray, also_bright=None) -> np.ndarray:
         """Flag for a DCE at ``t_s`` (s), then remember where this DCE was bright (the rate above
         the threshold, or ``also_bright``: e.g. pixels saturated too fast to give a rate)."""
-        self._recent = [(t, m) for t, m in self._recent if t_s - t <= self.window]
-        flag = np.zeros(rate_dn_s.shape, dtype=bool)
-        for _, bright in self._recent:
-            flag |= bright
+        if self._last_bright_s is None:
+            self._last_bright_s = np.full(np.shape(rate_dn_s), -np.inf)
+        flag = t_s - self._last_bright_s <= self.window
         bright = rate_dn_s > self.threshold
         if also_bright is not None:
             bright = bright | also_bright
-        self._recent.append((t_s, bright))
+        self._last_bright_s = np.where(bright, t_s, self._last_bright_s)
         return flag
