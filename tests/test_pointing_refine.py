@@ -123,6 +123,10 @@ def test_mosaic_with_refinement_keeps_inputs(stack, tmp_path):
     assert plain[0].header["PTGREF"] == "none" and "POINTING" not in plain
     # refined: sharper sources, so a higher peak on the mosaic
     assert np.nanmax(hdul[0].data) > np.nanmax(plain[0].data)
+    # the same solution handed in (wcs_override) gives the same mosaic, bit for bit
+    sol = refine_pointing([inspect_bcd(p) for p in paths], band=24)
+    again = make_mosaic(paths, reject_sigma=None, wcs_override=sol.wcs)
+    assert np.array_equal(again[0].data, hdul[0].data, equal_nan=True)
 
 
 def test_catalogue_errors_name_the_file(tmp_path):
