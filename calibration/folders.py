@@ -45,7 +45,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["FolderError", "LOCK_NAME", "folder_lock", "hdf5_file", "hdf5_in_memory",
+__all__ = ["FolderError", "LOCK_NAME", "expand_inputs", "folder_lock", "hdf5_file",
+           "hdf5_in_memory",
            "write_hdf5_image", "write_atomic", "transaction"]
 
 log = logging.getLogger(__name__)
@@ -316,3 +317,23 @@ def hdf5_file(path: str | os.PathLike):
         h5.close()
         raise
     write_hdf5_image(h5, path)
+
+
+def expand_inputs(inputs, find, *, none_found: str) -> list[Path]:
+    """Files named in ``inputs``, each folder among them replaced by ``find(folder)`` (a list).
+
+    FileNotFoundError naming the item for a folder where ``find`` finds nothing
+    (``"<folder>: <none_found>"``) or an item that does not exist.
+    """
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = find(item)
+            if not found:
+                raise FileNotFoundError(f"{item}: {none_found}")
+            files.extend(found)
+        elif item.exists():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    return files

@@ -260,19 +260,11 @@ def _cmd_photometry(args) -> int:
 
 def _bcd_paths(inputs) -> list[Path]:
     """``*_bcd.fits`` files given directly or found in observation folders (``DIR/bcd``) or folders."""
-    paths: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            folder = item / "bcd" if (item / "bcd").is_dir() else item
-            found = sorted(folder.glob("*_bcd.fits"))
-            if not found:
-                raise FileNotFoundError(f"{item}: no *_bcd.fits in it (reprocess it first)")
-            paths.extend(found)
-        elif item.exists():
-            paths.append(item)
-        else:
-            raise FileNotFoundError(f"{item}: no such file or folder")
-    return paths
+    from calibration.folders import expand_inputs
+
+    def find(item: Path) -> list[Path]:
+        return sorted((item / "bcd" if (item / "bcd").is_dir() else item).glob("*_bcd.fits"))
+    return expand_inputs(inputs, find, none_found="no *_bcd.fits in it (reprocess it first)")
 
 
 def _refuse_to_overwrite(overwrite: bool, *paths) -> None:

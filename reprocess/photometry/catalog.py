@@ -48,7 +48,7 @@ from astropy.io import fits
 from astropy.table import QTable, vstack
 from astropy.wcs import WCS, FITSFixedWarning
 
-from calibration.folders import write_atomic
+from calibration.folders import expand_inputs, write_atomic
 from calibration.photometric import colour_correction, ujy_per_mjysr, vega_magnitude
 from calibration.psf import CALIBRATOR_TEMPERATURE_K
 
@@ -516,19 +516,9 @@ def write_catalog(table: QTable, path: str | os.PathLike, *, votable: bool = Fal
 
 def _mosaic_files(inputs) -> list[Path]:
     """FITS files given, or found in folders (``DIR/mosaic.fits``, else ``DIR/*.fits``)."""
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = [item / "mosaic.fits"] if (item / "mosaic.fits").is_file() \
-                else sorted(item.glob("*.fits"))
-            if not found:
-                raise FileNotFoundError(f"{item}: no mosaic.fits or *.fits in it")
-            files.extend(found)
-        elif item.exists():
-            files.append(item)
-        else:
-            raise FileNotFoundError(f"{item}: no such file or folder")
-    return files
+    def find(item: Path) -> list[Path]:
+        return [item / "mosaic.fits"] if (item / "mosaic.fits").is_file() else sorted(item.glob("*.fits"))
+    return expand_inputs(inputs, find, none_found="no mosaic.fits or *.fits in it")
 
 
 def photometry_catalog(inputs, **options) -> QTable:
